@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sftpgate/sftpgate/auth"
+)
+
+// newUserTokenCmd is "sftpgate admin user token", the command of Cells
+// Enterprise with the same flags and output.
+func newUserTokenCmd() *cobra.Command {
+	var login, expire, refresh, label string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "token -u LOGIN -e DURATION [-a DURATION] [-l LABEL] [-q]",
+		Short: "Mint a personal access token for a user",
+		Long: `Mint a personal access token: the password of the user's SFTP logins.
+The token is printed once; only its hash is stored.
+
+Durations are Go durations with the extra units d (day) and w (week):
+"30m", "24h", "28d", "1w2d". With -a the token expires after that long
+without a login (each login pushes the expiry forward), and never later than
+-e after now.`,
+		Example: `  sftpgate admin user token -u admin -e 24h
+  sftpgate admin user token -u alice -e 90d -a 7d -l "laptop backups"
+  TOKEN=$(sftpgate admin user token -u ci -e 1h -q)`,
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			var opts auth.MintOptions
+			var err error
+			if opts.Expires, err = auth.ParseDuration(expire); err != nil {
+				return usagef("--expire: %v", err)
+			}
+			if refresh != "" {
+				if opts.Refresh, err = auth.ParseDuration(refresh); err != nil {
+					return usagef("--auto: %v", err)
+				}
+			}
+			opts.Label = label
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				secret, tok, err := st.MintToken(ctx, login, opts)
+				if err != nil {
+					return fmt.Errorf("mint token: %w", err)
+				}
+				out := cmd.OutOrStdout()
+				if quiet {
+					_, err = fmt.Fprintln(out, secret)
+					return err
+				}
+				return printToken(out, login, tok, secret, opts.Refresh > 0)
+			})
+		}),
+	}
+	addLoginFlag(cmd, &login, "login of the user the token is for")
+	cmd.Flags().StringVarP(&expire, "expire", "e", "", `lifetime of the token, e.g. "24h", "28d" (mandatory)`)
+	_ = cmd.MarkFlagRequired("expire")
+	cmd.Flags().StringVarP(&refresh, "auto", "a", "", `sliding window: expire after this long without a login, e.g. "1d"`)
+	cmd.Flags().StringVarP(&label, "label", "l", "", "a note shown in token lists")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
+	return cmd
+}
+
+// newAdminTokenCmd is "sftpgate admin token".
+func newAdminTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "List and revoke personal access tokens",
+		Example: `  sftpgate admin token list -u alice
+  sftpgate admin token revoke 3f9a0c1b2d4e`,
+		Args: groupArgs,
+		RunE: groupRun,
+	}
+	cmd.AddCommand(newTokenListCmd(), newTokenRevokeCmd())
+	return cmd
+}
+
+func newTokenListCmd() *cobra.Command {
+	var login string
+	cmd := &cobra.Command{
+		Use:   "list [-u LOGIN]",
+		Short: "List tokens (never the secrets): id, owner, label, dates, state",
+		Example: `  sftpgate admin token list
+  sftpgate admin token list -u alice`,
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				tokens, err := st.Tokens(ctx, login)
+				if err != nil {
+					return fmt.Errorf("list tokens: %w", err)
+				}
+				now := time.Now()
+				tw := newTable(cmd.OutOrStdout(), "ID", "OWNER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE")
+				for _, t := range tokens {
+					row(tw, t.ID, t.Owner, orDash(t.Label), formatTime(t.Created), formatTime(t.Expires), formatTime(t.LastUsed), t.State(now))
+				}
+				return tw.Flush()
+			})
+		}),
+	}
+	cmd.Flags().StringVarP(&login, "username", "u", "", "only the tokens of this user")
+	return cmd
+}
+
+func newTokenRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token: the next login with it is refused",
+		Example: `  sftpgate admin token list -u alice
+  sftpgate admin token revoke 3f9a0c1b2d4e`,
+		Args: exactArgs(1, "one token ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				if err := st.RevokeToken(ctx, args[0]); err != nil {
+					return fmt.Errorf("revoke token: %w", err)
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "token %s revoked\n", args[0])
+				return err
+			})
+		}),
+	}
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sftpgate/sftpgate/auth"
+)
+
+// newAdminCmd is "sftpgate admin": the identity store's administration.
+func newAdminCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "admin",
+		Short: "Manage users, their tokens and workspaces",
+		Long: `Manage the identity store <workdir>/sftpgate.db. A running gateway sees the
+changes at the next login: no restart is needed.`,
+		Example: `  sftpgate admin user create -u alice
+  sftpgate admin workspace create --slug common --bucket common
+  sftpgate admin workspace grant --slug common -u alice
+  sftpgate admin user token -u alice -e 28d`,
+		Args: groupArgs,
+		RunE: groupRun,
+	}
+	cmd.AddCommand(newAdminUserCmd(), newAdminTokenCmd(), newAdminWorkspaceCmd())
+	return cmd
+}
+
+// newAdminUserCmd is "sftpgate admin user".
+func newAdminUserCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Create, list and delete users; mint their personal tokens",
+		Example: `  sftpgate admin user create -u alice
+  sftpgate admin user list
+  sftpgate admin user token -u alice -e 24h
+  sftpgate admin user delete -u alice`,
+		Args: groupArgs,
+		RunE: groupRun,
+	}
+	cmd.AddCommand(newUserCreateCmd(), newUserListCmd(), newUserDeleteCmd(), newUserTokenCmd())
+	return cmd
+}
+
+// addLoginFlag adds the mandatory -u/--username flag.
+func addLoginFlag(cmd *cobra.Command, login *string, usage string) {
+	cmd.Flags().StringVarP(login, "username", "u", "", usage)
+	_ = cmd.MarkFlagRequired("username")
+}
+
+func newUserCreateCmd() *cobra.Command {
+	var login string
+	cmd := &cobra.Command{
+		Use:     "create -u LOGIN",
+		Short:   "Create a user",
+		Example: "  sftpgate admin user create -u alice",
+		Args:    noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				if _, err := st.CreateUser(ctx, login); err != nil {
+					return fmt.Errorf("create user: %w", err)
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "user %s created\n", login)
+				return err
+			})
+		}),
+	}
+	addLoginFlag(cmd, &login, "login of the new user (also the SSH user name)")
+	return cmd
+}
+
+func newUserListCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List users and the workspaces granted to them",
+		Example: `  sftpgate admin user list
+  sftpgate --workdir /var/lib/sftpgate admin user list`,
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				users, err := st.Users(ctx)
+				if err != nil {
+					return fmt.Errorf("list users: %w", err)
+				}
+				tw := newTable(cmd.OutOrStdout(), "LOGIN", "CREATED", "WORKSPACES")
+				for _, u := range users {
+					access, err := st.Access(ctx, u.Login)
+					if err != nil {
+						return fmt.Errorf("list users: %w", err)
+					}
+					grants := make([]string, 0, len(access))
+					for _, a := range access {
+						grants = append(grants, a.Slug+":"+mode(a.ReadOnly))
+					}
+					row(tw, u.Login, formatTime(u.Created), orDash(strings.Join(grants, ",")))
+				}
+				return tw.Flush()
+			})
+		}),
+	}
+}
+
+func newUserDeleteCmd() *cobra.Command {
+	var login string
+	cmd := &cobra.Command{
+		Use:     "delete -u LOGIN",
+		Short:   "Delete a user, its grants, and revoke all its tokens",
+		Example: "  sftpgate admin user delete -u alice",
+		Args:    noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+				if err := st.DeleteUser(ctx, login); err != nil {
+					return fmt.Errorf("delete user: %w", err)
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "user %s deleted, its grants removed and its tokens revoked\n", login)
+				return err
+			})
+		}),
+	}
+	addLoginFlag(cmd, &login, "login of the user to delete")
+	return cmd
+}
+
+// newTable starts an aligned table with a header; write rows with row and
+// finish with Flush.
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row(tw, header...)
+	return tw
+}
+
+// row writes one table row. Cells are sanitised so that a tab or newline in
+// a value cannot break the table.
+func row(tw *tabwriter.Writer, cells ...string) {
+	for i, c := range cells {
+		c = strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, c)
+		if i > 0 {
+			fmt.Fprint(tw, "\t")
+		}
+		fmt.Fprint(tw, c)
+	}
+	fmt.Fprintln(tw)
+}
+
+// formatTime is the time format of tables, in local time; "never" for zero.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// mode is "ro" or "rw".
+func mode(readOnly bool) string {
+	if readOnly {
+		return "ro"
+	}
+	return "rw"
+}

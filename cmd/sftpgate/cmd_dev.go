@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
+)
+
+// Quick-start fixtures created by "sftpgate dev" (make run).
+const (
+	devUser          = "admin"
+	devHostKey       = "ssh_host_ed25519_key"
+	devTokenLifetime = "24h"
+)
+
+// devWorkspaces are the quick start's workspaces: one shared, one personal.
+var devWorkspaces = []auth.Workspace{
+	{Slug: "common-files", Bucket: "common"},
+	{Slug: "personal-files", Bucket: "personal", Prefix: "{user}/"},
+}
+
+// newDevCmd is "sftpgate dev", the quick start behind `make run`.
+func newDevCmd() *cobra.Command {
+	var lf logFlags
+	var port int
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Set up and run a development gateway (what `make run` does)",
+		Long: `Set up what a first run needs in the working directory, then serve:
+an Ed25519 host key, a pydio.json enabling the gateway on 127.0.0.1:PORT
+with the embedded object store, a user "admin", a shared workspace
+"common-files" (bucket common) and a personal one "personal-files" (bucket
+personal, prefix {user}/), both granted to admin read-write. It prints a
+24 h token for admin and the sftp command to connect with. Running it again
+reuses what exists (and mints a new token).`,
+		Example: `  sftpgate --workdir ./.sftpgate-dev dev
+  sftpgate --workdir /tmp/try dev --port 2222`,
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			log, err := lf.logger(cmd)
+			if err != nil {
+				return err
+			}
+			if port < 1 || port > 65535 {
+				return usagef("--port: %d is not between 1 and 65535", port)
+			}
+			dir, err := workdir(cmd)
+			if err != nil {
+				return err
+			}
+			cfgPath := configPath(cmd, dir)
+			if err := devSetup(cmd.Context(), dir, cfgPath, port); err != nil {
+				return err
+			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			secret, tok, err := devToken(cmd)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return serve(cmd.Context(), cfg, log, func(addr string) {
+				printToken(out, devUser, tok, secret, false)
+				fmt.Fprintf(out, "\nConnect (password: the token above):\n    sftp -P %d %s@127.0.0.1\n", cfg.Port, devUser)
+				fmt.Fprintf(out, "While a session is open, its view is mounted at:\n    %s\n", filepath.Join(cfg.MountRoot, devUser))
+				fmt.Fprintf(out, "Stop with Ctrl-C. Working directory: %s\n\n", dir)
+			})
+		}),
+	}
+	lf.add(cmd)
+	cmd.Flags().IntVar(&port, "port", defaultPort, "port of the configuration written on the first run")
+	return cmd
+}
+
+// devSetup creates what is missing in dir: host key, config, user,
+// workspaces and grants.
+func devSetup(ctx context.Context, dir, cfgPath string, port int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	keyPath := filepath.Join(dir, devHostKey)
+	if err := writeHostKey(keyPath); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfgPath); errors.Is(err, fs.ErrNotExist) {
+		if err := writeDevConfig(cfgPath, dir, keyPath, port); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("config %s: %w", cfgPath, err)
+	}
+	st, err := auth.Open(filepath.Join(dir, storeFile))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	if _, err := st.CreateUser(ctx, devUser); err != nil && !errors.Is(err, auth.ErrExists) {
+		return fmt.Errorf("create user %s: %w", devUser, err)
+	}
+	for _, w := range devWorkspaces {
+		if err := st.CreateWorkspace(ctx, w); err != nil && !errors.Is(err, auth.ErrExists) {
+			return fmt.Errorf("create workspace %s: %w", w.Slug, err)
+		}
+		if err := st.Grant(ctx, w.Slug, devUser, false); err != nil {
+			return fmt.Errorf("grant %s to %s: %w", w.Slug, devUser, err)
+		}
+	}
+	return nil
+}
+
+// writeHostKey writes a new Ed25519 host key in OpenSSH format at path,
+// unless a file is already there.
+func writeHostKey(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "sftpgate dev host key")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("host key: %w", err)
+	}
+	if err := pem.Encode(f, block); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("host key %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// writeDevConfig writes a pydio.json that enables the gateway on loopback.
+func writeDevConfig(path, dir, keyPath string, port int) error {
+	doc := map[string]any{
+		"services": map[string]any{
+			"pydio.gateway.sftp": map[string]any{
+				"enabled":          true,
+				"hostKeyFile":      keyPath,
+				"port":             port,
+				"bind":             "127.0.0.1",
+				"tmpDir":           filepath.Join(dir, "tmp"),
+				"tmpFilesLifespan": "15m",
+			},
+		},
+	}
+	data, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+// devToken mints the quick start's 24 h token for admin.
+func devToken(cmd *cobra.Command) (string, auth.Token, error) {
+	d, err := auth.ParseDuration(devTokenLifetime)
+	if err != nil {
+		return "", auth.Token{}, err
+	}
+	var secret string
+	var tok auth.Token
+	err = withStore(cmd, func(ctx context.Context, st *auth.Store) error {
+		secret, tok, err = st.MintToken(ctx, devUser, auth.MintOptions{Expires: d, Label: "make run"})
+		return err
+	})
+	if err != nil {
+		return "", auth.Token{}, fmt.Errorf("mint token: %w", err)
+	}
+	return secret, tok, nil
+}
+
+// printToken prints a freshly minted token as Cells does.
+func printToken(out io.Writer, login string, tok auth.Token, secret string, autoRefresh bool) error {
+	when := tok.Expires.Local().Round(0).String()
+	if autoRefresh {
+		fmt.Fprintf(out, "✔ This token for %s will expire on %s unless it is automatically refreshed.\n", login, when)
+	} else {
+		fmt.Fprintf(out, "✔ This token for %s will expire on %s.\n", login, when)
+	}
+	fmt.Fprintf(out, "✔ %s\n", secret)
+	_, err := fmt.Fprintln(out, "⚠ Make sure to secure it as it grants access to the user resources!")
+	return err
+}

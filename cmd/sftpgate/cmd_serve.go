@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/embedstore"
+	"github.com/sftpgate/sftpgate/sftpd"
+)
+
+// shutdownTimeout bounds the whole shutdown after SIGINT/SIGTERM: the
+// sessions' grace period, the upload of what is dirty, the unmounts.
+const shutdownTimeout = 5 * time.Minute
+
+// sessionGrace is how long open sessions may go on after a stop signal.
+const sessionGrace = 10 * time.Second
+
+// logFlags are the flags of the commands that run the daemon.
+type logFlags struct {
+	format, level string
+}
+
+func (f *logFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.format, "log-format", "text", `log format: "text" or "json"`)
+	cmd.Flags().StringVar(&f.level, "log-level", "info", `log level: "debug", "info", "warn" or "error"`)
+}
+
+// logger builds the daemon's logger on stderr.
+func (f *logFlags) logger(cmd *cobra.Command) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.level)); err != nil {
+		return nil, usagef("--log-level: %q is not one of debug, info, warn, error", f.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch f.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, usagef("--log-format: %q is not one of text, json", f.format)
+}
+
+// newServeCmd is "sftpgate serve": the daemon.
+func newServeCmd() *cobra.Command {
+	var lf logFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the SFTP gateway",
+		Long: `Run the SFTP gateway with the configuration in <workdir>/pydio.json (or
+--config): the SSH listener on bind:port, a FUSE mount per logged-in user
+under mountRoot, and, when no "minio" key is configured, the embedded object
+store with its data in <workdir>/data.
+
+SIGINT or SIGTERM stops accepting connections, lets open sessions finish
+for a grace period, uploads what is still dirty, unmounts every view and
+exits 0.`,
+		Example: `  sftpgate --workdir /var/lib/sftpgate serve
+  sftpgate --config /etc/cells/pydio.json serve --log-format json`,
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			log, err := lf.logger(cmd)
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, log, nil)
+		}),
+	}
+	lf.add(cmd)
+	return cmd
+}
+
+// serve runs the gateway until ctx is done, then shuts it down. ready, if
+// not nil, is called once the SSH listener accepts connections.
+func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr string)) error {
+	if !cfg.Enabled {
+		return fmt.Errorf(`the SFTP gateway is disabled: set services."pydio.gateway.sftp".enabled to true in %s`, cfg.Path)
+	}
+	hostKey, err := sftpd.LoadHostKey(cfg.HostKeyFile)
+	if err != nil {
+		return err
+	}
+	for _, dir := range []string{cfg.Workdir, cfg.MountRoot, cfg.TmpDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	st, err := auth.Open(filepath.Join(cfg.Workdir, storeFile))
+	if err != nil {
+		return fmt.Errorf("open identity store: %w", err)
+	}
+	defer st.Close()
+
+	client, stopStore, err := objectStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopStore()
+
+	mounts, err := fusefs.NewManager(ctx, fusefs.Options{
+		Client:      client,
+		Grants:      grantSource{st},
+		MountRoot:   cfg.MountRoot,
+		TmpDir:      cfg.TmpDir,
+		Lifespan:    cfg.TmpFilesLifespan,
+		IdleDelay:   mountIdleDelay,
+		PartSize:    cfg.UploadPartSize,
+		Concurrency: cfg.UploadConcurrency,
+		MinFree:     cfg.TmpMinFree,
+		Logger:      log.With("component", "fusefs"),
+	})
+	if err != nil {
+		return fmt.Errorf("mount manager: %w", err)
+	}
+	shutdownMounts := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if err := mounts.Shutdown(sctx); err != nil {
+			log.Error("mount manager shutdown", "err", err)
+		}
+	}
+
+	srv, err := sftpd.New(sftpd.Config{
+		HostKeys:           []ssh.Signer{hostKey},
+		Auth:               st,
+		Mounts:             mounts,
+		Logger:             log.With("component", "sftpd"),
+		IdleTimeout:        cfg.IdleTimeout,
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		GracePeriod:        sessionGrace,
+	})
+	if err != nil {
+		shutdownMounts()
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		shutdownMounts()
+		return fmt.Errorf("listen on %s (bind, port): %w", cfg.Addr(), err)
+	}
+	log.Info("sftp gateway listening", "addr", l.Addr().String(), "mountRoot", cfg.MountRoot, "tmpDir", cfg.TmpDir)
+	if ready != nil {
+		ready(l.Addr().String())
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: closing the listener, letting sessions finish", "grace", sessionGrace)
+	case serveErr = <-served:
+		log.Error("ssh listener failed", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("ssh shutdown", "err", err)
+	}
+	cancel()
+	shutdownMounts()
+	log.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, sftpd.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return nil
+}
+
+// mountIdleDelay is how long a view stays mounted after its last session.
+const mountIdleDelay = 30 * time.Second
+
+// objectStore connects to the configured MinIO server (checking endpoint
+// and credentials) or starts the embedded store. stop releases it.
+func objectStore(ctx context.Context, cfg *Config, log *slog.Logger) (client *minio.Client, stop func(), err error) {
+	if cfg.MinIO == nil {
+		es, err := embedstore.Start(ctx, cfg.DataDir(), log.With("component", "embedstore"))
+		if err != nil {
+			return nil, nil, err
+		}
+		client, err := es.Client()
+		if err != nil {
+			es.Stop()
+			return nil, nil, err
+		}
+		log.Info(`no "minio" configured: serving buckets from the embedded object store`, "data", cfg.DataDir())
+		return client, es.Stop, nil
+	}
+	m := cfg.MinIO
+	client, err = minio.New(m.Endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
+		Secure: m.Secure,
+		Region: m.Region,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("minio.endpoint %q: %w", m.Endpoint, err)
+	}
+	if err := checkMinIO(ctx, client, m); err != nil {
+		return nil, nil, err
+	}
+	log.Info("connected to MinIO", "endpoint", m.Endpoint, "secure", m.Secure)
+	return client, func() {}, nil
+}
+
+// checkMinIO makes one authenticated request and says which setting is
+// wrong when it fails.
+func checkMinIO(ctx context.Context, c *minio.Client, m *MinIOConfig) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, err := c.ListBuckets(cctx)
+	if err == nil {
+		return nil
+	}
+	var er minio.ErrorResponse
+	if errors.As(err, &er) {
+		switch er.Code {
+		case "InvalidAccessKeyId":
+			return fmt.Errorf("minio.accessKey %q is not known to %s", m.AccessKey, m.Endpoint)
+		case "SignatureDoesNotMatch":
+			return fmt.Errorf("minio.secretKey is wrong for accessKey %q on %s", m.AccessKey, m.Endpoint)
+		case "AccessDenied":
+			return fmt.Errorf("minio.accessKey %q may not list buckets on %s: %s", m.AccessKey, m.Endpoint, er.Message)
+		}
+		return fmt.Errorf("minio %s: %s (%s)", m.Endpoint, er.Message, er.Code)
+	}
+	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+		return fmt.Errorf("minio.secure is true but %s speaks plain http", m.Endpoint)
+	}
+	return fmt.Errorf("minio.endpoint %s cannot be reached: %w", m.Endpoint, err)
+}
+
+// grantSource gives fusefs the workspaces of a user from the identity
+// store, on every call: grants added or revoked show up at the next refresh.
+type grantSource struct{ st *auth.Store }
+
+var _ fusefs.Grants = grantSource{}
+
+// Workspaces implements fusefs.Grants. A user deleted meanwhile has none.
+func (g grantSource) Workspaces(ctx context.Context, user string) ([]fusefs.Workspace, error) {
+	acc, err := g.st.Access(ctx, user)
+	if errors.Is(err, auth.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ws := make([]fusefs.Workspace, 0, len(acc))
+	for _, a := range acc {
+		ws = append(ws, fusefs.Workspace{Slug: a.Slug, Bucket: a.Bucket, Prefix: a.Prefix, ReadOnly: a.ReadOnly})
+	}
+	return ws, nil
+}

@@ -1,0 +1,655 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The configuration lives in the section services."pydio.gateway.sftp" of a
+// Cells pydio.json; every other section of the file is ignored.
+const (
+	sectionName = "pydio.gateway.sftp"
+	sectionKey  = `services."pydio.gateway.sftp"`
+)
+
+// Defaults of the configuration keys (see README "Configuration").
+const (
+	defaultPort               = 2022
+	defaultTmpFilesLifespan   = 15 * time.Minute
+	defaultBind               = "0.0.0.0"
+	defaultIdleTimeout        = 15 * time.Minute
+	defaultMaxSessionsPerUser = 10
+	defaultUploadPartSize     = 16 << 20
+	defaultUploadConcurrency  = 4
+	defaultTmpMinFree         = 512 << 20
+
+	minUploadPartSize    = 5 << 20
+	maxUploadPartSize    = 5 << 30
+	maxUploadConcurrency = 64
+)
+
+// errInvalidConfig is wrapped by every error that ParseConfig returns for a
+// configuration it refuses.
+var errInvalidConfig = errors.New("config: invalid configuration")
+
+// configError is a refused configuration: "config <file>: <problem>".
+type configError struct {
+	file    string
+	problem string
+}
+
+func (e *configError) Error() string { return "config " + e.file + ": " + e.problem }
+
+// Unwrap returns errInvalidConfig.
+func (e *configError) Unwrap() error { return errInvalidConfig }
+
+// Config is the effective configuration of the gateway: the keys of the
+// section services."pydio.gateway.sftp" with every default filled in and
+// every path absolute. Use DefaultConfig or LoadConfig to get one.
+type Config struct {
+	// Enabled starts the SFTP gateway; false by default (Cells semantics).
+	Enabled bool
+	// HostKeyFile is the SSH host private key; mandatory when Enabled.
+	HostKeyFile string
+	// Port is the TCP port to listen on, 2022 by default.
+	Port int
+	// TmpDir holds the write-back cache; os.TempDir() by default.
+	TmpDir string
+	// TmpFilesLifespan is how long a clean local copy is kept for resumed
+	// uploads; 15 minutes by default.
+	TmpFilesLifespan time.Duration
+	// Bind is the address to listen on, "0.0.0.0" by default.
+	Bind string
+	// MountRoot is where the per-user FUSE mounts live; <workdir>/mounts
+	// by default.
+	MountRoot string
+	// IdleTimeout closes SSH sessions idle that long; 15 minutes by
+	// default.
+	IdleTimeout time.Duration
+	// MaxSessionsPerUser limits concurrent sessions of one user; 10 by
+	// default.
+	MaxSessionsPerUser int
+	// MinIO is the S3 server holding the buckets; nil means the embedded
+	// store with its data in <workdir>/data.
+	MinIO *MinIOConfig
+	// MetricsAddr is a host:port serving Prometheus metrics; "" (the
+	// default) turns metrics off.
+	MetricsAddr string
+	// UploadPartSize is the multipart upload part size in bytes; 16 MiB by
+	// default, between 5 MiB and 5 GiB.
+	UploadPartSize int64
+	// UploadConcurrency is the number of parts of one file uploaded in
+	// parallel; 4 by default, between 1 and 64.
+	UploadConcurrency int
+	// TmpMinFree is the free space, in bytes, kept in TmpDir: new writes
+	// get ENOSPC below it; 512 MiB by default.
+	TmpMinFree int64
+	// Workdir is the working directory (identity store, default mounts and
+	// embedded data).
+	Workdir string
+	// Path is the configuration file the values were read from (it may not
+	// exist when the configuration is DefaultConfig).
+	Path string
+}
+
+// MinIOConfig is the external S3 (MinIO) server, the "minio" key.
+type MinIOConfig struct {
+	// Endpoint is host:port, without a scheme.
+	Endpoint string
+	// AccessKey and SecretKey are the credentials; both mandatory.
+	AccessKey, SecretKey string
+	// Secure selects https.
+	Secure bool
+	// Region is the S3 region; "" lets the client discover it.
+	Region string
+}
+
+// DataDir is where the embedded store keeps its objects (used when MinIO is
+// nil).
+func (c *Config) DataDir() string { return filepath.Join(c.Workdir, "data") }
+
+// Addr returns the listen address bind:port (IPv6 addresses bracketed).
+func (c *Config) Addr() string { return net.JoinHostPort(c.Bind, strconv.Itoa(c.Port)) }
+
+// DefaultConfig returns the configuration used when no key is set, for the
+// working directory workdir, with Path <workdir>/pydio.json.
+func DefaultConfig(workdir string) *Config {
+	if abs, err := filepath.Abs(workdir); err == nil {
+		workdir = abs
+	}
+	return &Config{
+		Port:               defaultPort,
+		TmpDir:             os.TempDir(),
+		TmpFilesLifespan:   defaultTmpFilesLifespan,
+		Bind:               defaultBind,
+		MountRoot:          filepath.Join(workdir, "mounts"),
+		IdleTimeout:        defaultIdleTimeout,
+		MaxSessionsPerUser: defaultMaxSessionsPerUser,
+		UploadPartSize:     defaultUploadPartSize,
+		UploadConcurrency:  defaultUploadConcurrency,
+		TmpMinFree:         defaultTmpMinFree,
+		Workdir:            workdir,
+		Path:               filepath.Join(workdir, "pydio.json"),
+	}
+}
+
+// LoadConfig reads the configuration file at path (if empty,
+// <workdir>/pydio.json) and parses it with ParseConfig. A missing file is
+// an error that names it and satisfies errors.Is(err, fs.ErrNotExist);
+// callers that can run without a file use DefaultConfig instead.
+func LoadConfig(path, workdir string) (cfg *Config, warnings []string, err error) {
+	if path == "" {
+		path = filepath.Join(workdir, "pydio.json")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, nil, fmt.Errorf("config %s: %w", path, pe.Err)
+		}
+		return nil, nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return ParseConfig(data, path, workdir)
+}
+
+// ParseConfig parses the content of a pydio.json. path names the file in
+// messages, and relative paths in it (hostKeyFile, tmpDir, mountRoot) are
+// resolved against its directory (against workdir when path is empty).
+// Unknown keys in the section are reported in one warning; any bad value is
+// an error naming the key and the problem, and no Config is returned.
+func ParseConfig(data []byte, path, workdir string) (*Config, []string, error) {
+	cfg := DefaultConfig(workdir)
+	name := path
+	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		cfg.Path = path
+	} else {
+		name = "(no file)"
+	}
+	base := cfg.Workdir
+	if path != "" {
+		base = filepath.Dir(path)
+	}
+
+	// A UTF-8 byte order mark, as some editors write, is not JSON.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, nil, &configError{name, describeJSONError(data, err, "")}
+	}
+	if top == nil { // the whole file is "null"
+		return nil, nil, &configError{name, "the top level must be a JSON object"}
+	}
+	noSection := fmt.Sprintf("config %s: no %s section: using the defaults (gateway disabled)", name, sectionKey)
+	rawServices, ok := top["services"]
+	if !ok || isNull(rawServices) {
+		return cfg, []string{noSection}, nil
+	}
+	var services map[string]json.RawMessage
+	if err := json.Unmarshal(rawServices, &services); err != nil {
+		return nil, nil, &configError{name, describeJSONError(rawServices, err, "services")}
+	}
+	rawSection, ok := services[sectionName]
+	if !ok || isNull(rawSection) {
+		return cfg, []string{noSection}, nil
+	}
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal(rawSection, &values); err != nil {
+		return nil, nil, &configError{name, describeJSONError(rawSection, err, sectionKey)}
+	}
+
+	p := &parser{prefix: sectionKey + ".", values: values, seen: map[string]bool{}}
+	p.parseInto(cfg, base)
+
+	var warnings []string
+	unknown := p.unknown()
+	if len(unknown) > 0 {
+		warnings = append(warnings, fmt.Sprintf("config %s: unknown keys in %s ignored: %s", name, sectionKey, strings.Join(unknown, ", ")))
+	}
+	if len(p.problems) == 1 {
+		return nil, warnings, &configError{name, p.problems[0]}
+	}
+	if len(p.problems) > 1 {
+		return nil, warnings, &configError{name, fmt.Sprintf("%d problems:\n  %s", len(p.problems), strings.Join(p.problems, "\n  "))}
+	}
+	return cfg, warnings, nil
+}
+
+// parseInto reads every known key of the section into cfg, recording
+// problems instead of stopping at the first one.
+func (p *parser) parseInto(cfg *Config, base string) {
+	p.boolean("enabled", &cfg.Enabled)
+	hostKeySet := p.str("hostKeyFile", &cfg.HostKeyFile) && cfg.HostKeyFile != ""
+	p.integer("port", &cfg.Port, 1, 65535)
+	p.str("tmpDir", &cfg.TmpDir)
+	p.duration("tmpFilesLifespan", &cfg.TmpFilesLifespan)
+	p.str("bind", &cfg.Bind)
+	p.str("mountRoot", &cfg.MountRoot)
+	p.duration("idleTimeout", &cfg.IdleTimeout)
+	p.integer("maxSessionsPerUser", &cfg.MaxSessionsPerUser, 1, 1<<20)
+	p.minio(&cfg.MinIO)
+	p.str("metricsAddr", &cfg.MetricsAddr)
+	p.size("uploadPartSize", &cfg.UploadPartSize, minUploadPartSize, maxUploadPartSize)
+	p.integer("uploadConcurrency", &cfg.UploadConcurrency, 1, maxUploadConcurrency)
+	p.size("tmpMinFree", &cfg.TmpMinFree, 0, 1<<62)
+
+	// "" means the default for the paths and the bind address.
+	if cfg.TmpDir == "" {
+		cfg.TmpDir = os.TempDir()
+	}
+	if cfg.MountRoot == "" {
+		cfg.MountRoot = filepath.Join(cfg.Workdir, "mounts")
+	}
+	if cfg.Bind == "" {
+		cfg.Bind = defaultBind
+	}
+	cfg.TmpDir = resolve(base, cfg.TmpDir)
+	cfg.MountRoot = resolve(base, cfg.MountRoot)
+	if cfg.HostKeyFile != "" {
+		cfg.HostKeyFile = resolve(base, cfg.HostKeyFile)
+	}
+
+	if !validHost(cfg.Bind) {
+		p.problem("bind", fmt.Sprintf("not an IP address or host name: %q", cfg.Bind))
+	}
+	if cfg.MetricsAddr != "" {
+		if err := checkHostPort(cfg.MetricsAddr, true); err != nil {
+			p.problem("metricsAddr", fmt.Sprintf("%q: %v", cfg.MetricsAddr, err))
+		}
+	}
+	if cfg.Enabled {
+		if !hostKeySet {
+			p.problem("hostKeyFile", "mandatory when enabled is true")
+		} else if err := checkReadableFile(cfg.HostKeyFile); err != nil {
+			p.problem("hostKeyFile", err.Error())
+		}
+	}
+}
+
+// parser decodes the keys of one JSON object, remembering which keys it
+// knows and what was wrong.
+type parser struct {
+	prefix   string // e.g. `services."pydio.gateway.sftp".`
+	values   map[string]json.RawMessage
+	seen     map[string]bool // keys parser knows, with their prefix relative to the section
+	problems []string
+	nested   []*parser
+}
+
+// problem records that key is wrong.
+func (p *parser) problem(key, what string) {
+	p.problems = append(p.problems, p.prefix+key+": "+what)
+}
+
+// get returns the raw value of key; false when absent or null.
+func (p *parser) get(key string) (json.RawMessage, bool) {
+	p.seen[key] = true
+	raw, ok := p.values[key]
+	if !ok || isNull(raw) {
+		return nil, false
+	}
+	return raw, true
+}
+
+// unknown lists the keys present but not known, sorted, nested ones as
+// "minio.x".
+func (p *parser) unknown() []string {
+	var out []string
+	for k := range p.values {
+		if !p.seen[k] {
+			out = append(out, k)
+		}
+	}
+	for _, n := range p.nested {
+		rel := strings.TrimPrefix(n.prefix, p.prefix)
+		for _, k := range n.unknown() {
+			out = append(out, rel+k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// wrongType records a type mismatch: "expected int, got string".
+func (p *parser) wrongType(key, want string, raw json.RawMessage) {
+	p.problem(key, fmt.Sprintf("expected %s, got %s", want, jsonKind(raw)))
+}
+
+func (p *parser) boolean(key string, dst *bool) {
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		p.wrongType(key, "bool", raw)
+	}
+}
+
+// str reads a string key and reports whether it was set.
+func (p *parser) str(key string, dst *string) bool {
+	raw, ok := p.get(key)
+	if !ok {
+		return false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		p.wrongType(key, "string", raw)
+		return false
+	}
+	*dst = s
+	return true
+}
+
+func (p *parser) integer(key string, dst *int, lo, hi int) {
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var n int
+	if err := json.Unmarshal(raw, &n); err != nil {
+		if jsonKind(raw) == "number" {
+			p.problem(key, fmt.Sprintf("expected an integer, got %s", strings.TrimSpace(string(raw))))
+			return
+		}
+		p.wrongType(key, "int", raw)
+		return
+	}
+	if n < lo || n > hi {
+		p.problem(key, fmt.Sprintf("must be between %d and %d, got %d", lo, hi, n))
+		return
+	}
+	*dst = n
+}
+
+func (p *parser) duration(key string, dst *time.Duration) {
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		p.wrongType(key, `duration string (e.g. "15m")`, raw)
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.problem(key, fmt.Sprintf("invalid duration %q: a Go duration such as \"90s\", \"15m\" or \"1h30m\" is expected", s))
+		return
+	}
+	if d <= 0 {
+		p.problem(key, fmt.Sprintf("must be positive, got %q", s))
+		return
+	}
+	*dst = d
+}
+
+func (p *parser) size(key string, dst *int64, lo, hi int64) {
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var n int64
+	switch jsonKind(raw) {
+	case "string":
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			p.wrongType(key, `size string (e.g. "16MiB")`, raw)
+			return
+		}
+		v, err := parseSize(s)
+		if err != nil {
+			p.problem(key, err.Error())
+			return
+		}
+		n = v
+	case "number":
+		if err := json.Unmarshal(raw, &n); err != nil || n < 0 {
+			p.problem(key, fmt.Sprintf("a size in bytes must be a whole non-negative number, got %s", strings.TrimSpace(string(raw))))
+			return
+		}
+	default:
+		p.wrongType(key, `size string (e.g. "16MiB")`, raw)
+		return
+	}
+	if n < lo || n > hi {
+		p.problem(key, fmt.Sprintf("must be between %s and %s, got %s", formatSize(lo), formatSize(hi), formatSize(n)))
+		return
+	}
+	*dst = n
+}
+
+// minio reads the "minio" object: absent or null leaves *dst nil.
+func (p *parser) minio(dst **MinIOConfig) {
+	const key = "minio"
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &values); err != nil {
+		p.wrongType(key, "object", raw)
+		return
+	}
+	n := &parser{prefix: p.prefix + key + ".", values: values, seen: map[string]bool{}}
+	p.nested = append(p.nested, n)
+	m := &MinIOConfig{}
+	n.str("endpoint", &m.Endpoint)
+	n.str("accessKey", &m.AccessKey)
+	n.str("secretKey", &m.SecretKey)
+	n.boolean("secure", &m.Secure)
+	n.str("region", &m.Region)
+	if m.Endpoint == "" {
+		n.problem("endpoint", "mandatory when minio is set (host:port)")
+	} else if strings.Contains(m.Endpoint, "://") {
+		n.problem("endpoint", fmt.Sprintf("%q: must be host:port without a scheme (set \"secure\": true for https)", m.Endpoint))
+	} else if err := checkHostPort(m.Endpoint, false); err != nil {
+		n.problem("endpoint", fmt.Sprintf("%q: %v", m.Endpoint, err))
+	}
+	if m.AccessKey == "" {
+		n.problem("accessKey", "mandatory when minio is set")
+	}
+	if m.SecretKey == "" {
+		n.problem("secretKey", "mandatory when minio is set")
+	}
+	p.problems = append(p.problems, n.problems...)
+	*dst = m
+}
+
+// describeJSONError turns a decoding error into a message with a position
+// (malformed JSON) or the key whose value has the wrong type.
+func describeJSONError(data []byte, err error, key string) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		line, col := lineCol(data, syn.Offset)
+		return fmt.Sprintf("malformed JSON at line %d, column %d: %v", line, col, syn)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if key == "" {
+			return fmt.Sprintf("the top level must be a JSON object, got %s", jsonKind(data))
+		}
+		return fmt.Sprintf("%s: expected object, got %s", key, jsonKind(data))
+	}
+	if key == "" {
+		return err.Error()
+	}
+	return key + ": " + err.Error()
+}
+
+// lineCol converts a byte offset into a 1-based line and column (in bytes).
+func lineCol(data []byte, offset int64) (line, col int) {
+	if offset < 0 {
+		offset = 0
+	}
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	before := data[:offset]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = int(offset) - (bytes.LastIndexByte(before, '\n') + 1)
+	if col == 0 {
+		col = 1
+	}
+	return line, col
+}
+
+// jsonKind names the JSON type of a raw value, for "got ..." messages.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "string"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	default:
+		return "number"
+	}
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// resolve makes p absolute against base.
+func resolve(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
+}
+
+// checkReadableFile opens path to make sure it is a readable regular file.
+func checkReadableFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("cannot read %s: %w", path, pe.Err)
+		}
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
+}
+
+// checkHostPort validates "host:port"; the host may be empty only when
+// emptyHost is true (":9100" listens on every address).
+func checkHostPort(s string, emptyHost bool) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("not a host:port address")
+	}
+	if host == "" && !emptyHost {
+		return errors.New("the host is empty")
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("not an IP address or host name: %q", host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("the port must be a number between 1 and 65535, got %q", port)
+	}
+	return nil
+}
+
+// validHost accepts an IP address (IPv6 with or without zone) or a DNS host
+// name.
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sizeUnits are the units parseSize accepts (case-insensitive): binary
+// (KiB = 1024) and decimal (KB = 1000).
+var sizeUnits = map[string]int64{
+	"":    1,
+	"b":   1,
+	"kib": 1 << 10,
+	"mib": 1 << 20,
+	"gib": 1 << 30,
+	"tib": 1 << 40,
+	"kb":  1e3,
+	"mb":  1e6,
+	"gb":  1e9,
+	"tb":  1e12,
+}
+
+// parseSize parses a size such as "16MiB", "512 MiB", "5GB" or "1024": a
+// whole number, optional spaces, an optional unit among B, KiB, MiB, GiB,
+// TiB (powers of 1024) and KB, MB, GB, TB (powers of 1000).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid size %q: expected a whole number and a unit, e.g. \"16MiB\"", s)
+	}
+	unit := strings.ToLower(strings.TrimSpace(t[i:]))
+	mult, ok := sizeUnits[unit]
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q: unknown unit %q (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB)", s, strings.TrimSpace(t[i:]))
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil || n > (1<<63-1)/mult {
+		return 0, fmt.Errorf("invalid size %q: too large", s)
+	}
+	return n * mult, nil
+}
+
+// formatSize prints n in the largest binary unit that divides it exactly,
+// e.g. "16MiB", "1536KiB", "1000B".
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
