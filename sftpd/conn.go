@@ -1,0 +1,140 @@
+package sftpd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// serverConn is one SSH connection.
+type serverConn struct {
+	srv    *Server
+	id     string // short random id, in every log line
+	nc     net.Conn
+	remote string
+	log    *slog.Logger
+	user   string // set once the handshake has succeeded
+
+	// Server.mu guards the fields below.
+	nsess    int       // live sessions
+	nextSess int       // sessions opened so far, for ids
+	lastEnd  time.Time // when the last session ended (or the login)
+}
+
+func newServerConn(s *Server, nc net.Conn) *serverConn {
+	id := newID()
+	remote := nc.RemoteAddr().String()
+	return &serverConn{
+		srv:    s,
+		id:     id,
+		nc:     nc,
+		remote: remote,
+		log:    s.log.With("conn", id, "remote", remote),
+	}
+}
+
+// newID returns a short random identifier.
+func newID() string {
+	var b [4]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than fail)
+	return hex.EncodeToString(b[:])
+}
+
+// serve runs the connection: handshake, then channels until it closes.
+func (c *serverConn) serve() {
+	s := c.srv
+	defer s.wg.Done()
+	defer s.forgetConn(c)
+	defer c.nc.Close()
+
+	if err := c.nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
+		c.log.Info("connection failed", "err", err)
+		return
+	}
+	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.sshConfig())
+	if err != nil {
+		c.log.Info("handshake failed", "err", err)
+		return
+	}
+	defer sc.Close()
+	if err := c.nc.SetDeadline(time.Time{}); err != nil {
+		c.log.Info("connection failed", "err", err)
+		return
+	}
+	c.user = sc.User()
+	c.log = c.log.With("user", c.user)
+	s.mu.Lock()
+	c.lastEnd = time.Now()
+	s.mu.Unlock()
+	c.log.Info("connected", "client", string(sc.ClientVersion()))
+
+	// Global requests (tcpip-forward, keepalives) are all answered false.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ssh.DiscardRequests(reqs)
+	}()
+
+	done := make(chan struct{})
+	if s.cfg.IdleTimeout > 0 {
+		s.wg.Add(1)
+		go c.watchIdle(done)
+	}
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			c.log.Info("channel refused", "type", nch.ChannelType())
+			nch.Reject(ssh.Prohibited, "only session channels are allowed")
+			continue
+		}
+		ss, reason, msg := s.reserveSession(c)
+		if ss == nil {
+			c.log.Info("session refused", "reason", msg)
+			nch.Reject(reason, msg)
+			continue
+		}
+		ch, chReqs, err := nch.Accept()
+		if err != nil {
+			s.endSession(ss)
+			c.log.Info("session accept failed", "err", err)
+			continue
+		}
+		s.addSession(ss, ch)
+		go ss.run(chReqs)
+	}
+	close(done)
+	c.log.Info("disconnected")
+}
+
+// watchIdle closes the connection once it has had no session for
+// IdleTimeout.
+func (c *serverConn) watchIdle(done <-chan struct{}) {
+	s := c.srv
+	defer s.wg.Done()
+	idle := s.cfg.IdleTimeout
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		n, since := c.nsess, time.Since(c.lastEnd)
+		s.mu.Unlock()
+		switch {
+		case n > 0:
+			t.Reset(idle)
+		case since < idle:
+			t.Reset(idle - since)
+		default:
+			c.log.Info("idle timeout, closing connection")
+			c.nc.Close()
+			return
+		}
+	}
+}

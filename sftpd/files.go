@@ -1,0 +1,148 @@
+package sftpd
+
+import (
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// file is an open SFTP handle: it counts bytes, maps errors, writes the
+// upload/download audit event and returns the file's Close error (where the
+// mount reports a failed upload) as the close status.
+type file struct {
+	f          *os.File
+	h          *handlers
+	path       string // session path, for audit
+	read       bool
+	write      bool
+	appendMode bool
+	base       int64 // size when opened, in append mode
+	opened     time.Time
+
+	up, down atomic.Int64
+
+	// amu guards amode and, in "at end" append mode, makes each
+	// stat-then-write atomic for this handle. It is private to sftpd, so
+	// holding it across a call into the mount cannot deadlock the mount.
+	amu   sync.Mutex
+	amode appendMode
+
+	// transferErr is set when the session ended with the handle open.
+	transferErr atomic.Pointer[error]
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// closeFile closes an open file; a seam so tests can make close fail the
+// way an upload failure on the mount does.
+var closeFile = (*os.File).Close
+
+// appendMode says where writes on a handle opened with the append flag go.
+type appendMode int
+
+const (
+	appendUndecided appendMode = iota
+	appendAbsolute             // at the offsets given (OpenSSH reput)
+	appendAtEnd                // at the current end (offsets counted from 0)
+)
+
+var (
+	_ sftp.WriterAtReaderAt = (*file)(nil)
+	_ io.Closer             = (*file)(nil)
+	_ sftp.TransferError    = (*file)(nil)
+)
+
+// ReadAt reads at off; io.EOF is passed through unchanged.
+func (f *file) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, failure("negative offset")
+	}
+	n, err := f.f.ReadAt(p, off)
+	f.down.Add(int64(n))
+	f.h.sess.bytesDown.Add(int64(n))
+	f.h.sess.touch()
+	if err != nil && err != io.EOF {
+		return n, f.h.fail("read", f.path, err)
+	}
+	return n, err
+}
+
+// WriteAt writes at off. With the append flag, a handle whose first write
+// is at or past the size it had when opened keeps the offsets it is given
+// (a client that knows the size, like OpenSSH reput); a handle whose first
+// write is below that size writes every block at the current end.
+func (f *file) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, failure("negative offset")
+	}
+	if f.appendMode {
+		f.amu.Lock()
+		if f.amode == appendUndecided {
+			f.amode = appendAbsolute
+			if off < f.base {
+				f.amode = appendAtEnd
+			}
+		}
+		if f.amode == appendAtEnd {
+			defer f.amu.Unlock()
+			fi, err := f.f.Stat()
+			if err != nil {
+				return 0, f.h.fail("write", f.path, err)
+			}
+			off = fi.Size()
+		} else {
+			f.amu.Unlock()
+		}
+	}
+	n, err := f.f.WriteAt(p, off)
+	f.up.Add(int64(n))
+	f.h.sess.bytesUp.Add(int64(n))
+	f.h.sess.touch()
+	if err != nil {
+		return n, f.h.fail("write", f.path, err)
+	}
+	return n, nil
+}
+
+// TransferError records that the session ended while the handle was open.
+func (f *file) TransferError(err error) {
+	f.transferErr.Store(&err)
+}
+
+// Close closes the file once and returns its error, mapped: for a file on
+// the mount this is where an upload failure shows.
+func (f *file) Close() error {
+	f.closeOnce.Do(func() {
+		f.h.sess.busy.Add(1)
+		defer f.h.sess.busy.Add(-1)
+		err := closeFile(f.f)
+		f.h.sess.touch()
+		f.audit(err)
+		f.closeErr = f.h.fail("close", f.path, err)
+	})
+	return f.closeErr
+}
+
+func (f *file) audit(err error) {
+	var extra []any
+	if err != nil {
+		extra = append(extra, "err", err)
+	}
+	if te := f.transferErr.Load(); te != nil {
+		extra = append(extra, "interrupted", (*te).Error())
+	}
+	log := f.h.sess.log
+	if f.write {
+		args := append([]any{"path", f.path, "bytes", f.up.Load(), "duration", time.Since(f.opened)}, extra...)
+		log.Info("upload", args...)
+	}
+	if f.read && (!f.write || f.down.Load() > 0) {
+		args := append([]any{"path", f.path, "bytes", f.down.Load()}, extra...)
+		log.Info("download", args...)
+	}
+}

@@ -1,0 +1,47 @@
+package sftpd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// maxHostKeySize bounds how much of a host key file is read.
+const maxHostKeySize = 1 << 20
+
+// LoadHostKey reads an SSH private key (RSA, ECDSA or Ed25519, in OpenSSH
+// or PEM format) from path to use as a host key. Encrypted keys are
+// refused. Every error wraps ErrHostKey and names the file and the problem.
+func LoadHostKey(path string) (ssh.Signer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrHostKey, path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrHostKey, path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w %s: not a regular file", ErrHostKey, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxHostKeySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: read: %w", ErrHostKey, path, err)
+	}
+	if len(data) > maxHostKeySize {
+		return nil, fmt.Errorf("%w %s: file larger than %d bytes", ErrHostKey, path, maxHostKeySize)
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		var pme *ssh.PassphraseMissingError
+		if errors.As(err, &pme) {
+			return nil, fmt.Errorf("%w %s: key is encrypted with a passphrase (host keys must not be)", ErrHostKey, path)
+		}
+		return nil, fmt.Errorf("%w %s: not a usable private key: %w", ErrHostKey, path, err)
+	}
+	return signer, nil
+}

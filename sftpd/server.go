@@ -1,0 +1,365 @@
+package sftpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Authenticator checks a login. A refused login returns an error; if the
+// error has a method Why() string, that reason is logged.
+type Authenticator interface {
+	Check(ctx context.Context, login, secret, remote string) error
+}
+
+// Mounter gives the directory that is the root of a user's SFTP session,
+// and a release func called at session end.
+type Mounter interface {
+	Acquire(ctx context.Context, user string) (dir string, release func(), err error)
+}
+
+// Config configures a Server.
+type Config struct {
+	// HostKeys are the server's host keys; at least one is required.
+	HostKeys []ssh.Signer
+	// Auth checks logins; required.
+	Auth Authenticator
+	// Mounts gives each SFTP session its root directory; required.
+	Mounts Mounter
+	// Logger receives connection and audit events; nil discards them.
+	Logger *slog.Logger
+	// IdleTimeout closes a session with no SFTP traffic for that long (and
+	// a connection with no session). Zero means 15 minutes; negative never.
+	IdleTimeout time.Duration
+	// MaxSessionsPerUser bounds a user's open session channels over all
+	// connections. Zero means 10.
+	MaxSessionsPerUser int
+	// HandshakeTimeout bounds the SSH handshake and authentication. Zero
+	// means 30 seconds.
+	HandshakeTimeout time.Duration
+	// MaxAuthTries is the number of failed authentications after which a
+	// connection is closed. Zero means 3.
+	MaxAuthTries int
+	// FailureDelay is the least time every refused authentication takes
+	// from the attempt's start, so that timing does not tell which part was
+	// wrong. Zero means 500ms.
+	FailureDelay time.Duration
+	// GracePeriod is how long Shutdown lets sessions finish before closing
+	// them. Zero means 10 seconds.
+	GracePeriod time.Duration
+}
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultIdleTimeout        = 15 * time.Minute
+	DefaultMaxSessionsPerUser = 10
+	DefaultHandshakeTimeout   = 30 * time.Second
+	DefaultMaxAuthTries       = 3
+	DefaultFailureDelay       = 500 * time.Millisecond
+	DefaultGracePeriod        = 10 * time.Second
+)
+
+// Server is an SSH server that serves only SFTP. Create it with New, run it
+// with Serve and stop it with Shutdown.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	ctx    context.Context // for Auth and Mounts calls; cancelled by Shutdown
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the server starts
+
+	// closing is closed when Shutdown starts.
+	closing chan struct{}
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	shuttingDown bool
+	listeners    map[net.Listener]struct{}
+	conns        map[*serverConn]struct{}
+	sessions     map[string]*session
+	perUser      map[string]int
+}
+
+// SessionInfo describes a live session, for administration.
+type SessionInfo struct {
+	ID     string // "<connection id>-<n>", as in the log lines; the key for Kill
+	User   string
+	Remote string // client address
+	Since  time.Time
+	// BytesUp and BytesDown count file data written and read.
+	BytesUp, BytesDown int64
+	Op                 string // the current or last operation, e.g. "upload /ws/a.txt"
+}
+
+// New checks cfg, applies defaults and returns a Server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case len(cfg.HostKeys) == 0:
+		return nil, fmt.Errorf("%w: no host key", ErrBadConfig)
+	case cfg.Auth == nil:
+		return nil, fmt.Errorf("%w: no authenticator", ErrBadConfig)
+	case cfg.Mounts == nil:
+		return nil, fmt.Errorf("%w: no mounter", ErrBadConfig)
+	case cfg.MaxSessionsPerUser < 0:
+		return nil, fmt.Errorf("%w: MaxSessionsPerUser %d is negative", ErrBadConfig, cfg.MaxSessionsPerUser)
+	case cfg.MaxAuthTries < 0:
+		return nil, fmt.Errorf("%w: MaxAuthTries %d is negative", ErrBadConfig, cfg.MaxAuthTries)
+	case cfg.HandshakeTimeout < 0:
+		return nil, fmt.Errorf("%w: HandshakeTimeout %v is negative", ErrBadConfig, cfg.HandshakeTimeout)
+	case cfg.FailureDelay < 0:
+		return nil, fmt.Errorf("%w: FailureDelay %v is negative", ErrBadConfig, cfg.FailureDelay)
+	case cfg.GracePeriod < 0:
+		return nil, fmt.Errorf("%w: GracePeriod %v is negative", ErrBadConfig, cfg.GracePeriod)
+	}
+	for i, k := range cfg.HostKeys {
+		if k == nil {
+			return nil, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
+		}
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxAuthTries == 0 {
+		cfg.MaxAuthTries = DefaultMaxAuthTries
+	}
+	if cfg.FailureDelay == 0 {
+		cfg.FailureDelay = DefaultFailureDelay
+	}
+	if cfg.GracePeriod == 0 {
+		cfg.GracePeriod = DefaultGracePeriod
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:       cfg,
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		closing:   make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+		sessions:  make(map[string]*session),
+		perUser:   make(map[string]int),
+	}, nil
+}
+
+// Serve accepts connections on l until Shutdown, then returns
+// ErrServerClosed. Any other accept error that is not temporary is
+// returned. Serve may be called on several listeners.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			select {
+			case <-s.closing:
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed, retrying", "err", err, "delay", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-s.closing:
+				t.Stop()
+				return ErrServerClosed
+			case <-t.C:
+			}
+			continue
+		}
+		backoff = 0
+		c, ok := s.trackConn(nc)
+		if !ok {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+// trackConn registers a new connection and counts its goroutine, unless
+// the server is shutting down.
+func (s *Server) trackConn(nc net.Conn) (*serverConn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown {
+		return nil, false
+	}
+	c := newServerConn(s, nc)
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return c, true
+}
+
+func (s *Server) forgetConn(c *serverConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+}
+
+// Shutdown stops accepting connections, lets open sessions run until they
+// end, GracePeriod passes or ctx is done, then closes every connection
+// (open files are closed, so their uploads still happen) and waits for
+// every goroutine of the server. It returns ctx's error if ctx ended before
+// the sessions did.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.shuttingDown {
+		s.shuttingDown = true
+		close(s.closing)
+	}
+	for l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+
+	grace := time.NewTimer(s.cfg.GracePeriod)
+	defer grace.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for s.liveSessions() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-grace.C:
+			break wait
+		case <-tick.C:
+		}
+	}
+
+	s.mu.Lock()
+	n := len(s.sessions)
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		s.log.Info("shutdown: closing sessions", "sessions", n)
+	}
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) liveSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Sessions returns the live sessions, oldest first.
+func (s *Server) Sessions() []SessionInfo {
+	s.mu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(list))
+	for _, ss := range list {
+		out = append(out, ss.info())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Since.Equal(out[j].Since) {
+			return out[i].Since.Before(out[j].Since)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Kill closes the session with the given id (and its connection if it has
+// no other session). Its open files are closed, so their uploads still
+// happen. It returns an error wrapping ErrNoSession for an unknown id.
+func (s *Server) Kill(id string) error {
+	s.mu.Lock()
+	ss, ok := s.sessions[id]
+	alone := ok && ss.conn.nsess == 1
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("kill %q: %w", id, ErrNoSession)
+	}
+	ss.log.Info("session killed")
+	ss.ch.Close()
+	if alone {
+		ss.conn.nc.Close()
+	}
+	return nil
+}
+
+// reserveSession takes a session slot on c for its user, or says why not.
+// The session is registered (visible to Sessions and Kill) by addSession
+// once its channel is accepted, or its slot given back by endSession.
+func (s *Server) reserveSession(c *serverConn) (*session, ssh.RejectionReason, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown {
+		return nil, ssh.ResourceShortage, "server is shutting down"
+	}
+	if s.perUser[c.user] >= s.cfg.MaxSessionsPerUser {
+		return nil, ssh.ResourceShortage, fmt.Sprintf("too many sessions for %s (limit %d)", c.user, s.cfg.MaxSessionsPerUser)
+	}
+	s.perUser[c.user]++
+	c.nsess++
+	c.nextSess++
+	return newSession(c, fmt.Sprintf("%s-%d", c.id, c.nextSess)), 0, ""
+}
+
+// addSession registers a session whose channel is accepted and counts its
+// goroutine.
+func (s *Server) addSession(ss *session, ch ssh.Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.ch = ch
+	s.sessions[ss.id] = ss
+	s.wg.Add(1)
+}
+
+// endSession forgets a session and frees its slot.
+func (s *Server) endSession(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, ss.id)
+	if s.perUser[ss.conn.user]--; s.perUser[ss.conn.user] <= 0 {
+		delete(s.perUser, ss.conn.user)
+	}
+	ss.conn.nsess--
+	ss.conn.lastEnd = time.Now()
+}

@@ -1,0 +1,218 @@
+package sftpd
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// serverGoroutines lists the goroutines running server code.
+func serverGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		for _, mark := range []string{"sftpd.(*serverConn)", "sftpd.(*session)", "sftpd.(*Server)", "sftp.(*RequestServer)", "sftp.(*packetManager)"} {
+			if strings.Contains(g, mark) {
+				out = append(out, g)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func TestShutdown(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	ts := startServer(t, func(c *Config) { c.GracePeriod = grace })
+	cl := ts.sftp(t)
+	f, err := cl.Create("/open-at-shutdown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("written before shutdown")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d < grace {
+		t.Errorf("Shutdown returned after %v, want the %v grace period first", d, grace)
+	}
+	select {
+	case err := <-ts.serveCh:
+		if !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		}
+		ts.serveCh <- err // for the cleanup check
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if got := ts.mounts.released.Load(); got != 1 {
+		t.Errorf("got %d releases, want 1", got)
+	}
+	got, err := os.ReadFile(filepath.Join(ts.root(t), "open-at-shutdown"))
+	if err != nil || string(got) != "written before shutdown" {
+		t.Errorf("file open at shutdown: got %q, %v", got, err)
+	}
+	if _, err := cl.Stat("/"); err == nil {
+		t.Error("session still works after Shutdown")
+	}
+	if _, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
+		t.Error("still accepting after Shutdown")
+	}
+	if g := serverGoroutines(); len(g) > 0 {
+		t.Errorf("%d server goroutines left after Shutdown:\n%s", len(g), strings.Join(g, "\n\n"))
+	}
+	if err := ts.srv.Serve(mustListen(t)); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: got %v, want ErrServerClosed", err)
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestShutdownQuickWhenIdle(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.GracePeriod = 5 * time.Second })
+	c := ts.dial(t) // connected, no session
+	start := time.Now()
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown with no session took %v, want it at once", d)
+	}
+	if _, err := c.NewSession(); err == nil {
+		t.Error("connection still open after Shutdown")
+	}
+}
+
+func TestShutdownContext(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.GracePeriod = 5 * time.Second })
+	ts.sftp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := ts.srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("got %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Shutdown took %v, want about 100ms", d)
+	}
+	if got := ts.mounts.released.Load(); got != 1 {
+		t.Errorf("got %d releases, want 1", got)
+	}
+}
+
+func TestSessionsAndKill(t *testing.T) {
+	ts := startServer(t, nil)
+	c1 := ts.sftp(t)
+	c2 := ts.sftp(t)
+	writeFile(t, c1, "/one", "12345")
+	sessions := ts.srv.Sessions()
+	if len(sessions) != 2 {
+		t.Fatalf("got %d sessions, want 2", len(sessions))
+	}
+	for _, si := range sessions {
+		if si.User != testUser || !strings.HasPrefix(si.Remote, "127.0.0.1:") || si.ID == "" || si.Since.IsZero() {
+			t.Errorf("got %+v, want alice from 127.0.0.1", si)
+		}
+	}
+	if sessions[0].BytesUp != 5 || sessions[0].Op != "upload /one" {
+		t.Errorf("first session: got up=%d op=%q, want 5 and %q", sessions[0].BytesUp, sessions[0].Op, "upload /one")
+	}
+
+	// A file open at kill time is closed, so its data is kept.
+	f, err := c2.Create("/two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.Kill(sessions[1].ID); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	waitFor(t, "killed session gone", 2*time.Second, func() bool { return len(ts.srv.Sessions()) == 1 })
+	if _, err := c2.Stat("/"); err == nil {
+		t.Error("killed session still answers")
+	}
+	if _, err := c1.Stat("/"); err != nil {
+		t.Errorf("other session: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(ts.root(t), "two")); err != nil || string(got) != "abc" {
+		t.Errorf("file open at kill: got %q, %v, want %q", got, err, "abc")
+	}
+	if got := ts.mounts.released.Load(); got != 1 {
+		t.Errorf("got %d releases, want 1", got)
+	}
+	if !strings.Contains(ts.log.String(), "interrupted=") {
+		t.Error("upload interrupted by kill not marked in the audit event")
+	}
+	if err := ts.srv.Kill("nope"); !errors.Is(err, ErrNoSession) {
+		t.Errorf("Kill unknown: got %v, want ErrNoSession", err)
+	}
+}
+
+func TestNewConfigErrors(t *testing.T) {
+	key := testHostKey(t)
+	auth := &fakeAuth{}
+	mounts := &fakeMounter{}
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no host key", Config{Auth: auth, Mounts: mounts}},
+		{"nil host key", Config{HostKeys: []ssh.Signer{nil}, Auth: auth, Mounts: mounts}},
+		{"no auth", Config{HostKeys: []ssh.Signer{key}, Mounts: mounts}},
+		{"no mounts", Config{HostKeys: []ssh.Signer{key}, Auth: auth}},
+		{"negative sessions", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, MaxSessionsPerUser: -1}},
+		{"negative delay", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, FailureDelay: -time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.cfg); !errors.Is(err, ErrBadConfig) {
+				t.Errorf("got %v, want ErrBadConfig", err)
+			}
+		})
+	}
+	s, err := New(Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.IdleTimeout != DefaultIdleTimeout || s.cfg.MaxSessionsPerUser != 10 || s.cfg.MaxAuthTries != 3 ||
+		s.cfg.FailureDelay != 500*time.Millisecond || s.cfg.GracePeriod != 10*time.Second || s.cfg.HandshakeTimeout != 30*time.Second {
+		t.Errorf("defaults: got %+v", s.cfg)
+	}
+}
+
+func writeFile(t *testing.T, cl *sftp.Client, name, content string) {
+	t.Helper()
+	f, err := cl.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
