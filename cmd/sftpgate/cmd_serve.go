@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
 	"github.com/sftpgate/sftpgate/internal/embedstore"
+	"github.com/sftpgate/sftpgate/internal/metrics"
 	"github.com/sftpgate/sftpgate/sftpd"
 )
 
@@ -103,13 +105,42 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	// The control socket first: a second daemon on the same working
+	// directory stops here, before touching the mounts.
+	ctl, err := listenControl(cfg.Workdir, log.With("component", "control"))
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
+	var met *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		met = metrics.New()
+		defer met.Close()
+	}
+	metricsLn, err := listenMetrics(cfg.MetricsAddr)
+	if err != nil {
+		return err
+	}
+	var stopMetrics func() // set once the metrics are served
+	defer func() {
+		if stopMetrics != nil {
+			stopMetrics()
+		} else if metricsLn != nil {
+			metricsLn.Close()
+		}
+	}()
+
 	st, err := auth.Open(filepath.Join(cfg.Workdir, storeFile))
 	if err != nil {
 		return fmt.Errorf("open identity store: %w", err)
 	}
 	defer st.Close()
 
-	client, stopStore, err := objectStore(ctx, cfg, log)
+	var wrap func(http.RoundTripper) http.RoundTripper
+	if met != nil {
+		wrap = met.Transport
+	}
+	client, stopStore, err := objectStore(ctx, cfg, log, wrap)
 	if err != nil {
 		return err
 	}
@@ -138,9 +169,13 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		}
 	}
 
+	var authn sftpd.Authenticator = st
+	if met != nil {
+		authn = met.Auth(st)
+	}
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys:           []ssh.Signer{hostKey},
-		Auth:               st,
+		Auth:               authn,
 		Mounts:             mounts,
 		Logger:             log.With("component", "sftpd"),
 		IdleTimeout:        cfg.IdleTimeout,
@@ -156,7 +191,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		shutdownMounts()
 		return fmt.Errorf("listen on %s (bind, port): %w", cfg.Addr(), err)
 	}
-	log.Info("sftp gateway listening", "addr", l.Addr().String(), "mountRoot", cfg.MountRoot, "tmpDir", cfg.TmpDir)
+	holds := newAdminMounts(mounts, log.With("component", "control"))
+	ctl.serve((&daemonControl{sessions: srv, views: mounts, users: st, holds: holds, log: log.With("component", "control")}).handle)
+	if met != nil {
+		met.Observe(srv, mounts)
+		stopMetrics = serveMetrics(metricsLn, met.Handler(), log)
+		log.Info("metrics listening", "addr", metricsLn.Addr().String(), "path", "/metrics")
+	}
+	log.Info("sftp gateway listening", "addr", l.Addr().String(), "mountRoot", cfg.MountRoot, "tmpDir", cfg.TmpDir, "control", ctl.path)
 	if ready != nil {
 		ready(l.Addr().String())
 	}
@@ -170,6 +212,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	case serveErr = <-served:
 		log.Error("ssh listener failed", "err", serveErr)
 	}
+	ctl.close()
+	holds.close()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("ssh shutdown", "err", err)
@@ -188,13 +232,26 @@ const mountIdleDelay = 30 * time.Second
 
 // objectStore connects to the configured MinIO server (checking endpoint
 // and credentials) or starts the embedded store. stop releases it.
-func objectStore(ctx context.Context, cfg *Config, log *slog.Logger) (client *minio.Client, stop func(), err error) {
+// wrap, if not nil, wraps the client's HTTP transport (metrics).
+func objectStore(ctx context.Context, cfg *Config, log *slog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (client *minio.Client, stop func(), err error) {
 	if cfg.MinIO == nil {
 		es, err := embedstore.Start(ctx, cfg.DataDir(), log.With("component", "embedstore"))
 		if err != nil {
 			return nil, nil, err
 		}
-		client, err := es.Client()
+		var client *minio.Client
+		if wrap == nil {
+			client, err = es.Client()
+		} else {
+			var base *http.Transport
+			if base, err = minio.DefaultTransport(false); err == nil {
+				client, err = minio.New(es.Endpoint, &minio.Options{
+					Creds:     credentials.NewStaticV4(es.AccessKey, es.SecretKey, ""),
+					Region:    "us-east-1", // as es.Client
+					Transport: wrap(base),
+				})
+			}
+		}
 		if err != nil {
 			es.Stop()
 			return nil, nil, err
@@ -203,11 +260,19 @@ func objectStore(ctx context.Context, cfg *Config, log *slog.Logger) (client *mi
 		return client, es.Stop, nil
 	}
 	m := cfg.MinIO
-	client, err = minio.New(m.Endpoint, &minio.Options{
+	opts := &minio.Options{
 		Creds:  credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
 		Secure: m.Secure,
 		Region: m.Region,
-	})
+	}
+	if wrap != nil {
+		base, err := minio.DefaultTransport(m.Secure)
+		if err != nil {
+			return nil, nil, fmt.Errorf("minio transport: %w", err)
+		}
+		opts.Transport = wrap(base)
+	}
+	client, err = minio.New(m.Endpoint, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("minio.endpoint %q: %w", m.Endpoint, err)
 	}

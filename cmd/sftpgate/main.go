@@ -94,6 +94,10 @@ the configuration file pydio.json.`,
 		newDevCmd(),
 		newAdminCmd(),
 		newConfigCmd(),
+		newMountsCmd(),
+		newMountCmd(),
+		newUnmountCmd(),
+		newSessionsCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,338 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// opsData is n deterministic pseudo-random bytes.
+func opsData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// TestOpsGateway drives the control commands and the metrics of one
+// daemon through a user's session: mounts during and after an upload,
+// read-only and read-write admin mounts, sessions kill, the expiry of an
+// admin mount, the refusals (other uid, second daemon) and the scrapes.
+func TestOpsGateway(t *testing.T) {
+	d := startOpsDaemon(t, "bob", "carol")
+
+	// An admin mount that expires in 3s, checked at the end (its view is
+	// taken down after the mounts' idle delay, 30s).
+	carolStart := time.Now()
+	r := d.ok("mount", "-u", "carol", "--for", "3s")
+	carolPath := filepath.Join(d.mountRoot, ".readonly", "carol")
+	if got := strings.TrimSpace(r.stdout); got != carolPath {
+		t.Fatalf("mount -u carol: got path %q, want %q", got, carolPath)
+	}
+	if !strings.Contains(r.stderr, "read-only") {
+		t.Errorf("mount -u carol: got stderr %q, want it to say read-only", r.stderr)
+	}
+
+	t.Run("socket is private", func(t *testing.T) {
+		sock := filepath.Join(d.workdir, "sftpgate.sock")
+		fi, err := os.Stat(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
+			t.Errorf("socket: got mode %v, want a socket with mode 0600", fi.Mode())
+		}
+		if os.Geteuid() != 0 {
+			t.Skip("needs root to run a client as nobody (cmd/sftpgate TestControlRefusesOtherUID and TestCheckPeer cover the check)")
+		}
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			t.Skip("no setpriv (util-linux) to run a client as nobody")
+		}
+		dir, err := os.MkdirTemp("", "sftpgate-ops-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "sftpgate")
+		data, err := os.ReadFile(sftpgateBinary(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "--workdir", d.workdir, "mounts")
+		cmd.Env = opsEnv()
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("mounts as nobody: got %v (stderr %q), want exit 1", err, stderr.String())
+		}
+		want := "sftpgate: control socket " + sock + ": permission denied: run the command as the daemon's user"
+		if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 || stdout.Len() != 0 {
+			t.Errorf("mounts as nobody: got stdout %q, stderr %q, want one line starting %q", stdout.String(), stderr.String(), want)
+		}
+	})
+
+	t.Run("second daemon refused", func(t *testing.T) {
+		r := d.run("serve")
+		want := "sftpgate: another sftpgate is running on " + d.workdir
+		if r.code != 1 || !strings.HasPrefix(r.stderr, want) {
+			t.Errorf("second serve: got %s, want exit 1 and %q", r, want)
+		}
+		if _, err := os.Stat(filepath.Join(d.workdir, "sftpgate.sock")); err != nil {
+			t.Errorf("socket of the running daemon after the refusal: %v", err)
+		}
+	})
+
+	// Upload as bob, with mounts and metrics before, during and after.
+	s0 := d.scrape()
+	if _, err := d.sftp("bob", "not-a-token"); err == nil {
+		t.Fatal("login with a malformed token: got no error")
+	}
+	sc, err := d.sftp("bob", d.token("bob"))
+	if err != nil {
+		t.Fatalf("login bob: %v", err)
+	}
+	s1 := d.scrape()
+	for _, c := range []struct {
+		name   string
+		labels []string
+		delta  float64
+	}{
+		{"sftpgate_logins_total", []string{"result=ok", "reason=none"}, 1},
+		{"sftpgate_logins_total", []string{"result=refused", "reason=malformed"}, 1},
+		{"sftpgate_logins_total", []string{"result=refused", "reason=expired"}, 0},
+		{"sftpgate_sessions_active", nil, 1},
+	} {
+		if got := opsValue(t, s1, c.name, c.labels...) - opsValue(t, s0, c.name, c.labels...); got != c.delta {
+			t.Errorf("%s%v after one good and one bad login: moved by %v, want %v", c.name, c.labels, got, c.delta)
+		}
+	}
+
+	hello := []byte("hello from ops\n")
+	wf, err := sc.Create("/files/hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wf.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	if err := wf.Close(); err != nil {
+		t.Fatalf("close hello.txt: %v", err)
+	}
+
+	const bigSize = 20 << 20 // over the 16 MiB part size: a multipart upload
+	big := opsData(1, bigSize)
+	bf, err := sc.Create("/files/big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < bigSize; off += 1 << 20 {
+		if _, err := bf.Write(big[off : off+1<<20]); err != nil {
+			t.Fatalf("write big.bin: %v", err)
+		}
+	}
+	row, ok := d.mounts("bob", "rw")
+	if !ok {
+		t.Fatalf("mounts during the upload: no rw view of bob")
+	}
+	if row.Path != filepath.Join(d.mountRoot, "bob") || row.Sessions != 1 || row.OpenFiles < 1 || row.DirtyBytes < bigSize {
+		t.Errorf("mounts during the upload: got %+v, want path %s, 1 session, an open file, at least %d dirty bytes", row, filepath.Join(d.mountRoot, "bob"), bigSize)
+	}
+	if tab := d.ok("mounts").stdout; !strings.Contains(tab, "20.0 MiB") || !strings.HasPrefix(tab, "USER") {
+		t.Errorf("mounts table during the upload: got %q, want a header and 20.0 MiB dirty", tab)
+	}
+	if got := opsValue(t, d.scrape(), "sftpgate_writeback_bytes", "state=dirty"); got < bigSize {
+		t.Errorf("writeback dirty bytes during the upload: got %v, want at least %d", got, bigSize)
+	}
+	if err := bf.Close(); err != nil {
+		t.Fatalf("close big.bin: %v", err)
+	}
+	if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+		row, ok = d.mounts("bob", "rw")
+		return ok && row.DirtyBytes == 0
+	}) {
+		t.Errorf("mounts after close: got %+v, want 0 dirty bytes", row)
+	}
+	if row.CleanBytes < bigSize || row.UploadsInFlight != 0 {
+		t.Errorf("mounts after close: got %+v, want at least %d clean bytes, no upload in flight", row, bigSize)
+	}
+	rf, err := sc.Open("/files/hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(rf); err != nil || !bytes.Equal(got, hello) {
+		t.Errorf("read hello.txt over SFTP: got %q, %v, want %q", got, err, hello)
+	}
+	rf.Close()
+	if _, err := sc.Stat("/files/nope.txt"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stat a missing file: got %v, want not exist (S3 errors must reach minio-go intact)", err)
+	}
+	s2 := d.scrape()
+	if got := opsValue(t, s2, "sftpgate_s3_request_errors_total", "method=HEAD", "code=NoSuchKey"); got < 1 {
+		t.Errorf("s3 errors{method=HEAD,code=NoSuchKey} after a stat of a missing file: got %v, want at least 1", got)
+	}
+	if got := opsValue(t, s2, "sftpgate_sftp_download_bytes_total") - opsValue(t, s1, "sftpgate_sftp_download_bytes_total"); got != float64(len(hello)) {
+		t.Errorf("sftp download bytes: moved by %v, want %d", got, len(hello))
+	}
+	upN := float64(bigSize + len(hello))
+	if got := opsValue(t, s2, "sftpgate_sftp_upload_bytes_total") - opsValue(t, s1, "sftpgate_sftp_upload_bytes_total"); got != upN {
+		t.Errorf("sftp upload bytes: moved by %v, want %v", got, upN)
+	}
+	if got := opsValue(t, s2, "sftpgate_s3_upload_duration_seconds") - opsValue(t, s1, "sftpgate_s3_upload_duration_seconds"); got != 2 {
+		t.Errorf("s3 uploads timed: moved by %v, want 2 (hello.txt with a PUT, big.bin with a multipart upload)", got)
+	}
+	if got := opsValue(t, s2, "sftpgate_writeback_bytes", "state=dirty"); got != 0 {
+		t.Errorf("writeback dirty bytes after close: got %v, want 0", got)
+	}
+	if got := opsValue(t, s2, "sftpgate_views_mounted", "mode=rw"); got != 1 {
+		t.Errorf("rw views mounted: got %v, want 1 (bob)", got)
+	}
+	for _, name := range []string{"sftpgate_s3_requests_total", "sftpgate_s3_request_errors_total", "sftpgate_open_files", "sftpgate_writeback_uploads_in_flight", "go_goroutines", "process_open_fds"} {
+		if _, ok := s2[name]; !ok {
+			t.Errorf("scrape: no family %s", name)
+		}
+	}
+	if got, err := d.opsObject("bob/big.bin"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("bob/big.bin in MinIO: got %d bytes, %v, want the %d bytes written", len(got), err, bigSize)
+	}
+
+	t.Run("read-only admin mount", func(t *testing.T) {
+		r := d.ok("mount", "-u", "bob")
+		p := strings.TrimSpace(r.stdout)
+		if want := filepath.Join(d.mountRoot, ".readonly", "bob"); p != want {
+			t.Fatalf("mount -u bob: got %q, want %q", p, want)
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil || len(entries) != 1 || entries[0].Name() != "files" {
+			t.Errorf("ls %s: got %v, %v, want [files]", p, entries, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(p, "files", "hello.txt")); err != nil || !bytes.Equal(got, hello) {
+			t.Errorf("cat hello.txt: got %q, %v, want %q", got, err, hello)
+		}
+		if err := os.WriteFile(filepath.Join(p, "files", "touched"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("touch in the read-only view: got %v, want EROFS", err)
+		}
+		if err := os.Remove(filepath.Join(p, "files", "hello.txt")); !errors.Is(err, syscall.EROFS) {
+			t.Errorf("rm in the read-only view: got %v, want EROFS", err)
+		}
+		if row, ok := d.mounts("bob", "ro"); !ok || row.HeldUntil == nil || row.HeldUntil.Before(time.Now().Add(59*time.Minute)) {
+			t.Errorf("mounts: got %+v (found %v), want bob's ro view held about 1h", row, ok)
+		}
+		d.ok("unmount", "-u", "bob")
+		if row, ok := d.mounts("bob", "ro"); ok && row.HeldUntil != nil {
+			t.Errorf("mounts after unmount: got %+v, want no admin hold", row)
+		}
+	})
+
+	t.Run("read-write admin mount", func(t *testing.T) {
+		r := d.ok("mount", "-u", "bob", "--rw", "--for", "10m")
+		p := strings.TrimSpace(r.stdout)
+		if want := filepath.Join(d.mountRoot, "bob"); p != want {
+			t.Fatalf("mount -u bob --rw: got %q, want %q", p, want)
+		}
+		if !strings.Contains(r.stderr, "shared with 1 open SFTP session") {
+			t.Errorf("mount -u bob --rw: got stderr %q, want it to say the view is shared with the session", r.stderr)
+		}
+		if err := os.WriteFile(filepath.Join(p, "files", "touched"), []byte("admin"), 0o644); err != nil {
+			t.Errorf("touch in the rw view: %v", err)
+		}
+		if err := os.Remove(filepath.Join(p, "files", "hello.txt")); err != nil {
+			t.Errorf("rm in the rw view: %v", err)
+		}
+		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+			got, err := d.opsObject("bob/touched")
+			return err == nil && string(got) == "admin"
+		}) {
+			t.Errorf("bob/touched: not in MinIO 10s after close")
+		}
+		r = d.run("unmount", "-u", "bob")
+		if r.code != 1 || !strings.Contains(r.stderr, "in use by 1 SFTP session(s) of bob") {
+			t.Errorf("unmount while bob has a session: got %s, want exit 1 and a refusal", r)
+		}
+	})
+
+	t.Run("sessions kill", func(t *testing.T) {
+		rows := d.sessions()
+		if len(rows) != 1 || rows[0].User != "bob" || !strings.HasPrefix(rows[0].Remote, "127.0.0.1:") || rows[0].BytesUp != int64(upN) || rows[0].Op == "" {
+			t.Fatalf("sessions: got %+v, want bob's session from 127.0.0.1 with %v bytes up and an operation", rows, upN)
+		}
+		if tab := d.ok("sessions").stdout; !strings.Contains(tab, rows[0].ID) {
+			t.Errorf("sessions table: got %q, want the id %s", tab, rows[0].ID)
+		}
+		r := d.ok("sessions", "kill", rows[0].ID)
+		if want := "session " + rows[0].ID + " closed\n"; r.stdout != want {
+			t.Errorf("sessions kill: got %q, want %q", r.stdout, want)
+		}
+		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+			_, err := sc.Stat("/files")
+			return err != nil
+		}) {
+			t.Errorf("the killed session still answers 10s later")
+		}
+		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool { return len(d.sessions()) == 0 }) {
+			t.Errorf("sessions after kill: got %+v, want none", d.sessions())
+		}
+		if got, err := d.opsObject("bob/big.bin"); err != nil || !bytes.Equal(got, big) {
+			t.Errorf("bob/big.bin after the kill: got %d bytes, %v, want it intact", len(got), err)
+		}
+		if r := d.run("sessions", "kill", rows[0].ID); r.code != 1 || !strings.Contains(r.stderr, "no session") {
+			t.Errorf("killing it again: got %s, want exit 1, no session", r)
+		}
+		d.ok("unmount", "-u", "bob") // no session uses the view any more
+		s3 := d.scrape()
+		if got := opsValue(t, s3, "sftpgate_sessions_active"); got != 0 {
+			t.Errorf("active sessions after the kill: got %v, want 0", got)
+		}
+		if got := opsValue(t, s3, "sftpgate_sftp_upload_bytes_total") - opsValue(t, s0, "sftpgate_sftp_upload_bytes_total"); got != upN {
+			t.Errorf("sftp upload bytes after the session ended: moved by %v, want %v", got, upN)
+		}
+	})
+
+	t.Run("admin mount expires", func(t *testing.T) {
+		if !opsWait(time.Until(carolStart.Add(8*time.Second)), 200*time.Millisecond, func() bool {
+			row, ok := d.mounts("carol", "ro")
+			return !ok || row.HeldUntil == nil
+		}) {
+			t.Errorf("carol's admin mount still held 8s after a 3s mount")
+		}
+		if !opsWait(time.Until(carolStart.Add(50*time.Second)), 500*time.Millisecond, func() bool {
+			_, ok := d.mounts("carol", "ro")
+			return !ok && len(opsMountsUnder(t, carolPath)) == 0
+		}) {
+			t.Errorf("carol's view still mounted 50s after a 3s mount (idle delay 30s)")
+		}
+	})
+
+	if code := d.stop(); code != 0 {
+		t.Errorf("serve after SIGTERM: got exit %d, want 0", code)
+	}
+	r = d.run("mounts")
+	want := "sftpgate: no daemon is running on " + d.workdir + " (socket " + filepath.Join(d.workdir, "sftpgate.sock") + ")\n"
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("mounts after stop: got %s, want exit 1 and %q", r, want)
+	}
+	if _, err := os.Lstat(filepath.Join(d.workdir, "sftpgate.sock")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket after stop: got %v, want it removed", err)
+	}
+}

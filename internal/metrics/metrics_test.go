@@ -1,0 +1,327 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/sftpd"
+)
+
+// scrape serves m's handler once and parses the text format.
+func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("scrape: got status %d, want 200", rec.Code)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatalf("parse scrape: %v", err)
+	}
+	return fams
+}
+
+// value returns the value of the sample of family name whose labels
+// include labels ("k=v" pairs), failing if there is none.
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok {
+		t.Fatalf("no family %s", name)
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for _, kv := range labels {
+			k, v, _ := strings.Cut(kv, "=")
+			found := false
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no sample of %s with %v", name, labels)
+	return 0
+}
+
+type fakeChecker struct{ err error }
+
+func (f fakeChecker) Check(context.Context, string, string, string) error { return f.err }
+
+func TestAuthCounts(t *testing.T) {
+	m := New()
+	tests := []struct {
+		err            error
+		result, reason string
+	}{
+		{nil, "ok", "none"},
+		{&auth.RefusedError{Reason: auth.ReasonExpired}, "refused", "expired"},
+		{fmt.Errorf("check: %w", &auth.RefusedError{Reason: auth.ReasonRateLimited}), "refused", "rate-limited"},
+		{&auth.RefusedError{Reason: "something new bob"}, "refused", "other"},
+		{errors.New("database is locked"), "error", "internal"},
+	}
+	for _, tt := range tests {
+		before := value(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
+		err := m.Auth(fakeChecker{tt.err}).Check(context.Background(), "bob", "secret", "127.0.0.1:1")
+		if err != tt.err {
+			t.Errorf("Check: got %v, want the wrapped checker's %v unchanged", err, tt.err)
+		}
+		after := value(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
+		if after-before != 1 {
+			t.Errorf("logins{result=%q,reason=%q} after %v: got +%v, want +1", tt.result, tt.reason, tt.err, after-before)
+		}
+	}
+	for name, f := range scrape(t, m) {
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if strings.Contains(l.GetValue(), "bob") || strings.Contains(l.GetValue(), "secret") {
+					t.Errorf("%s has label %s=%q: a login or secret leaked", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
+
+type fakeSessions struct {
+	mu   sync.Mutex
+	list []sftpd.SessionInfo
+}
+
+func (f *fakeSessions) Sessions() []sftpd.SessionInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sftpd.SessionInfo(nil), f.list...)
+}
+
+func (f *fakeSessions) set(list ...sftpd.SessionInfo) {
+	f.mu.Lock()
+	f.list = list
+	f.mu.Unlock()
+}
+
+type fakeViews []fusefs.ViewStats
+
+func (f fakeViews) Stats() []fusefs.ViewStats { return f }
+
+func TestStateCollector(t *testing.T) {
+	m := New()
+	t.Cleanup(m.Close)
+	sess := &fakeSessions{}
+	views := fakeViews{
+		{User: "bob", OpenFiles: 2, DirtyBytes: 100, CleanBytes: 10, UploadsInFlight: 1},
+		{User: "bob", ReadOnly: true, OpenFiles: 1},
+		{User: "carol", DirtyBytes: 1, CleanBytes: 2},
+	}
+	m.Observe(sess, views)
+
+	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 1000, BytesDown: 5}, sftpd.SessionInfo{ID: "b-1", BytesUp: 7})
+	fams := scrape(t, m)
+	checks := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sftpgate_sessions_active", nil, 2},
+		{"sftpgate_sftp_upload_bytes_total", nil, 1007},
+		{"sftpgate_sftp_download_bytes_total", nil, 5},
+		{"sftpgate_views_mounted", []string{"mode=rw"}, 2},
+		{"sftpgate_views_mounted", []string{"mode=ro"}, 1},
+		{"sftpgate_writeback_bytes", []string{"state=dirty"}, 101},
+		{"sftpgate_writeback_bytes", []string{"state=clean"}, 12},
+		{"sftpgate_writeback_uploads_in_flight", nil, 1},
+		{"sftpgate_open_files", nil, 3},
+	}
+	for _, c := range checks {
+		if got := value(t, fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+
+	// a-1 grows then ends: its last sampled count stays in the total.
+	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 3000, BytesDown: 5}, sftpd.SessionInfo{ID: "b-1", BytesUp: 7})
+	scrape(t, m)
+	sess.set(sftpd.SessionInfo{ID: "b-1", BytesUp: 8}, sftpd.SessionInfo{ID: "c-1", BytesUp: 1})
+	fams = scrape(t, m)
+	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3009 {
+		t.Errorf("upload bytes after a-1 ended: got %v, want 3009", got)
+	}
+	if got := value(t, fams, "sftpgate_sessions_active"); got != 2 {
+		t.Errorf("sessions after a-1 ended: got %v, want 2", got)
+	}
+}
+
+// TestSampler checks that the background sampling catches the bytes of a
+// session that ends between two scrapes.
+func TestSampler(t *testing.T) {
+	m := New()
+	t.Cleanup(m.Close)
+	sess := &fakeSessions{}
+	m.Observe(sess, fakeViews{})
+	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 42})
+	time.Sleep(pollInterval + 500*time.Millisecond)
+	sess.set()
+	if got := value(t, scrape(t, m), "sftpgate_sftp_upload_bytes_total"); got != 42 {
+		t.Errorf("upload bytes of a session seen only by the sampler: got %v, want 42", got)
+	}
+}
+
+// s3Handler imitates the S3 answers the transport must understand.
+func s3Handler(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch {
+	case r.Method == http.MethodHead && r.URL.Path == "/b/missing":
+		w.Header().Set("x-minio-error-code", "NoSuchKey")
+		w.WriteHeader(http.StatusNotFound)
+	case r.Method == http.MethodHead && (r.URL.Path == "/b/plain404" || r.URL.Path == "/nobucket"):
+		w.WriteHeader(http.StatusNotFound)
+	case r.Method == http.MethodGet && r.URL.Path == "/b/denied":
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Error><Code>AccessDenied</Code><Message>Access Denied.</Message><Key>denied</Key></Error>`)
+	case r.Method == http.MethodGet && r.URL.Path == "/b/weird":
+		w.WriteHeader(http.StatusInternalServerError)
+		io.WriteString(w, `<Error><Code>bad code with spaces</Code></Error>`)
+	case r.Method == http.MethodPost && q.Has("uploads"):
+		io.WriteString(w, `<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>`)
+	case r.Method == http.MethodPost && q.Has("uploadId"):
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, `<CompleteMultipartUploadResult/>`)
+	default:
+		io.Copy(io.Discard, r.Body)
+	}
+}
+
+func TestTransport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(s3Handler))
+	t.Cleanup(srv.Close)
+	m := New()
+	client := &http.Client{Transport: m.Transport(http.DefaultTransport)}
+	do := func(method, path, body string, hdr ...string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("%s %s: read body: %v", method, path, err)
+		}
+		return resp.StatusCode, string(b)
+	}
+
+	if code, body := do(http.MethodGet, "/b/denied", ""); code != 403 || !strings.Contains(body, "<Code>AccessDenied</Code><Message>Access Denied.</Message>") {
+		t.Errorf("GET denied: got %d %q, want 403 and the whole error body", code, body)
+	}
+	do(http.MethodHead, "/b/missing", "")
+	do(http.MethodHead, "/b/plain404", "")
+	do(http.MethodHead, "/nobucket", "")
+	if code, body := do(http.MethodGet, "/b/weird", ""); code != 500 || !strings.Contains(body, "bad code with spaces") {
+		t.Errorf("GET weird: got %d %q, want 500 and its body", code, body)
+	}
+	do(http.MethodPut, "/b/file.bin", "0123456789")                                 // an upload
+	do(http.MethodPut, "/b/dir/", "")                                               // a directory marker: no upload
+	do(http.MethodPut, "/b/copy.bin", "", "x-amz-copy-source", "/b/file.bin")       // a copy: no upload
+	do(http.MethodPut, "/b/big.bin?partNumber=1&uploadId=u1", "part")               // a part: no upload on its own
+	do(http.MethodPost, "/b/big.bin?uploads=", "")                                  // multipart start
+	do(http.MethodPut, "/b/big.bin?partNumber=1&uploadId=u1", "part")               // its part
+	do(http.MethodPost, "/b/big.bin?uploadId=u1", "<CompleteMultipartUpload/>")     // its end: an upload
+	do(http.MethodPost, "/b/never.bin?uploadId=u9", "<CompleteMultipartUpload/>")   // unknown start: not timed
+	do(http.MethodPost, "/b/aborted.bin?uploads=", "")                              // started…
+	do(http.MethodDelete, "/b/aborted.bin?uploadId=u2", "")                         // …and aborted
+	do(http.MethodPost, "/b/aborted.bin?uploadId=u2", "<CompleteMultipartUpload/>") // so not timed
+
+	fams := scrape(t, m)
+	errs := []struct {
+		method, code string
+		want         float64
+	}{
+		{"GET", "AccessDenied", 1},
+		{"HEAD", "NoSuchKey", 2},
+		{"HEAD", "NoSuchBucket", 1},
+		{"GET", "other", 1},
+	}
+	for _, e := range errs {
+		if got := value(t, fams, "sftpgate_s3_request_errors_total", "method="+e.method, "code="+e.code); got != e.want {
+			t.Errorf("errors{method=%s,code=%s}: got %v, want %v", e.method, e.code, got, e.want)
+		}
+	}
+	if got := value(t, fams, "sftpgate_s3_requests_total", "method=PUT"); got != 5 {
+		t.Errorf("PUT requests: got %v, want 5", got)
+	}
+	h := fams["sftpgate_s3_upload_duration_seconds"].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 2 {
+		t.Errorf("uploads timed: got %d, want 2 (one PUT, one multipart)", h.GetSampleCount())
+	}
+	if h.GetSampleSum() < 0.02 {
+		t.Errorf("upload durations sum: got %vs, want at least the 20ms of the multipart completion", h.GetSampleSum())
+	}
+}
+
+func TestTransportNetworkError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(s3Handler))
+	url := srv.URL
+	srv.Close() // nothing listens any more
+	m := New()
+	client := &http.Client{Transport: m.Transport(http.DefaultTransport)}
+	if resp, err := client.Get(url + "/b/k"); err == nil {
+		resp.Body.Close()
+		t.Fatal("GET on a closed server: got no error")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/b/k", nil)
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	if got := value(t, scrape(t, m), "sftpgate_s3_request_errors_total", "method=GET", "code=network"); got != 1 {
+		t.Errorf("network errors: got %v, want 1 (a cancelled request is not an error)", got)
+	}
+}
+
+func TestLabelSetBound(t *testing.T) {
+	s := newLabelSet(2)
+	for _, tt := range []struct{ in, want string }{
+		{"NoSuchKey", "NoSuchKey"}, {"AccessDenied", "AccessDenied"}, {"SlowDown", "other"},
+		{"NoSuchKey", "NoSuchKey"}, {"", "other"}, {"a b", "other"}, {strings.Repeat("x", 65), "other"},
+	} {
+		if got := s.get(tt.in); got != tt.want {
+			t.Errorf("get(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
