@@ -55,6 +55,11 @@ type Config struct {
 	// GracePeriod is how long Shutdown lets sessions finish before closing
 	// them. Zero means 10 seconds.
 	GracePeriod time.Duration
+	// OnSessionEnd, if not nil, is called once when a session ends, with
+	// its final byte counts, just before it leaves Sessions(): a sampler
+	// that adds the ended sessions' totals to the live ones never counts a
+	// byte twice or misses one. It must not block.
+	OnSessionEnd func(SessionInfo)
 }
 
 // Defaults applied by New to zero Config fields.
@@ -352,8 +357,11 @@ func (s *Server) addSession(ss *session, ch ssh.Channel) {
 	s.wg.Add(1)
 }
 
-// endSession forgets a session and frees its slot.
+// endSession reports a session's end and forgets it, freeing its slot.
 func (s *Server) endSession(ss *session) {
+	if s.cfg.OnSessionEnd != nil {
+		s.cfg.OnSessionEnd(ss.info())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, ss.id)

@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,5 +216,56 @@ func writeFile(t *testing.T, cl *sftp.Client, name, content string) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOnSessionEnd checks that the hook is called once per session, with
+// the final byte counts, before the session leaves Sessions().
+func TestOnSessionEnd(t *testing.T) {
+	type report struct {
+		si     SessionInfo
+		listed bool // still in Sessions() when reported
+	}
+	var mu sync.Mutex
+	var ended []report
+	var ts *testServer
+	ts = startServer(t, func(c *Config) {
+		c.OnSessionEnd = func(si SessionInfo) {
+			r := report{si: si}
+			for _, s := range ts.srv.Sessions() {
+				r.listed = r.listed || s.ID == si.ID
+			}
+			mu.Lock()
+			ended = append(ended, r)
+			mu.Unlock()
+		}
+	})
+	ts.root(t)
+	c := ts.sftp(t)
+	data := bytes.Repeat([]byte("x"), 12345)
+	f, err := c.Create("/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	waitFor(t, "session end reported", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ended) > 0
+	})
+	waitFor(t, "session gone", 5*time.Second, func() bool { return len(ts.srv.Sessions()) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 1 {
+		t.Fatalf("hook calls: got %d, want 1", len(ended))
+	}
+	if got := ended[0]; got.si.BytesUp != int64(len(data)) || got.si.User != testUser || !got.listed {
+		t.Errorf("reported session: got %+v, want %d bytes up for %s, still listed when reported", got, len(data), testUser)
 	}
 }

@@ -115,7 +115,6 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	var met *metrics.Metrics
 	if cfg.MetricsAddr != "" {
 		met = metrics.New()
-		defer met.Close()
 	}
 	metricsLn, err := listenMetrics(cfg.MetricsAddr)
 	if err != nil {
@@ -170,8 +169,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	}
 
 	var authn sftpd.Authenticator = st
+	var onSessionEnd func(sftpd.SessionInfo)
 	if met != nil {
 		authn = met.Auth(st)
+		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys:           []ssh.Signer{hostKey},
@@ -181,6 +182,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		IdleTimeout:        cfg.IdleTimeout,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		GracePeriod:        sessionGrace,
+		OnSessionEnd:       onSessionEnd,
 	})
 	if err != nil {
 		shutdownMounts()

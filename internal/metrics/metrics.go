@@ -11,7 +11,6 @@ import (
 	"errors"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,11 +36,6 @@ type ViewLister interface {
 	Stats() []fusefs.ViewStats
 }
 
-// pollInterval is how often the session byte counts are sampled between
-// scrapes, so that the bytes of a session that ends are not lost (only
-// those of its last interval are).
-const pollInterval = time.Second
-
 // Login results (label "result").
 const (
 	resultOK      = "ok"
@@ -57,8 +51,9 @@ var knownReasons = []auth.Reason{
 }
 
 // Metrics is the daemon's set of metrics. Create it with New, wrap the
-// authenticator and the S3 transport with it, call Observe once the server
-// and the mount manager exist, serve Handler, and Close it at shutdown.
+// authenticator and the S3 transport with it, pass SessionEnded as sftpd's
+// OnSessionEnd hook, call Observe once the server and the mount manager
+// exist, and serve Handler.
 type Metrics struct {
 	reg       *prometheus.Registry
 	logins    *prometheus.CounterVec
@@ -68,10 +63,7 @@ type Metrics struct {
 	uploads   *uploadTracker
 	codes     *labelSet
 
-	sess *sessionBytes // set by Observe
-
-	stop chan struct{}
-	wg   sync.WaitGroup
+	sess *sessionBytes
 }
 
 // New returns the metrics with their own registry (Go runtime and process
@@ -98,7 +90,7 @@ func New() *Metrics {
 		}),
 		uploads: newUploadTracker(),
 		codes:   newLabelSet(maxErrorCodes),
-		stop:    make(chan struct{}),
+		sess:    &sessionBytes{},
 	}
 	m.logins.WithLabelValues(resultOK, "none")
 	m.logins.WithLabelValues(resultError, "internal")
@@ -120,36 +112,17 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // Observe registers the collectors that read the sessions and the views at
-// scrape time, and starts sampling the session byte counts. Call it once.
+// scrape time. Call it once.
 func (m *Metrics) Observe(sessions SessionLister, views ViewLister) {
-	m.sess = &sessionBytes{src: sessions, last: map[string]sftpd.SessionInfo{}}
+	m.sess.mu.Lock()
+	m.sess.src = sessions
+	m.sess.mu.Unlock()
 	m.reg.MustRegister(&stateCollector{sess: m.sess, views: views})
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		t := time.NewTicker(pollInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-				m.sess.sample()
-			}
-		}
-	}()
 }
 
-// Close stops the sampling goroutine and waits for it. Scrapes still work.
-func (m *Metrics) Close() {
-	select {
-	case <-m.stop:
-		return
-	default:
-	}
-	close(m.stop)
-	m.wg.Wait()
-}
+// SessionEnded adds the final byte counts of an ended session to the
+// totals; it is sftpd's Config.OnSessionEnd hook.
+func (m *Metrics) SessionEnded(si sftpd.SessionInfo) { m.sess.end(si) }
 
 // Auth wraps a login check so that every result is counted. The error is
 // returned unchanged (the SSH layer logs its Why()).
@@ -189,40 +162,63 @@ func loginLabels(err error) (result, reason string) {
 }
 
 // sessionBytes keeps the running byte totals of the SFTP sessions: the
-// last sample of every live session plus the totals of the ended ones.
+// live sessions' counts read at scrape time plus the exact final totals of
+// the ended ones, reported by sftpd's OnSessionEnd hook (SessionEnded).
 type sessionBytes struct {
-	src SessionLister
-
 	// mu guards the fields below.
 	mu                 sync.Mutex
-	last               map[string]sftpd.SessionInfo
+	src                SessionLister // nil until Observe
 	endedUp, endedDown int64
+	// ended holds the sessions already added to the ended totals that may
+	// still be listed by src (the hook runs just before a session leaves
+	// the list); an entry goes at the first sample that no longer sees it.
+	ended map[string]bool
+}
+
+// end adds a finished session's final counts to the totals.
+func (s *sessionBytes) end(si sftpd.SessionInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = make(map[string]bool)
+	}
+	if s.ended[si.ID] {
+		return
+	}
+	s.ended[si.ID] = true
+	s.endedUp += si.BytesUp
+	s.endedDown += si.BytesDown
 }
 
 // sample reads the live sessions and returns their number and the byte
-// totals so far. A session gone since the last sample adds its last seen
-// counts to the ended totals.
+// totals so far.
 func (s *sessionBytes) sample() (live int, up, down int64) {
-	now := s.src.Sessions()
+	s.mu.Lock()
+	src := s.src
+	s.mu.Unlock()
+	var now []sftpd.SessionInfo
+	if src != nil {
+		now = src.Sessions()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := make(map[string]sftpd.SessionInfo, len(now))
-	for _, si := range now {
-		seen[si.ID] = si
-	}
-	for id, old := range s.last {
-		if _, ok := seen[id]; !ok {
-			s.endedUp += old.BytesUp
-			s.endedDown += old.BytesDown
-		}
-	}
-	s.last = seen
+	listed := make(map[string]bool, len(now))
 	up, down = s.endedUp, s.endedDown
 	for _, si := range now {
+		listed[si.ID] = true
+		if s.ended[si.ID] {
+			continue
+		}
+		live++
 		up += si.BytesUp
 		down += si.BytesDown
 	}
-	return len(now), up, down
+	for id := range s.ended {
+		if !listed[id] {
+			delete(s.ended, id)
+		}
+	}
+	return live, up, down
 }
 
 // stateCollector reports, at scrape time, what the sessions and the views
@@ -238,9 +234,9 @@ var (
 	descSessions = prometheus.NewDesc("sftpgate_sessions_active",
 		"SFTP sessions open now.", nil, nil)
 	descUp = prometheus.NewDesc("sftpgate_sftp_upload_bytes_total",
-		"File data written by SFTP clients (sampled every second: the last second of a session that ends may be missed).", nil, nil)
+		"File data written by SFTP clients (live sessions at scrape time plus the final counts of ended ones).", nil, nil)
 	descDown = prometheus.NewDesc("sftpgate_sftp_download_bytes_total",
-		"File data read by SFTP clients (sampled every second: the last second of a session that ends may be missed).", nil, nil)
+		"File data read by SFTP clients (live sessions at scrape time plus the final counts of ended ones).", nil, nil)
 	descViews = prometheus.NewDesc("sftpgate_views_mounted",
 		`Mounted FUSE views, by mode ("rw": the users' own, "ro": read-only admin views).`, []string{"mode"}, nil)
 	descWriteback = prometheus.NewDesc("sftpgate_writeback_bytes",

@@ -133,7 +133,6 @@ func (f fakeViews) Stats() []fusefs.ViewStats { return f }
 
 func TestStateCollector(t *testing.T) {
 	m := New()
-	t.Cleanup(m.Close)
 	sess := &fakeSessions{}
 	views := fakeViews{
 		{User: "bob", OpenFiles: 2, DirtyBytes: 100, CleanBytes: 10, UploadsInFlight: 1},
@@ -165,31 +164,44 @@ func TestStateCollector(t *testing.T) {
 		}
 	}
 
-	// a-1 grows then ends: its last sampled count stays in the total.
+	// a-1 grows, then ends: sftpd reports its final counts through the
+	// hook just before it leaves the list.
 	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 3000, BytesDown: 5}, sftpd.SessionInfo{ID: "b-1", BytesUp: 7})
-	scrape(t, m)
+	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 3100, BytesDown: 6})
+	fams = scrape(t, m)
+	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3107 {
+		t.Errorf("upload bytes while ended a-1 is still listed: got %v, want 3107 (no byte counted twice)", got)
+	}
+	if got := value(t, fams, "sftpgate_sessions_active"); got != 1 {
+		t.Errorf("sessions while ended a-1 is still listed: got %v, want 1", got)
+	}
 	sess.set(sftpd.SessionInfo{ID: "b-1", BytesUp: 8}, sftpd.SessionInfo{ID: "c-1", BytesUp: 1})
 	fams = scrape(t, m)
-	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3009 {
-		t.Errorf("upload bytes after a-1 ended: got %v, want 3009", got)
+	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3109 {
+		t.Errorf("upload bytes after a-1 ended: got %v, want 3109", got)
+	}
+	if got := value(t, fams, "sftpgate_sftp_download_bytes_total"); got != 6 {
+		t.Errorf("download bytes after a-1 ended: got %v, want 6", got)
 	}
 	if got := value(t, fams, "sftpgate_sessions_active"); got != 2 {
 		t.Errorf("sessions after a-1 ended: got %v, want 2", got)
 	}
 }
 
-// TestSampler checks that the background sampling catches the bytes of a
-// session that ends between two scrapes.
-func TestSampler(t *testing.T) {
+// TestSessionEndedNeverScraped checks that the bytes of a session that
+// starts and ends between two scrapes are counted exactly, once.
+func TestSessionEndedNeverScraped(t *testing.T) {
 	m := New()
-	t.Cleanup(m.Close)
 	sess := &fakeSessions{}
 	m.Observe(sess, fakeViews{})
-	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 42})
-	time.Sleep(pollInterval + 500*time.Millisecond)
-	sess.set()
-	if got := value(t, scrape(t, m), "sftpgate_sftp_upload_bytes_total"); got != 42 {
-		t.Errorf("upload bytes of a session seen only by the sampler: got %v, want 42", got)
+	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 42, BytesDown: 2})
+	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 42, BytesDown: 2}) // reported twice: counted once
+	fams := scrape(t, m)
+	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 42 {
+		t.Errorf("upload bytes of a session never scraped live: got %v, want 42", got)
+	}
+	if got := value(t, fams, "sftpgate_sftp_download_bytes_total"); got != 2 {
+		t.Errorf("download bytes of a session never scraped live: got %v, want 2", got)
 	}
 }
 
