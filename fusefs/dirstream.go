@@ -1,0 +1,242 @@
+package fusefs
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/minio/minio-go/v7"
+)
+
+// holdBack is how many file entries a listing keeps back, waiting for a
+// directory of the same name (which wins), before passing them on. A
+// listing page holds at most 1000 keys, so 2048 covers the usual case with
+// bounded memory.
+const holdBack = 2048
+
+// maxSeen bounds the entries a listing keeps for seeking back.
+const maxSeen = 1024
+
+// dirent is one listed name with what the listing said about it.
+type dirent struct {
+	name string
+	kind int
+	info objInfo
+}
+
+// dirHandle streams a directory listing from ListObjects, page by page,
+// without holding the directory in memory. It answers READDIRPLUS lookups
+// from the listing's own attributes, without a request per name.
+type dirHandle struct {
+	d      *dirNode
+	l      loc
+	prefix string
+
+	// mu guards the fields below (go-fuse also serializes calls per handle).
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	ch      <-chan minio.ObjectInfo
+	idx     uint64   // entries returned so far
+	ready   []dirent // entries ready to return
+	pending []dirent // files held back
+	last    dirent
+	done    bool
+	// seen keeps the entries returned so far, for seeking back without a
+	// new listing, as long as there are at most maxSeen of them.
+	seen     []dirent
+	seenFull bool
+	local    map[string]dirent // files being written that are not in the store yet
+}
+
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileLookuper     = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileReleasedirer = (*dirHandle)(nil)
+)
+
+func newDirHandle(d *dirNode, l loc, prefix string) *dirHandle {
+	return &dirHandle{d: d, l: l, prefix: prefix}
+}
+
+// startLocked (re)starts the listing; h.mu held or h not shared yet.
+func (h *dirHandle) startLocked() {
+	if h.cancel != nil {
+		h.cancel()
+	}
+	v := h.d.ws.v
+	h.ctx, h.cancel = context.WithCancel(v.cache.bg)
+	h.ch = v.ob.list(h.ctx, h.l.bucket, h.prefix)
+	h.idx, h.ready, h.pending, h.done = 0, nil, nil, false
+	h.seen, h.seenFull = nil, false
+	h.local = map[string]dirent{}
+	for _, e := range v.cache.under(h.l.bucket, h.prefix) {
+		e.mu.Lock()
+		name := strings.TrimPrefix(e.key, h.prefix)
+		if !e.baseExists && !e.deleted && (e.opens > 0 || e.dirty) && checkName(name) == nil {
+			h.local[name] = dirent{name: name, kind: kindFile, info: objInfo{Key: e.key, Size: e.size, Mtime: e.mtime, Mode: e.mode}}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// fillLocked pulls from the listing until an entry is ready or the
+// listing ends; h.mu held.
+func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
+	log := h.d.ws.v.log
+	if h.ch == nil {
+		h.startLocked() // listing starts at the first read, not at opendir
+	}
+	for len(h.ready) == 0 && !h.done {
+		var (
+			oi minio.ObjectInfo
+			ok bool
+		)
+		// Not interruptible: a page comes quickly, and Go programs get
+		// spurious interrupts (SIGURG) that raw getdents callers do not retry.
+		oi, ok = <-h.ch
+		if !ok {
+			h.done = true
+			h.ready = append(h.ready, h.pending...)
+			h.pending = nil
+			for _, de := range h.local {
+				h.ready = append(h.ready, de)
+			}
+			h.local = nil
+			break
+		}
+		if oi.Err != nil {
+			if isNotFound(oi.Err) {
+				continue // a bucket not created yet lists as empty
+			}
+			return errno(oi.Err)
+		}
+		rest := strings.TrimPrefix(oi.Key, h.prefix)
+		if rest == "" {
+			continue // this directory's own marker
+		}
+		isDir := strings.HasSuffix(rest, "/")
+		name := strings.TrimSuffix(rest, "/")
+		if err := checkName(name); err != nil {
+			log.Warn("fusefs: skipping a key that cannot be a file name", "bucket", h.l.bucket, "key", oi.Key, "err", err)
+			continue
+		}
+		delete(h.local, name)
+		if isDir {
+			for i, p := range h.pending {
+				if p.name == name {
+					log.Warn("fusefs: skipping a file shadowed by a directory of the same name", "bucket", h.l.bucket, "key", oi.Key[:len(oi.Key)-1])
+					h.pending = append(h.pending[:i], h.pending[i+1:]...)
+					break
+				}
+			}
+			h.ready = append(h.ready, dirent{name: name, kind: kindDir, info: objInfo{Key: oi.Key}})
+			continue
+		}
+		h.pending = append(h.pending, dirent{name: name, kind: kindFile, info: infoFrom(oi)})
+		if len(h.pending) > holdBack {
+			h.ready = append(h.ready, h.pending[0])
+			h.pending = h.pending[1:]
+		}
+	}
+	return 0
+}
+
+// Readdirent returns the next entry, nil at the end.
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if errno := h.fillLocked(ctx); errno != 0 {
+		return nil, errno
+	}
+	if len(h.ready) == 0 {
+		return nil, 0
+	}
+	de := h.ready[0]
+	h.ready = h.ready[1:]
+	h.last = de
+	h.idx++
+	if !h.seenFull {
+		if len(h.seen) < maxSeen {
+			h.seen = append(h.seen, de)
+		} else {
+			h.seen, h.seenFull = nil, true
+		}
+	}
+	mode := uint32(fuse.S_IFREG)
+	if de.kind == kindDir {
+		mode = fuse.S_IFDIR
+	}
+	return &fuse.DirEntry{Name: de.name, Mode: mode, Off: h.idx}, 0
+}
+
+// Lookup answers READDIRPLUS for the entry just returned from the listing.
+func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	h.mu.Lock()
+	last := h.last
+	h.mu.Unlock()
+	if last.name != name {
+		return h.d.Lookup(ctx, name, out)
+	}
+	info := last.info
+	if last.kind == kindFile {
+		if e := h.d.ws.v.cache.lookup(h.l.bucket, h.prefix+name); e != nil {
+			e.mu.Lock()
+			if (e.opens > 0 || e.dirty) && !e.deleted {
+				info.Size, info.Mtime, info.Mode = e.size, e.mtime, e.mode
+			}
+			e.mu.Unlock()
+		}
+	}
+	return h.d.child(ctx, name, last.kind, info, h.l.readOnly, out), 0
+}
+
+// Seekdir restarts the listing and skips to entry off.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == h.idx {
+		return 0
+	}
+	if off < h.idx && h.ch != nil && !h.seenFull && int(h.idx) == len(h.seen) {
+		replay := append([]dirent(nil), h.seen[off:]...)
+		h.ready = append(replay, h.ready...)
+		h.seen = h.seen[:off]
+		h.idx = off
+		return 0
+	}
+	if off < h.idx || h.ch == nil {
+		h.startLocked()
+	}
+	for h.idx < off {
+		if errno := h.fillLocked(ctx); errno != 0 {
+			return errno
+		}
+		if len(h.ready) == 0 {
+			return 0
+		}
+		if !h.seenFull {
+			if len(h.seen) < maxSeen {
+				h.seen = append(h.seen, h.ready[0])
+			} else {
+				h.seen, h.seenFull = nil, true
+			}
+		}
+		h.ready = h.ready[1:]
+		h.idx++
+	}
+	return 0
+}
+
+// Releasedir stops the listing.
+func (h *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cancel != nil {
+		h.cancel()
+	}
+}

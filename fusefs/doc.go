@@ -1,0 +1,34 @@
+// Package fusefs owns everything between the kernel's FUSE requests and
+// MinIO: the object layer over minio-go, the FUSE node tree that shows each
+// user's workspaces as directories, the write-back cache (sparse local
+// copies, journals, janitor) and the mount manager that mounts one view per
+// user under a mount root.
+//
+// Semantics worth knowing:
+//   - `/` of a view holds one read-only directory per granted workspace;
+//     `/<slug>/<path>` is the object `<bucket>/<prefix><path>`.
+//   - Directories are key prefixes; mkdir writes a zero-byte `dir/` marker.
+//   - mtime is stored as X-Amz-Meta-Mtime (float seconds); objects without
+//     it show LastModified.
+//   - chmod is accepted for the permission bits and stored as
+//     X-Amz-Meta-Mode (octal); setuid/setgid/sticky bits are refused with
+//     EPERM. chown to anything but the current owner is EPERM. chmod and
+//     utimes on directories are accepted and not stored.
+//   - Symlinks, hard links, mknod and extended attributes fail with EPERM
+//     (links, nodes) or ENOTSUP (xattrs), never silently.
+//   - RENAME_EXCHANGE is EINVAL; RENAME_NOREPLACE is honoured.
+//   - Writes go to a local sparse file; the object is uploaded on the last
+//     close and on fsync, and the upload error is returned from close/fsync.
+//     Reopening a file whose clean local copy still matches the object's
+//     ETag needs no download; an append to an object of 5 MiB or more with
+//     no local copy uploads only the new bytes and joins them to the old
+//     object server-side (multipart upload with a copy part).
+//   - A read-only view (AcquireWith ReadOnly) is mounted at
+//     <MountRoot>/.readonly/<user>, so ".readonly" is not a valid user.
+//   - At start, sftpgate mounts left under the mount root by a killed
+//     process are aborted through fusectl (/sys/fs/fuse/connections), which
+//     also frees that process if it hung in exit flushing a file of its own
+//     mount, then lazily unmounted.
+//   - Listings are not interruptible (a page comes quickly); reads waiting
+//     on the store return EINTR when the kernel interrupts them.
+package fusefs

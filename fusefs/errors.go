@@ -1,0 +1,154 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Sentinel errors of the package. Core code wraps them as "op: %w"; the
+// FUSE edge maps them to errno values with errno.
+var (
+	// ErrNotEmpty is returned when removing or replacing a non-empty directory.
+	ErrNotEmpty = errors.New("fusefs: directory not empty")
+	// ErrNotFound is returned for a name or key that does not exist.
+	ErrNotFound = errors.New("fusefs: not found")
+	// ErrExists is returned when a name already exists.
+	ErrExists = errors.New("fusefs: already exists")
+	// ErrReadOnly is returned for any change in a read-only workspace or view.
+	ErrReadOnly = errors.New("fusefs: read-only")
+	// ErrNoSpace is returned when the cache directory is short of space.
+	ErrNoSpace = errors.New("fusefs: no space left in the cache directory")
+	// ErrInvalidName is returned for a name that cannot be an object key segment.
+	ErrInvalidName = errors.New("fusefs: invalid name")
+	// ErrNameTooLong is returned for a name over 255 bytes or a key over 1024.
+	ErrNameTooLong = errors.New("fusefs: name too long")
+	// ErrNotSupported is returned for operations objects cannot represent.
+	ErrNotSupported = errors.New("fusefs: operation not supported")
+	// ErrPermission is returned for operations refused on principle (chown, links).
+	ErrPermission = errors.New("fusefs: operation not permitted")
+	// ErrIsDir is returned when a file operation targets a directory.
+	ErrIsDir = errors.New("fusefs: is a directory")
+	// ErrNotDir is returned when a directory operation targets a file.
+	ErrNotDir = errors.New("fusefs: not a directory")
+	// ErrRevoked is returned for operations in a workspace no longer granted.
+	ErrRevoked = errors.New("fusefs: workspace access revoked")
+	// ErrInvalidUser is returned by Acquire for a user name that cannot be a directory name.
+	ErrInvalidUser = errors.New("fusefs: invalid user name")
+	// ErrInvalidOptions is returned by NewManager for missing or bad options.
+	ErrInvalidOptions = errors.New("fusefs: invalid options")
+	// ErrClosed is returned after Shutdown.
+	ErrClosed = errors.New("fusefs: manager shut down")
+	// ErrConflict is returned when an object changed under a local copy.
+	ErrConflict = errors.New("fusefs: object changed in the store")
+	// ErrTooLarge is returned for a file the store refuses for its size.
+	ErrTooLarge = errors.New("fusefs: file too large")
+)
+
+// errnoLogger receives the causes of errors mapped to EIO. It is set by the
+// manager (the last one created); nil means quiet.
+var errnoLogger atomic.Pointer[slog.Logger]
+
+// errno maps an error of this package, of minio-go or of the OS to the
+// errno returned to the kernel. It is the only place doing so. Unknown
+// errors become EIO and are logged with their cause.
+func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	e, ok := mapErr(err)
+	if !ok {
+		if l := errnoLogger.Load(); l != nil {
+			l.Error("fusefs: unexpected error mapped to EIO", "err", err)
+		}
+	}
+	return e
+}
+
+// mapErr is errno without the logging; ok is false for unknown errors.
+func mapErr(err error) (syscall.Errno, bool) {
+	var en syscall.Errno
+	switch {
+	case errors.Is(err, ErrNotEmpty):
+		return syscall.ENOTEMPTY, true
+	case errors.Is(err, ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return syscall.ENOENT, true
+	case errors.Is(err, ErrExists):
+		return syscall.EEXIST, true
+	case errors.Is(err, ErrReadOnly):
+		return syscall.EROFS, true
+	case errors.Is(err, ErrNoSpace):
+		return syscall.ENOSPC, true
+	case errors.Is(err, ErrInvalidName):
+		return syscall.EINVAL, true
+	case errors.Is(err, ErrNameTooLong):
+		return syscall.ENAMETOOLONG, true
+	case errors.Is(err, ErrNotSupported):
+		return syscall.ENOTSUP, true
+	case errors.Is(err, ErrPermission):
+		return syscall.EPERM, true
+	case errors.Is(err, ErrIsDir):
+		return syscall.EISDIR, true
+	case errors.Is(err, ErrNotDir):
+		return syscall.ENOTDIR, true
+	case errors.Is(err, ErrRevoked):
+		return syscall.EACCES, true
+	case errors.Is(err, ErrTooLarge):
+		return syscall.EFBIG, true
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR, true
+	case errors.Is(err, context.DeadlineExceeded):
+		return syscall.ETIMEDOUT, true
+	case errors.As(err, &en):
+		return en, true
+	}
+	var er minio.ErrorResponse
+	if errors.As(err, &er) {
+		switch er.Code {
+		case "NoSuchKey", "NoSuchBucket", "NotFound":
+			return syscall.ENOENT, true
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled":
+			return syscall.EACCES, true
+		case "SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "RequestTimeout":
+			return syscall.EAGAIN, true
+		case "EntityTooLarge":
+			return syscall.EFBIG, true
+		case "KeyTooLong", "KeyTooLongError":
+			return syscall.ENAMETOOLONG, true
+		case "InvalidObjectName", "XMinioInvalidObjectName", "InvalidBucketName", "InvalidArgument":
+			return syscall.EINVAL, true
+		case "PreconditionFailed":
+			return syscall.ESTALE, true
+		case "XMinioStorageFull", "StorageFull":
+			return syscall.ENOSPC, true
+		case "BucketAlreadyExists", "BucketAlreadyOwnedByYou":
+			return syscall.EEXIST, true
+		}
+		if er.StatusCode == 404 {
+			return syscall.ENOENT, true
+		}
+		if er.StatusCode == 403 {
+			return syscall.EACCES, true
+		}
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) && errors.As(pe.Err, &en) {
+		return en, true
+	}
+	return syscall.EIO, false
+}
+
+// isNotFound reports whether err says the key or bucket does not exist.
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	e, _ := mapErr(err)
+	return e == syscall.ENOENT
+}

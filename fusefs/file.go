@@ -1,0 +1,524 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// fileNode is a file inside a workspace: an object, or a local copy being
+// written.
+type fileNode struct {
+	fs.Inode
+	refuser
+	ws *workspace
+	// gone is set once the name was unlinked or renamed over.
+	gone atomic.Bool
+
+	// mu guards info and infoAt, the object as last seen in the store.
+	mu     sync.Mutex
+	info   objInfo
+	infoAt time.Time
+}
+
+var (
+	_ fs.NodeGetattrer = (*fileNode)(nil)
+	_ fs.NodeSetattrer = (*fileNode)(nil)
+	_ fs.NodeOpener    = (*fileNode)(nil)
+	_ fs.NodeFsyncer   = (*fileNode)(nil)
+)
+
+func (f *fileNode) setInfo(info objInfo, at time.Time) {
+	f.mu.Lock()
+	f.info, f.infoAt = info, at
+	f.mu.Unlock()
+}
+
+// where returns the workspace location and the file's key.
+func (f *fileNode) where(ctx context.Context, write bool) (loc, string, error) {
+	var (
+		l   loc
+		err error
+	)
+	if write {
+		l, err = f.ws.writable(ctx)
+	} else {
+		l, err = f.ws.where(ctx)
+	}
+	if err != nil {
+		return l, "", err
+	}
+	rel, err := relPath(&f.Inode)
+	if err != nil {
+		return l, "", err
+	}
+	return l, l.prefix + rel, nil
+}
+
+// liveAttr returns the attributes of a local copy that is open or dirty
+// (or was used within the attribute TTL), ok false when there is none.
+func (v *view) liveAttr(e *entry) (objInfo, bool) {
+	if e == nil {
+		return objInfo{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deleted || !(e.opens > 0 || e.dirty || time.Since(e.lastUse) < v.attrTTL) {
+		return objInfo{}, false
+	}
+	return objInfo{Key: e.key, Size: e.size, Mtime: e.mtime, Mode: e.mode, ETag: e.baseETag}, true
+}
+
+// Getattr reports the file, from its local copy when it has a live one
+// (or the handle's, even once unlinked), else from the store (asked again
+// once the attribute TTL has passed).
+func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	v := f.ws.v
+	wl, err := f.ws.where(ctx)
+	if err != nil {
+		return errno(err)
+	}
+	h, _ := fh.(*fileHandle)
+	if h != nil && h.e != nil {
+		h.e.mu.Lock()
+		size, mtime, mode, gone := h.e.size, h.e.mtime, h.e.mode, h.e.deleted
+		h.e.mu.Unlock()
+		v.fillFileAttr(&out.Attr, size, mtime, mode, wl.readOnly)
+		if gone || f.gone.Load() {
+			out.Nlink = 0
+		}
+		out.SetTimeout(v.attrTTL)
+		return 0
+	}
+	f.mu.Lock()
+	info, fresh := f.info, time.Since(f.infoAt) < v.attrTTL
+	f.mu.Unlock()
+	if h != nil && (fresh || f.gone.Load()) {
+		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, wl.readOnly)
+		if f.gone.Load() {
+			out.Nlink = 0
+		}
+		out.SetTimeout(v.attrTTL)
+		return 0
+	}
+	l, key, err := f.where(ctx, false)
+	if err != nil {
+		return errno(err)
+	}
+	if info, ok := v.liveAttr(v.cache.lookup(l.bucket, key)); ok {
+		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, l.readOnly)
+		out.SetTimeout(v.attrTTL)
+		return 0
+	}
+	if !fresh {
+		got, err := v.ob.stat(ctx, l.bucket, key)
+		switch {
+		case err == nil:
+			info = got
+			f.setInfo(got, time.Now())
+		case isNotFound(err) && h != nil:
+			// Removed in the store while open here: keep what we knew.
+		default:
+			return errno(err)
+		}
+	}
+	v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, l.readOnly)
+	out.SetTimeout(v.attrTTL)
+	return 0
+}
+
+// openLive takes one open of e when it is open or dirty already.
+func openLive(e *entry) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deleted || !(e.opens > 0 || e.dirty) {
+		return false
+	}
+	e.opens++
+	e.lastUse = time.Now()
+	return true
+}
+
+// openEntry returns the local copy of key with one open taken, for
+// writing (creating it from the object when needed; the old bytes are
+// fetched lazily) or, when forRead, only if a usable one exists (nil
+// otherwise). remote is the object's info when it was asked.
+func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
+	if e := v.cache.lookup(bucket, key); e != nil && openLive(e) {
+		if trunc {
+			if err := e.truncate(0); err != nil {
+				v.cache.release(e)
+				return nil, nil, err
+			}
+		}
+		return e, nil, nil
+	}
+	info, err := v.ob.stat(ctx, bucket, key)
+	var remote *objInfo
+	switch {
+	case err == nil:
+		remote = &info
+	case isNotFound(err):
+		if forRead {
+			return nil, nil, err
+		}
+	default:
+		return nil, nil, err
+	}
+	if forRead {
+		e := v.cache.lookup(bucket, key)
+		if e == nil {
+			return nil, remote, nil
+		}
+		e.mu.Lock()
+		usable := e.complete && !e.deleted && e.baseExists && e.baseETag == remote.ETag
+		e.mu.Unlock()
+		if !usable {
+			return nil, remote, nil
+		}
+	}
+	e, err := v.cache.open(bucket, key, v.user, remote, trunc)
+	return e, remote, err
+}
+
+// Open opens the file. Writing (or O_TRUNC) goes to the local copy;
+// reading uses the local copy when there is a current one, else the store
+// with read-ahead.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	v := f.ws.v
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
+	l, key, err := f.where(ctx, write)
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	e, remote, err := v.openEntry(ctx, l.bucket, key, flags&syscall.O_TRUNC != 0, !write)
+	if err != nil {
+		return nil, 0, errno(err)
+	}
+	if remote != nil {
+		f.setInfo(*remote, time.Now())
+	}
+	var h *fileHandle
+	switch {
+	case write:
+		h = newWriteHandle(v, e, flags)
+	case e != nil:
+		h = newLocalReadHandle(v, e)
+	default:
+		h = newRemoteHandle(v, newRemoteReader(v.cache.bg, v.ob, l.bucket, key, *remote))
+	}
+	h.n = f
+	return h, 0, 0
+}
+
+// Fsync uploads the local copy now.
+func (f *fileNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	h, ok := fh.(*fileHandle)
+	if !ok || h.e == nil {
+		return 0
+	}
+	return h.Fsync(ctx, flags)
+}
+
+// Setattr changes size (through the local copy), mtime and mode (stored
+// as metadata: with the next upload when a local copy is live, else by a
+// server-side copy onto itself). chown to another owner and the setuid,
+// setgid and sticky bits are EPERM.
+func (f *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	v := f.ws.v
+	if uid, ok := in.GetUID(); ok && uid != v.uid {
+		return syscall.EPERM
+	}
+	if gid, ok := in.GetGID(); ok && gid != v.gid {
+		return syscall.EPERM
+	}
+	mode, hasMode := in.GetMode()
+	size, hasSize := in.GetSize()
+	mtime, hasMtime := in.GetMTime()
+	if !hasMode && !hasSize && !hasMtime {
+		return f.Getattr(ctx, fh, out)
+	}
+	if hasMode && mode&0o7000 != 0 {
+		return syscall.EPERM
+	}
+	mode &= 0o777
+	if err := f.setattr(ctx, fh, hasSize, int64(size), hasMtime, mtime, hasMode, mode); err != nil {
+		return errno(err)
+	}
+	return f.Getattr(ctx, fh, out)
+}
+
+func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, size int64, hasMtime bool, mtime time.Time, hasMode bool, mode uint32) error {
+	v := f.ws.v
+	l, key, err := f.where(ctx, true)
+	if err != nil {
+		return err
+	}
+	var e *entry
+	own := false
+	if h, ok := fh.(*fileHandle); ok && h.e != nil {
+		if hasSize && !h.write {
+			return fmt.Errorf("truncate: %w", syscall.EBADF)
+		}
+		e = h.e
+	} else if hasSize {
+		if e, _, err = v.openEntry(ctx, l.bucket, key, size == 0, false); err != nil {
+			return err
+		}
+		own = true
+	} else if ce := v.cache.lookup(l.bucket, key); ce != nil && openLive(ce) {
+		e, own = ce, true
+	}
+	if e != nil {
+		if own {
+			defer v.cache.release(e)
+		}
+		if hasSize {
+			if err := e.truncate(size); err != nil {
+				return err
+			}
+		}
+		if hasMtime || hasMode {
+			var mt *time.Time
+			var md *uint32
+			if hasMtime {
+				mt = &mtime
+			}
+			if hasMode {
+				md = &mode
+			}
+			e.setMeta(mt, md)
+		}
+		if own {
+			e.mu.Lock()
+			idle := e.active == 0
+			e.mu.Unlock()
+			if idle {
+				return v.cache.upload(e)
+			}
+		}
+		return nil
+	}
+	// No local copy: rewrite the metadata with a copy onto itself.
+	info, err := v.ob.stat(ctx, l.bucket, key)
+	if err != nil {
+		return err
+	}
+	newMtime, newMode := info.Mtime, info.Mode
+	if hasMtime {
+		newMtime = mtime
+	}
+	if hasMode {
+		newMode = mode
+	}
+	etag, err := v.ob.copy(ctx, l.bucket, key, l.bucket, key, info.Size, userMeta(newMtime, newMode))
+	if err != nil {
+		return err
+	}
+	if ce := v.cache.lookup(l.bucket, key); ce != nil {
+		ce.mu.Lock()
+		if !ce.dirty && ce.opens == 0 && ce.baseETag == info.ETag {
+			ce.baseETag, ce.mtime, ce.mode = etag, newMtime, newMode
+			ce.c.saveLocked(ce)
+		}
+		ce.mu.Unlock()
+	}
+	info.ETag, info.Mtime, info.Mode = etag, newMtime, newMode
+	f.setInfo(info, time.Now())
+	return nil
+}
+
+// fileHandle is one open file: on the local copy (writes, and reads of a
+// current local copy) or on the store (reads with read-ahead).
+type fileHandle struct {
+	v      *view
+	n      *fileNode
+	e      *entry
+	r      *remoteReader
+	write  bool
+	append bool
+
+	// mu guards the fields below. active: the handle wrote (or was opened
+	// for writing) since its last flush, and counts in e.active. counted:
+	// the handle counts in the view's open files (until its first flush,
+	// when close(2) returns, or its release).
+	mu      sync.Mutex
+	active  bool
+	counted bool
+}
+
+// uncount removes the handle from the view's open files, once.
+func (h *fileHandle) uncount() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.counted {
+		h.counted = false
+		h.v.openFiles.Add(-1)
+	}
+}
+
+var (
+	_ fs.FileAllocater = (*fileHandle)(nil)
+	_ fs.FileReader    = (*fileHandle)(nil)
+	_ fs.FileWriter    = (*fileHandle)(nil)
+	_ fs.FileFlusher   = (*fileHandle)(nil)
+	_ fs.FileFsyncer   = (*fileHandle)(nil)
+	_ fs.FileReleaser  = (*fileHandle)(nil)
+)
+
+func newWriteHandle(v *view, e *entry, flags uint32) *fileHandle {
+	v.openFiles.Add(1)
+	e.mu.Lock()
+	e.active++
+	e.mu.Unlock()
+	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, active: true, counted: true}
+}
+
+func newLocalReadHandle(v *view, e *entry) *fileHandle {
+	v.openFiles.Add(1)
+	return &fileHandle{v: v, e: e, counted: true}
+}
+
+func newRemoteHandle(v *view, r *remoteReader) *fileHandle {
+	v.openFiles.Add(1)
+	return &fileHandle{v: v, r: r, counted: true}
+}
+
+// Read reads from the local copy or the store.
+func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	var (
+		n   int
+		err error
+	)
+	if h.e != nil {
+		n, err = h.e.readAt(ctx, dest, off)
+	} else {
+		n, err = h.r.readAt(ctx, dest, off)
+	}
+	if err != nil {
+		return nil, errno(err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// Write writes to the local copy.
+func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	h.mu.Lock()
+	if !h.active {
+		h.active = true
+		h.e.mu.Lock()
+		h.e.active++
+		h.e.mu.Unlock()
+	}
+	h.mu.Unlock()
+	if h.append {
+		off = appendOffset // at the end, decided under the entry's lock
+	}
+	n, err := h.e.writeAt(ctx, data, off)
+	if err != nil {
+		return uint32(n), errno(err)
+	}
+	return uint32(n), 0
+}
+
+// deactivate ends the handle's part in the pending upload and reports
+// whether it was the last writer.
+func (h *fileHandle) deactivate() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.active {
+		return false
+	}
+	h.active = false
+	h.e.mu.Lock()
+	defer h.e.mu.Unlock()
+	h.e.active--
+	return h.e.active == 0
+}
+
+// uploadNow uploads the local copy and refreshes the node's attributes.
+func (h *fileHandle) uploadNow() error {
+	if err := h.v.cache.upload(h.e); err != nil {
+		return err
+	}
+	if h.n != nil {
+		h.e.mu.Lock()
+		info := objInfo{Key: h.e.key, Size: h.e.size, Mtime: h.e.mtime, Mode: h.e.mode, ETag: h.e.baseETag}
+		h.e.mu.Unlock()
+		h.n.setInfo(info, time.Now())
+	}
+	return nil
+}
+
+// Flush uploads the file when this is the last writer's close, and
+// returns the upload's error.
+func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
+	defer h.uncount()
+	if !h.write {
+		return 0
+	}
+	if !h.deactivate() {
+		h.e.mu.Lock()
+		noSpace := h.e.noSpace
+		h.e.mu.Unlock()
+		if noSpace {
+			return syscall.ENOSPC
+		}
+		return 0
+	}
+	return errno(h.uploadNow())
+}
+
+// Fsync uploads the local copy now.
+func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if h.e == nil || !h.write {
+		return 0
+	}
+	return errno(h.uploadNow())
+}
+
+// Release ends the handle; a writer never flushed uploads here.
+func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
+	defer h.uncount()
+	if h.r != nil {
+		h.r.close()
+		return 0
+	}
+	if h.write && h.deactivate() {
+		if err := h.uploadNow(); err != nil {
+			h.v.log.Warn("fusefs: upload at release failed; kept dirty for retry", "user", h.v.user, "err", err)
+		}
+	}
+	h.v.cache.release(h.e)
+	return 0
+}
+
+// Allocate supports mode 0 (reserve and extend) and FALLOC_FL_KEEP_SIZE
+// on the local copy; other modes are EOPNOTSUPP.
+func (h *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	if !h.write {
+		return syscall.EBADF
+	}
+	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
+		return syscall.EOPNOTSUPP
+	}
+	h.mu.Lock()
+	if !h.active {
+		h.active = true
+		h.e.mu.Lock()
+		h.e.active++
+		h.e.mu.Unlock()
+	}
+	h.mu.Unlock()
+	return errno(h.e.allocate(ctx, int64(off), int64(size), mode))
+}

@@ -1,0 +1,425 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// Manager mounts one view per user under the mount root, shares it among
+// that user's sessions, unmounts it when idle, and owns the write-back
+// cache and its janitor.
+type Manager struct {
+	o        Options
+	log      *slog.Logger
+	ob       *objects
+	cache    *cache
+	cacheDir string
+	uid, gid uint32
+
+	ctx    context.Context // background work: uploads, listings, janitor
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu guards the fields below; never held across a mount, an unmount
+	// or any call into a mount.
+	mu         sync.Mutex
+	closed     bool
+	views      map[viewKey]*mount
+	unmounting map[string]chan struct{}
+}
+
+type viewKey struct {
+	user string
+	ro   bool
+}
+
+// mount is one mounted (or mounting) view.
+type mount struct {
+	key    viewKey
+	dir    string
+	v      *view
+	server *fuse.Server
+	since  time.Time
+	ready  chan struct{} // closed once mounted or failed
+	stop   chan struct{} // closed at unmount: stops the notifier
+	err    error         // set before ready is closed
+
+	// guarded by Manager.mu
+	holders   int
+	idleSince time.Time
+}
+
+// NewManager validates the options, unmounts stale mounts under MountRoot,
+// uploads the dirty local copies a crash left behind and starts the janitor.
+func NewManager(ctx context.Context, o Options) (*Manager, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	errnoLogger.Store(log)
+	if err := os.MkdirAll(o.MountRoot, 0o755); err != nil {
+		return nil, fmt.Errorf("mount root: %w", err)
+	}
+	cacheDir := filepath.Join(o.TmpDir, "sftpgate")
+	if err := os.MkdirAll(filepath.Join(cacheDir, "conflicts"), 0o700); err != nil {
+		return nil, fmt.Errorf("cache dir: %w", err)
+	}
+	if err := cleanStale(o.MountRoot, log); err != nil {
+		log.Warn("fusefs: cannot look for stale mounts", "err", err)
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		o: o, log: log, cacheDir: cacheDir,
+		ob:  &objects{c: o.Client, partSize: o.PartSize, concurrency: o.Concurrency},
+		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
+		ctx: bg, cancel: cancel,
+		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
+	}
+	m.cache = &cache{dir: cacheDir, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
+		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
+	if err := m.recoverJournals(ctx); err != nil {
+		cancel()
+		m.cache.closeAll()
+		return nil, err
+	}
+	m.wg.Add(1)
+	go m.janitor()
+	return m, nil
+}
+
+// Acquire returns the mount directory of user's view, mounting it on first
+// use; release (idempotent) ends this holder's use.
+func (m *Manager) Acquire(ctx context.Context, user string) (dir string, release func(), err error) {
+	return m.AcquireWith(ctx, user, MountOptions{})
+}
+
+// AcquireWith is Acquire with options; a read-only view is a separate
+// mount at <MountRoot>/.readonly/<user>.
+func (m *Manager) AcquireWith(ctx context.Context, user string, o MountOptions) (dir string, release func(), err error) {
+	if err := checkUser(user); err != nil {
+		return "", nil, err
+	}
+	k := viewKey{user: user, ro: o.ReadOnly}
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return "", nil, ErrClosed
+		}
+		if mt := m.views[k]; mt != nil {
+			mt.holders++
+			m.mu.Unlock()
+			select {
+			case <-mt.ready:
+			case <-ctx.Done():
+				m.release(mt)
+				return "", nil, fmt.Errorf("acquire %s: %w", user, ctx.Err())
+			}
+			if mt.err != nil {
+				return "", nil, mt.err
+			}
+			return mt.dir, m.releaseFunc(mt), nil
+		}
+		dir := mountDir(m.o.MountRoot, user, o.ReadOnly)
+		if ch := m.unmounting[dir]; ch != nil {
+			m.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return "", nil, fmt.Errorf("acquire %s: %w", user, ctx.Err())
+			}
+		}
+		mt := &mount{key: k, dir: dir, holders: 1, ready: make(chan struct{}), since: time.Now()}
+		m.views[k] = mt
+		m.mu.Unlock()
+
+		err := m.mount(ctx, mt)
+		m.mu.Lock()
+		if err != nil {
+			mt.err = fmt.Errorf("mount %s: %w", user, err)
+			delete(m.views, k)
+		}
+		close(mt.ready)
+		m.mu.Unlock()
+		if err != nil {
+			return "", nil, mt.err
+		}
+		return mt.dir, m.releaseFunc(mt), nil
+	}
+}
+
+func (m *Manager) releaseFunc(mt *mount) func() {
+	var once sync.Once
+	return func() { once.Do(func() { m.release(mt) }) }
+}
+
+func (m *Manager) release(mt *mount) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mt.holders--
+	if mt.holders <= 0 {
+		mt.holders = 0
+		mt.idleSince = time.Now()
+	}
+}
+
+// mount mounts one view. Mount options, tuned for throughput:
+//   - MaxWrite 1 MiB: the kernel sends writes of up to 1 MiB;
+//   - MaxReadAhead 1 MiB: kernel read-ahead requests up to 1 MiB, on top
+//     of which sequential reads get our own parallel read-ahead;
+//   - MaxBackground 64: more asynchronous requests (read-ahead) in flight;
+//   - attribute and entry timeouts AttrTTL, negative entries AttrTTL too;
+//   - READDIRPLUS on: listings carry attributes, no lookup per name;
+//   - FsName "sftpgate:<user>", Name "sftpgate" (type fuse.sftpgate);
+//   - DirectMount when root (mount(2)), fusermount3 otherwise;
+//   - no allow_other: only the daemon's user (and root) can enter.
+func (m *Manager) mount(ctx context.Context, mt *mount) error {
+	if err := prepareMountPoint(mt.dir, m.log); err != nil {
+		return err
+	}
+	v := &view{
+		notify: make(chan string, 64),
+		user:   mt.key.user, readOnly: mt.key.ro, grants: m.o.Grants, ob: m.ob, cache: m.cache,
+		log: m.log.With("user", mt.key.user), attrTTL: m.o.AttrTTL, grantTTL: m.o.GrantsTTL,
+		tmpDir: m.cacheDir, uid: m.uid, gid: m.gid, born: time.Now(),
+	}
+	if err := v.refresh(ctx); err != nil {
+		return err
+	}
+	ttl := m.o.AttrTTL
+	opts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			FsName:        "sftpgate:" + mt.key.user,
+			Name:          "sftpgate",
+			MaxWrite:      1 << 20,
+			MaxReadAhead:  1 << 20,
+			MaxBackground: 64,
+			DirectMount:   os.Geteuid() == 0,
+			Logger:        slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+		},
+		EntryTimeout:    &ttl,
+		AttrTimeout:     &ttl,
+		NegativeTimeout: &ttl,
+		UID:             m.uid,
+		GID:             m.gid,
+		Logger:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	root := &rootNode{v: v}
+	server, err := fs.Mount(mt.dir, root, opts)
+	if err != nil {
+		return err
+	}
+	mt.v, mt.server, mt.stop = v, server, make(chan struct{})
+	liveMounts.Store(mt.dir, struct{}{})
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for {
+			select {
+			case slug := <-v.notify:
+				root.NotifyEntry(slug)
+			case <-mt.stop:
+				return
+			}
+		}
+	}()
+	m.log.Info("fusefs: mounted", "user", mt.key.user, "dir", mt.dir, "read_only", mt.key.ro)
+	return nil
+}
+
+// unmount takes a view down: plain unmount (retried), else a lazy one.
+// It waits for the server to stop, at most until ctx is done.
+func (m *Manager) unmount(ctx context.Context, mt *mount) error {
+	defer close(mt.stop)
+	defer liveMounts.Delete(mt.dir)
+	if err := mt.server.Unmount(); err != nil {
+		m.log.Warn("fusefs: unmount busy, detaching", "dir", mt.dir, "err", err)
+		if lerr := lazyUnmount(mt.dir); lerr != nil {
+			return fmt.Errorf("unmount %s: %w", mt.dir, lerr)
+		}
+		// The detached tree is served until its last user leaves; the
+		// mount point is free already.
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mt.server.Wait()
+			m.log.Info("fusefs: detached view released", "user", mt.key.user, "dir", mt.dir)
+		}()
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		mt.server.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("unmount %s: %w", mt.dir, ctx.Err())
+	}
+	m.log.Info("fusefs: unmounted", "user", mt.key.user, "dir", mt.dir)
+	return nil
+}
+
+// unmountIdle takes down the views idle for longer than IdleDelay.
+func (m *Manager) unmountIdle(now time.Time) {
+	m.mu.Lock()
+	var idle []*mount
+	for k, mt := range m.views {
+		select {
+		case <-mt.ready:
+		default:
+			continue
+		}
+		if mt.err == nil && mt.holders == 0 && now.Sub(mt.idleSince) >= m.o.IdleDelay {
+			delete(m.views, k)
+			ch := make(chan struct{})
+			m.unmounting[mt.dir] = ch
+			idle = append(idle, mt)
+		}
+	}
+	m.mu.Unlock()
+	for _, mt := range idle {
+		ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
+		if err := m.unmount(ctx, mt); err != nil {
+			m.log.Warn("fusefs: idle unmount failed", "dir", mt.dir, "err", err)
+		}
+		cancel()
+		m.mu.Lock()
+		close(m.unmounting[mt.dir])
+		delete(m.unmounting, mt.dir)
+		m.mu.Unlock()
+	}
+}
+
+// Stats describes the mounted views, sorted by directory.
+func (m *Manager) Stats() []ViewStats {
+	m.mu.Lock()
+	var out []ViewStats
+	var views []*view
+	for _, mt := range m.views {
+		select {
+		case <-mt.ready:
+		default:
+			continue
+		}
+		if mt.err != nil {
+			continue
+		}
+		out = append(out, ViewStats{User: mt.key.user, Dir: mt.dir, Since: mt.since, Holders: mt.holders, ReadOnly: mt.key.ro})
+		views = append(views, mt.v)
+	}
+	m.mu.Unlock()
+	for i := range out {
+		out[i].OpenFiles = int(views[i].openFiles.Load())
+		if !out[i].ReadOnly {
+			out[i].DirtyBytes, out[i].CleanBytes, out[i].UploadsInFlight = m.cache.stats(out[i].User)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })
+	return out
+}
+
+// Shutdown uploads what is dirty, unmounts every view, stops the janitor
+// and waits for the background goroutines, at most until ctx is done.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	var mts []*mount
+	var waits []chan struct{}
+	for _, mt := range m.views {
+		mts = append(mts, mt)
+	}
+	for _, ch := range m.unmounting {
+		waits = append(waits, ch)
+	}
+	m.views = map[viewKey]*mount{}
+	m.mu.Unlock()
+
+	var firstErr error
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+	}
+	if err := m.flushAll(ctx); err != nil {
+		firstErr = err
+	}
+	for _, mt := range mts {
+		select {
+		case <-mt.ready:
+		case <-ctx.Done():
+			continue
+		}
+		if mt.err != nil {
+			continue
+		}
+		if err := m.unmount(ctx, mt); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	// Files still open through a lazily detached mount may be dirty again.
+	if err := m.flushAll(ctx); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	m.cancel()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if firstErr == nil {
+			firstErr = fmt.Errorf("shutdown: %w", ctx.Err())
+		}
+	}
+	m.cache.closeAll()
+	return firstErr
+}
+
+// flushAll uploads every dirty local copy.
+func (m *Manager) flushAll(ctx context.Context) error {
+	m.cache.mu.Lock()
+	var es []*entry
+	for e := range m.cache.all {
+		es = append(es, e)
+	}
+	m.cache.mu.Unlock()
+	var firstErr error
+	for _, e := range es {
+		if ctx.Err() != nil {
+			return fmt.Errorf("shutdown: %w", ctx.Err())
+		}
+		e.mu.Lock()
+		dirty := e.dirty && !e.deleted
+		e.mu.Unlock()
+		if !dirty {
+			continue
+		}
+		if err := m.cache.upload(e); err != nil {
+			m.log.Error("fusefs: upload at shutdown failed; the journal keeps it for the next start", "bucket", e.bucket, "key", e.key, "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,151 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Workspace is one workspace as seen by one user.
+type Workspace struct {
+	// Slug is the directory name of the workspace in `/` of the view.
+	Slug string
+	// Bucket holds the workspace's objects; it is created on first write.
+	Bucket string
+	// Prefix is the key prefix of the workspace, {user} already expanded;
+	// it is normalized ("" or "a/b/").
+	Prefix string
+	// ReadOnly refuses every change with EROFS.
+	ReadOnly bool
+}
+
+// Grants tells which workspaces a user may see. It is asked again every
+// GrantsTTL, so grants added or revoked while mounted show up quickly.
+type Grants interface {
+	Workspaces(ctx context.Context, user string) ([]Workspace, error)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Client talks to MinIO; required.
+	Client *minio.Client
+	// Grants lists each user's workspaces; required.
+	Grants Grants
+	// MountRoot holds the mount points: <MountRoot>/<user>, and
+	// <MountRoot>/.readonly/<user> for read-only views; required.
+	MountRoot string
+	// TmpDir holds the write-back cache, in <TmpDir>/sftpgate; required.
+	TmpDir string
+	// Lifespan is how long a clean local copy is kept after its last use;
+	// zero means 15 minutes.
+	Lifespan time.Duration
+	// IdleDelay is how long a view stays mounted after its last release;
+	// zero means 30 seconds.
+	IdleDelay time.Duration
+	// PartSize is the multipart part size (5 MiB to 5 GiB); zero means 16 MiB.
+	PartSize int64
+	// Concurrency is the number of parallel part uploads and read-ahead
+	// GETs per file; zero means 4.
+	Concurrency int
+	// MinFree is the free space kept in TmpDir: writes that would go under
+	// it fail with ENOSPC. Zero means 512 MiB; negative disables the check.
+	MinFree int64
+	// AttrTTL is the kernel's attribute and entry cache TTL, and how long
+	// an object's attributes are trusted; zero means 1 second.
+	AttrTTL time.Duration
+	// GrantsTTL is how long a user's grants are trusted; zero means 2 seconds.
+	GrantsTTL time.Duration
+	// Logger receives the package's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// withDefaults validates o and fills in the zero values.
+func (o Options) withDefaults() (Options, error) {
+	bad := func(field, why string) (Options, error) {
+		return o, fmt.Errorf("option %s: %s: %w", field, why, ErrInvalidOptions)
+	}
+	switch {
+	case o.Client == nil:
+		return bad("Client", "required")
+	case o.Grants == nil:
+		return bad("Grants", "required")
+	case o.MountRoot == "":
+		return bad("MountRoot", "required")
+	case o.TmpDir == "":
+		return bad("TmpDir", "required")
+	case o.Lifespan < 0:
+		return bad("Lifespan", "negative")
+	case o.IdleDelay < 0:
+		return bad("IdleDelay", "negative")
+	case o.AttrTTL < 0:
+		return bad("AttrTTL", "negative")
+	case o.GrantsTTL < 0:
+		return bad("GrantsTTL", "negative")
+	case o.Concurrency < 0:
+		return bad("Concurrency", "negative")
+	case o.PartSize < 0 || (o.PartSize > 0 && o.PartSize < 5<<20) || o.PartSize > 5<<30:
+		return bad("PartSize", "must be between 5 MiB and 5 GiB")
+	}
+	var err error
+	if o.MountRoot, err = filepath.Abs(o.MountRoot); err != nil {
+		return bad("MountRoot", err.Error())
+	}
+	if o.TmpDir, err = filepath.Abs(o.TmpDir); err != nil {
+		return bad("TmpDir", err.Error())
+	}
+	if o.Lifespan == 0 {
+		o.Lifespan = 15 * time.Minute
+	}
+	if o.IdleDelay == 0 {
+		o.IdleDelay = 30 * time.Second
+	}
+	if o.PartSize == 0 {
+		o.PartSize = 16 << 20
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 4
+	}
+	if o.MinFree == 0 {
+		o.MinFree = 512 << 20
+	}
+	if o.AttrTTL == 0 {
+		o.AttrTTL = time.Second
+	}
+	if o.GrantsTTL == 0 {
+		o.GrantsTTL = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// MountOptions tune one view.
+type MountOptions struct {
+	// ReadOnly makes the whole view read-only (for admin inspection). It is
+	// mounted at <MountRoot>/.readonly/<user>, beside the user's own view.
+	ReadOnly bool
+}
+
+// ViewStats describes one mounted view.
+type ViewStats struct {
+	// User owns the view; Dir is its mount point.
+	User, Dir string
+	// Since is when the view was mounted.
+	Since time.Time
+	// Holders counts the Acquire calls not released yet.
+	Holders int
+	// OpenFiles counts the files open in the view.
+	OpenFiles int
+	// DirtyBytes and CleanBytes are the sizes of the user's local copies
+	// with and without changes not uploaded yet.
+	DirtyBytes, CleanBytes int64
+	// UploadsInFlight counts the user's uploads running now.
+	UploadsInFlight int
+	// ReadOnly is set for a read-only view.
+	ReadOnly bool
+}

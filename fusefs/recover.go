@@ -1,0 +1,148 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// recoverJournals reloads the local copies left by a previous run. Dirty
+// ones are uploaded again when the object is still the one they started
+// from (or still absent); otherwise they are moved to conflicts/ and
+// logged, never dropped. Clean ones still within Lifespan are kept for
+// resuming; the rest is removed.
+func (m *Manager) recoverJournals(ctx context.Context) error {
+	c := m.cache
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return err
+	}
+	haveJournal := map[string]bool{}
+	for _, de := range ents {
+		name := de.Name()
+		switch {
+		case strings.HasSuffix(name, ".tmp"):
+			os.Remove(filepath.Join(c.dir, name))
+		case strings.HasSuffix(name, ".json"):
+			id := strings.TrimSuffix(name, ".json")
+			haveJournal[id] = true
+			m.recoverOne(ctx, id)
+		}
+	}
+	for _, de := range ents {
+		if id, ok := strings.CutSuffix(de.Name(), ".data"); ok && !haveJournal[id] {
+			os.Remove(filepath.Join(c.dir, de.Name()))
+		}
+	}
+	return nil
+}
+
+// recoverOne handles the journal of one local copy.
+func (m *Manager) recoverOne(ctx context.Context, id string) {
+	c := m.cache
+	log := m.log.With("id", id)
+	j, err := readJournal(c.dir, id)
+	if err != nil {
+		log.Warn("fusefs: unreadable journal moved to conflicts", "err", err)
+		m.moveAside(id)
+		return
+	}
+	log = log.With("bucket", j.Bucket, "key", j.Key)
+	f, err := os.OpenFile(dataPath(c.dir, id), os.O_RDWR, 0)
+	if err != nil {
+		if j.Dirty {
+			log.Error("fusefs: dirty journal without its data file", "err", err)
+			m.moveAside(id)
+		} else {
+			os.Remove(journalPath(c.dir, id))
+		}
+		return
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		log.Error("fusefs: cannot stat a local copy", "err", err)
+		m.moveAside(id)
+		return
+	}
+	e := &entry{id: id, c: c, f: f, bucket: j.Bucket, key: j.Key, baseETag: j.BaseETag, baseExists: j.BaseExists,
+		size: j.Size, mtime: j.Mtime, mode: j.Mode, dirty: j.Dirty, complete: j.Complete,
+		tailMode: j.TailMode, tailFrom: j.TailFrom, lastUse: st.ModTime()}
+	if j.Dirty {
+		e.size = st.Size()
+		if !j.TailMode {
+			e.complete = true
+		}
+		if e.mtime.IsZero() {
+			e.mtime = st.ModTime()
+		}
+		info, serr := m.ob.stat(ctx, j.Bucket, j.Key)
+		same := (j.BaseExists && serr == nil && info.ETag == j.BaseETag) || (!j.BaseExists && isNotFound(serr))
+		if serr != nil && !isNotFound(serr) {
+			log.Warn("fusefs: cannot check a dirty local copy now; kept for retry", "err", serr)
+			m.register(e)
+			return
+		}
+		if !same {
+			f.Close()
+			log.Error("fusefs: object changed since the local copy was written; moved to conflicts", "dir", filepath.Join(c.dir, "conflicts"))
+			m.moveAside(id)
+			return
+		}
+		m.register(e)
+		if err := c.upload(e); err != nil {
+			log.Warn("fusefs: re-upload of a dirty local copy failed; kept for retry", "err", err)
+			return
+		}
+		log.Info("fusefs: re-uploaded a local copy left by a crash", "size", e.size)
+		return
+	}
+	if time.Since(e.lastUse) >= m.o.Lifespan || (j.Complete && st.Size() != j.Size) {
+		f.Close()
+		os.Remove(dataPath(c.dir, id))
+		os.Remove(journalPath(c.dir, id))
+		return
+	}
+	m.register(e)
+}
+
+// register adds a recovered entry to the index (the newest wins).
+func (m *Manager) register(e *entry) {
+	c := m.cache
+	c.mu.Lock()
+	old := c.byKey[objKey(e.bucket, e.key)]
+	c.mu.Unlock()
+	if old != nil {
+		if old.lastUse.After(e.lastUse) && !e.dirty {
+			c.mu.Lock()
+			c.all[e] = struct{}{}
+			c.mu.Unlock()
+			c.drop(e)
+			return
+		}
+		if old.dirty && !e.dirty {
+			c.mu.Lock()
+			c.all[e] = struct{}{}
+			c.mu.Unlock()
+			c.drop(e)
+			return
+		}
+		c.forget(old)
+	}
+	c.mu.Lock()
+	c.byKey[objKey(e.bucket, e.key)] = e
+	c.all[e] = struct{}{}
+	c.mu.Unlock()
+}
+
+// moveAside moves the files of a local copy to conflicts/.
+func (m *Manager) moveAside(id string) {
+	dst := filepath.Join(m.cache.dir, "conflicts")
+	for _, p := range []string{dataPath(m.cache.dir, id), journalPath(m.cache.dir, id)} {
+		if err := os.Rename(p, filepath.Join(dst, filepath.Base(p))); err != nil && !os.IsNotExist(err) {
+			m.log.Error("fusefs: cannot move a local copy to conflicts", "path", p, "err", err)
+		}
+	}
+}

@@ -1,0 +1,233 @@
+package fusefs
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/minio/minio-go/v7"
+)
+
+// Rename flags of renameat2(2).
+const (
+	renameNoReplace = 1
+	renameExchange  = 2
+	renameWhiteout  = 4
+)
+
+var _ fs.NodeRenamer = (*dirNode)(nil)
+
+// Rename moves a file (server-side copy and delete; a file with unsent
+// changes just changes its target key) or a directory (every key under
+// it, copied in parallel, then deleted). RENAME_NOREPLACE is honoured;
+// RENAME_EXCHANGE and RENAME_WHITEOUT are EINVAL.
+func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if flags&(renameExchange|renameWhiteout) != 0 {
+		return syscall.EINVAL
+	}
+	nd, ok := newParent.(*dirNode)
+	if !ok {
+		return syscall.EROFS // the root of the view holds only workspaces
+	}
+	if err := checkName(newName); err != nil {
+		return errno(err)
+	}
+	sl, sp, err := d.where(ctx, true)
+	if err != nil {
+		return errno(err)
+	}
+	dl, dp, err := nd.where(ctx, true)
+	if err != nil {
+		return errno(err)
+	}
+	v := d.ws.v
+	src, dst := sp+name, dp+newName
+	if sl.bucket == dl.bucket && src == dst {
+		return 0
+	}
+	if err := checkKey(dst + "/"); err != nil {
+		return errno(err)
+	}
+	skind, sinfo, err := v.resolve(ctx, sl.bucket, src)
+	if err != nil {
+		return errno(err)
+	}
+	if skind == kindNone {
+		return syscall.ENOENT
+	}
+	if skind == kindDir && sl.bucket == dl.bucket && strings.HasPrefix(dst+"/", src+"/") {
+		return syscall.EINVAL // into itself
+	}
+	dkind, _, err := v.resolve(ctx, dl.bucket, dst)
+	if err != nil {
+		return errno(err)
+	}
+	if dkind != kindNone && flags&renameNoReplace != 0 {
+		return syscall.EEXIST
+	}
+	switch {
+	case skind == kindFile && dkind == kindDir:
+		return syscall.EISDIR
+	case skind == kindDir && dkind == kindFile:
+		return syscall.ENOTDIR
+	case skind == kindDir && dkind == kindDir:
+		has, err := v.ob.hasChildren(ctx, dl.bucket, dst+"/", true)
+		if err != nil {
+			return errno(err)
+		}
+		if has {
+			return syscall.ENOTEMPTY
+		}
+	}
+	if skind == kindFile {
+		err = v.renameFile(ctx, sl.bucket, src, dl.bucket, dst, sinfo)
+	} else {
+		err = v.renameDir(ctx, sl.bucket, src+"/", dl.bucket, dst+"/")
+	}
+	if err != nil {
+		return errno(err)
+	}
+	if ch := nd.GetChild(newName); ch != nil {
+		if fn, ok := ch.Operations().(*fileNode); ok && dkind == kindFile {
+			fn.gone.Store(true)
+		}
+	}
+	return 0
+}
+
+// renameFile moves one file.
+func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objInfo) error {
+	e := v.cache.lookup(sb, sk)
+	if e != nil {
+		e.upMu.Lock()
+		defer e.upMu.Unlock()
+		e.mu.Lock()
+		pending := (e.dirty || !e.baseExists) && !e.deleted
+		e.mu.Unlock()
+		if pending {
+			if err := e.completeNow(ctx); err != nil {
+				return err
+			}
+			// Not in the store as it is: it goes to the new key at close.
+			dinfo, err := v.ob.stat(ctx, db, dk)
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+			v.cache.rekey(e, db, dk, dinfo.ETag, err == nil)
+			e.mu.Lock()
+			e.baseETag, e.baseExists = dinfo.ETag, err == nil
+			e.mu.Unlock()
+			return v.ob.remove(ctx, sb, sk)
+		}
+	}
+	etag, err := v.ob.copy(ctx, sb, sk, db, dk, info.Size, nil)
+	if err != nil {
+		return err
+	}
+	if err := v.ob.remove(ctx, sb, sk); err != nil {
+		return err
+	}
+	if e != nil {
+		v.cache.rekey(e, db, dk, etag, true)
+	} else if old := v.cache.lookup(db, dk); old != nil {
+		v.cache.forget(old)
+	}
+	return nil
+}
+
+// renameDir moves every key under sp to dp: copies first (bounded
+// parallel workers), then deletes the sources in batches, so a failure
+// leaves the source complete. Local copies under sp follow.
+func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
+	entries := v.cache.under(sb, sp)
+	slices.SortFunc(entries, func(a, b *entry) int { return strings.Compare(a.id, b.id) })
+	for _, e := range entries {
+		e.upMu.Lock()
+		defer e.upMu.Unlock()
+	}
+	for _, e := range entries {
+		e.mu.Lock()
+		dirty := e.dirty
+		e.mu.Unlock()
+		if dirty {
+			if err := e.completeNow(ctx); err != nil {
+				return err
+			}
+		}
+	}
+
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	keys := make(chan minio.ObjectInfo)
+	for range max(1, v.ob.concurrency*2) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for oi := range keys {
+				_, err := v.ob.copy(lctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+	var listErr error
+	for oi := range v.ob.listAll(lctx, sb, sp) {
+		if oi.Err != nil {
+			listErr = fmt.Errorf("list %s/%s: %w", sb, sp, oi.Err)
+			cancel()
+			break
+		}
+		select {
+		case keys <- oi:
+		case <-lctx.Done():
+		}
+		if lctx.Err() != nil {
+			break
+		}
+	}
+	close(keys)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if listErr != nil {
+		return listErr
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	if err := v.ob.removePrefix(ctx, sb, sp); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		e.mu.Lock()
+		key, etag, exists := e.key, e.baseETag, e.baseExists
+		lazy := !e.complete && !e.dirty
+		e.mu.Unlock()
+		if lazy {
+			// Its lazy fetch would need the old object's ETag at the new key.
+			v.cache.forget(e)
+			continue
+		}
+		if strings.HasPrefix(key, sp) {
+			v.cache.rekey(e, db, dp+strings.TrimPrefix(key, sp), etag, exists)
+		}
+	}
+	return nil
+}
