@@ -25,6 +25,11 @@
 //     object server-side (multipart upload with a copy part).
 //   - A read-only view (AcquireWith ReadOnly) is mounted at
 //     <MountRoot>/.readonly/<user>, so ".readonly" is not a valid user.
+//   - A view nobody holds is unmounted after IdleDelay, or at once by
+//     Unmount (ErrBusy while held).
+//   - Counters counts every FUSE operation's answer by operation and errno
+//     at the edge between go-fuse's server and the node tree (countingFS),
+//     and the janitor's removals.
 //   - At start, sftpgate mounts left under the mount root by a killed
 //     process are aborted through fusectl (/sys/fs/fuse/connections), which
 //     also frees that process if it hung in exit flushing a file of its own

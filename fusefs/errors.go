@@ -49,6 +49,10 @@ var (
 	ErrConflict = errors.New("fusefs: object changed in the store")
 	// ErrTooLarge is returned for a file the store refuses for its size.
 	ErrTooLarge = errors.New("fusefs: file too large")
+	// ErrBusy is returned by Unmount while the view is held.
+	ErrBusy = errors.New("fusefs: view in use")
+	// ErrNotMounted is returned by Unmount when there is no such view.
+	ErrNotMounted = errors.New("fusefs: view not mounted")
 )
 
 // errnoLogger receives the causes of errors mapped to EIO. It is set by the
@@ -101,6 +105,8 @@ func mapErr(err error) (syscall.Errno, bool) {
 		return syscall.EACCES, true
 	case errors.Is(err, ErrTooLarge):
 		return syscall.EFBIG, true
+	case errors.Is(err, ErrBusy):
+		return syscall.EBUSY, true
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR, true
 	case errors.Is(err, context.DeadlineExceeded):

@@ -28,6 +28,7 @@ type Manager struct {
 	ctx    context.Context // background work: uploads, listings, janitor
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	ops    opStats // FUSE operations of every view, by op and errno
 
 	// mu guards the fields below; never held across a mount, an unmount
 	// or any call into a mount.
@@ -216,8 +217,14 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 		Logger:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	root := &rootNode{v: v}
-	server, err := fs.Mount(mt.dir, root, opts)
+	raw := countingFS{RawFileSystem: fs.NewNodeFS(root, opts), s: &m.ops}
+	server, err := fuse.NewServer(raw, mt.dir, &opts.MountOptions)
 	if err != nil {
+		return err
+	}
+	go server.Serve() // ends at unmount; Unmount and Wait wait for it
+	if err := server.WaitMount(); err != nil {
+		// As fs.Mount: a failed mount ends the serve loop by itself.
 		return err
 	}
 	mt.v, mt.server, mt.stop = v, server, make(chan struct{})
@@ -303,6 +310,55 @@ func (m *Manager) unmountIdle(now time.Time) {
 	}
 }
 
+// Unmount takes user's view (the read-only one when o.ReadOnly) down now,
+// without waiting for the idle delay. It fails with ErrBusy while the view
+// is held (Acquire not released yet, or still mounting) and with
+// ErrNotMounted when there is no such view. An unmount already under way
+// (idle, or another Unmount) is waited for, and then there is no view.
+func (m *Manager) Unmount(ctx context.Context, user string, o MountOptions) error {
+	if err := checkUser(user); err != nil {
+		return err
+	}
+	k := viewKey{user: user, ro: o.ReadOnly}
+	dir := mountDir(m.o.MountRoot, user, o.ReadOnly)
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	mt := m.views[k]
+	if mt == nil {
+		ch := m.unmounting[dir]
+		m.mu.Unlock()
+		if ch != nil {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return fmt.Errorf("unmount %s: %w", dir, ctx.Err())
+			}
+		}
+		return fmt.Errorf("unmount %s: %w", dir, ErrNotMounted)
+	}
+	if mt.holders > 0 {
+		n := mt.holders
+		m.mu.Unlock()
+		return fmt.Errorf("unmount %s: held by %d holder(s): %w", dir, n, ErrBusy)
+	}
+	// holders is 0, so the mount is ready (the mounter holds it until then)
+	// and succeeded (a failed one leaves the map).
+	delete(m.views, k)
+	ch := make(chan struct{})
+	m.unmounting[dir] = ch
+	m.mu.Unlock()
+
+	err := m.unmount(ctx, mt)
+	m.mu.Lock()
+	close(ch)
+	delete(m.unmounting, dir)
+	m.mu.Unlock()
+	return err
+}
+
 // Stats describes the mounted views, sorted by directory.
 func (m *Manager) Stats() []ViewStats {
 	m.mu.Lock()
@@ -324,7 +380,10 @@ func (m *Manager) Stats() []ViewStats {
 	for i := range out {
 		out[i].OpenFiles = int(views[i].openFiles.Load())
 		if !out[i].ReadOnly {
-			out[i].DirtyBytes, out[i].CleanBytes, out[i].UploadsInFlight = m.cache.stats(out[i].User)
+			cs := m.cache.stats(out[i].User)
+			out[i].DirtyFiles, out[i].DirtyBytes = cs.dirtyFiles, cs.dirtyBytes
+			out[i].CleanFiles, out[i].CleanBytes = cs.cleanFiles, cs.cleanBytes
+			out[i].UploadsInFlight = cs.inflight
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Dir < out[j].Dir })

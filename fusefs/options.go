@@ -142,8 +142,10 @@ type ViewStats struct {
 	// OpenFiles counts the files open in the view.
 	OpenFiles int
 	// DirtyBytes and CleanBytes are the sizes of the user's local copies
-	// with and without changes not uploaded yet.
+	// with and without changes not uploaded yet; DirtyFiles and CleanFiles
+	// count those copies. They are zero for a read-only view.
 	DirtyBytes, CleanBytes int64
+	DirtyFiles, CleanFiles int
 	// UploadsInFlight counts the user's uploads running now.
 	UploadsInFlight int
 	// ReadOnly is set for a read-only view.

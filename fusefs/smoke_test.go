@@ -233,6 +233,7 @@ func TestSmokeErrno(t *testing.T) {
 		{"not empty wrapped", fmt.Errorf("rmdir: %w", ErrNotEmpty), syscall.ENOTEMPTY},
 		{"read-only", fmt.Errorf("create: %w", ErrReadOnly), syscall.EROFS},
 		{"no space", fmt.Errorf("write: %w", ErrNoSpace), syscall.ENOSPC},
+		{"busy", fmt.Errorf("unmount: %w", ErrBusy), syscall.EBUSY},
 		{"no such key", fmt.Errorf("stat: %w", minio.ErrorResponse{Code: "NoSuchKey", StatusCode: 404}), syscall.ENOENT},
 		{"no such bucket", minio.ErrorResponse{Code: "NoSuchBucket"}, syscall.ENOENT},
 		{"access denied", fmt.Errorf("put: %w", minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}), syscall.EACCES},

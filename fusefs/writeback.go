@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,9 @@ type cache struct {
 	lifespan time.Duration
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
+	// removedFiles and removedBytes count the clean copies the janitor
+	// removed after lifespan, and their sizes.
+	removedFiles, removedBytes atomic.Int64
 
 	// mu guards the maps and counters below.
 	mu       sync.Mutex
@@ -549,27 +553,38 @@ func (c *cache) upload(e *entry) error {
 	return nil
 }
 
-// stats adds the bytes held for user to dirty and clean.
-func (c *cache) stats(user string) (dirty, clean int64, inflight int) {
+// cacheStats is what the cache holds for one user.
+type cacheStats struct {
+	dirtyFiles, cleanFiles int
+	dirtyBytes, cleanBytes int64
+	inflight               int
+}
+
+// stats counts the local copies held for user and their bytes, with and
+// without changes not uploaded yet, and the user's uploads in flight.
+func (c *cache) stats(user string) cacheStats {
+	var st cacheStats
 	c.mu.Lock()
 	es := make([]*entry, 0, len(c.all))
 	for e := range c.all {
 		es = append(es, e)
 	}
-	inflight = c.inflight[user]
+	st.inflight = c.inflight[user]
 	c.mu.Unlock()
 	for _, e := range es {
 		e.mu.Lock()
 		if e.user == user && !e.deleted {
 			if e.dirty {
-				dirty += e.size
+				st.dirtyFiles++
+				st.dirtyBytes += e.size
 			} else {
-				clean += e.size
+				st.cleanFiles++
+				st.cleanBytes += e.size
 			}
 		}
 		e.mu.Unlock()
 	}
-	return dirty, clean, inflight
+	return st
 }
 
 // sweep drops clean idle entries unused for lifespan and retries the upload
@@ -589,10 +604,20 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 		idle := e.opens == 0
 		expired := idle && !e.dirty && now.Sub(e.lastUse) >= c.lifespan
 		retry := idle && e.dirty && !e.deleted && now.Sub(e.lastUse) >= time.Second && !now.Before(e.retryAt)
+		counted, size := expired && !e.deleted, e.size
+		if expired {
+			// Marked under the lock that open checks: no handle can take
+			// the entry between this check and its removal.
+			e.deleted = true
+		}
 		e.mu.Unlock()
 		switch {
 		case expired:
 			c.drop(e)
+			if counted {
+				c.removedFiles.Add(1)
+				c.removedBytes.Add(size)
+			}
 		case retry:
 			err := c.upload(e)
 			e.mu.Lock()

@@ -132,9 +132,11 @@ func newUnmountCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "unmount -u LOGIN",
 		Short: `End an admin mount made with "sftpgate mount"`,
-		Long: `End the admin mount of a user before its time. It is refused while SFTP
-sessions of the user use the view (a --rw admin mount is the user's own
-view): see "sftpgate sessions". The daemon takes the view down once nothing
+		Long: `End the admin mount of a user before its time and unmount its view: the
+view is gone when the command returns. It is refused while SFTP sessions of
+the user use the view (a --rw admin mount is the user's own view): see
+"sftpgate sessions". If something else still holds the view (a session just
+logging in), the hold ends and the daemon takes the view down once nothing
 uses it any more (after the idle delay of the mounts, 30s).`,
 		Example: "  sftpgate unmount -u alice",
 		Args:    noArgs,
@@ -193,6 +195,7 @@ type sessionAdmin interface {
 // viewAdmin is what the control commands need from the mount manager.
 type viewAdmin interface {
 	AcquireWith(ctx context.Context, user string, o fusefs.MountOptions) (string, func(), error)
+	Unmount(ctx context.Context, user string, o fusefs.MountOptions) error
 	Stats() []fusefs.ViewStats
 }
 
@@ -226,7 +229,7 @@ func (d *daemonControl) handle(ctx context.Context, req ctlRequest) ctlResponse 
 	case opMount:
 		return d.mount(ctx, req)
 	case opUnmount:
-		return d.unmount(req)
+		return d.unmount(ctx, req)
 	case opSessions:
 		return ctlResponse{Sessions: sessionRows(d.sessions.Sessions())}
 	case opKill:
@@ -301,20 +304,30 @@ func (d *daemonControl) mount(ctx context.Context, req ctlRequest) ctlResponse {
 	}
 }
 
-// unmount ends an admin hold, unless sessions use the view.
-func (d *daemonControl) unmount(req ctlRequest) ctlResponse {
+// unmount ends an admin hold, unless sessions use the view, and takes the
+// view down at once when nothing else holds it.
+func (d *daemonControl) unmount(ctx context.Context, req ctlRequest) ctlResponse {
 	n := 0
 	for _, s := range d.sessions.Sessions() {
 		if s.User == req.User {
 			n++
 		}
 	}
-	dir, err := d.holds.unmount(req.User, n)
+	dir, down, err := d.holds.unmount(ctx, req.User, n)
 	if err != nil {
 		return ctlResponse{Error: err.Error()}
 	}
-	d.log.Info("admin mount ended", "user", req.User, "dir", dir)
-	return ctlResponse{Message: fmt.Sprintf("%s: admin mount of %s ended; the view is taken down when nothing uses it any more", dir, req.User)}
+	switch {
+	case down == nil:
+		d.log.Info("admin mount ended, view unmounted", "user", req.User, "dir", dir)
+		return ctlResponse{Message: fmt.Sprintf("%s: admin mount of %s ended, view unmounted", dir, req.User)}
+	case errors.Is(down, fusefs.ErrBusy):
+		d.log.Info("admin mount ended, view still in use", "user", req.User, "dir", dir, "err", down)
+		return ctlResponse{Message: fmt.Sprintf("%s: admin mount of %s ended; the view is still in use (%v) and is taken down once nothing uses it any more", dir, req.User, down)}
+	default:
+		d.log.Warn("admin mount ended, unmount failed", "user", req.User, "dir", dir, "err", down)
+		return ctlResponse{Error: fmt.Sprintf("unmount: admin mount of %s ended, but its view could not be taken down: %v", req.User, down)}
+	}
 }
 
 // adminMounts holds the views mounted by "sftpgate mount", one per user,
@@ -322,9 +335,11 @@ func (d *daemonControl) unmount(req ctlRequest) ctlResponse {
 type adminMounts struct {
 	views viewAdmin
 	log   *slog.Logger
+	// expiring counts the expiries taking a view down; close waits for them.
+	expiring sync.WaitGroup
 
-	// mu guards the fields below; never held across AcquireWith or a
-	// release (they may mount or unmount).
+	// mu guards the fields below; never held across AcquireWith, Unmount
+	// or a release (they may mount or unmount).
 	mu     sync.Mutex
 	closed bool
 	holds  map[string]*adminHold
@@ -405,7 +420,12 @@ func modeWord(rw bool) string {
 	return "read-only"
 }
 
-// expire ends a hold whose time is up.
+// expireUnmountTimeout bounds the unmount of a view whose admin mount
+// expired.
+const expireUnmountTimeout = 30 * time.Second
+
+// expire ends a hold whose time is up and takes its view down when nothing
+// else holds it.
 func (a *adminMounts) expire(h *adminHold) {
 	a.mu.Lock()
 	if a.holds[h.user] != h || time.Now().Before(h.until) {
@@ -413,29 +433,52 @@ func (a *adminMounts) expire(h *adminHold) {
 		return
 	}
 	delete(a.holds, h.user)
+	a.expiring.Add(1) // before close can wait: it takes mu first
 	a.mu.Unlock()
-	h.release()
-	a.log.Info("admin mount expired", "user", h.user, "dir", h.dir)
+	defer a.expiring.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), expireUnmountTimeout)
+	defer cancel()
+	switch err := a.end(ctx, h); {
+	case err == nil:
+		a.log.Info("admin mount expired, view unmounted", "user", h.user, "dir", h.dir)
+	case errors.Is(err, fusefs.ErrBusy):
+		a.log.Info("admin mount expired, view still in use", "user", h.user, "dir", h.dir, "err", err)
+	default:
+		a.log.Warn("admin mount expired, unmount failed", "user", h.user, "dir", h.dir, "err", err)
+	}
 }
 
-// unmount ends user's hold; sessions is the number of SFTP sessions of the
-// user, which refuses ending a read-write hold (the view is theirs).
-func (a *adminMounts) unmount(user string, sessions int) (string, error) {
+// end releases a hold taken out of holds and unmounts its view. It returns
+// nil when the view is gone, an error wrapping fusefs.ErrBusy when
+// something else still holds it.
+func (a *adminMounts) end(ctx context.Context, h *adminHold) error {
+	h.release()
+	err := a.views.Unmount(ctx, h.user, fusefs.MountOptions{ReadOnly: !h.rw})
+	if errors.Is(err, fusefs.ErrNotMounted) {
+		return nil // taken down meanwhile (idle, or at shutdown)
+	}
+	return err
+}
+
+// unmount ends user's hold and unmounts its view; sessions is the number
+// of SFTP sessions of the user, which refuses ending a read-write hold
+// (the view is theirs). err is set when the hold was not ended; down is
+// the result of taking the view down (see end).
+func (a *adminMounts) unmount(ctx context.Context, user string, sessions int) (dir string, down, err error) {
 	a.mu.Lock()
 	h := a.holds[user]
 	if h == nil {
 		a.mu.Unlock()
-		return "", fmt.Errorf("unmount: %s has no admin mount (see sftpgate mounts)", user)
+		return "", nil, fmt.Errorf("unmount: %s has no admin mount (see sftpgate mounts)", user)
 	}
 	if h.rw && sessions > 0 {
 		a.mu.Unlock()
-		return "", fmt.Errorf("unmount: %s is in use by %d SFTP session(s) of %s: wait for them to end or end them (sftpgate sessions, sftpgate sessions kill ID)", h.dir, sessions, user)
+		return "", nil, fmt.Errorf("unmount: %s is in use by %d SFTP session(s) of %s: wait for them to end or end them (sftpgate sessions, sftpgate sessions kill ID)", h.dir, sessions, user)
 	}
 	delete(a.holds, user)
 	h.timer.Stop()
 	a.mu.Unlock()
-	h.release()
-	return h.dir, nil
+	return h.dir, a.end(ctx, h), nil
 }
 
 // list returns a copy of the holds by user.
@@ -449,7 +492,8 @@ func (a *adminMounts) list() map[string]adminHold {
 	return out
 }
 
-// close ends every hold; later mounts fail.
+// close ends every hold (the manager's shutdown unmounts the views) and
+// waits for the expiries under way; later mounts fail.
 func (a *adminMounts) close() {
 	a.mu.Lock()
 	a.closed = true
@@ -460,4 +504,5 @@ func (a *adminMounts) close() {
 		h.timer.Stop()
 		h.release()
 	}
+	a.expiring.Wait()
 }

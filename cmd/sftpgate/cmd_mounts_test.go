@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -13,21 +14,27 @@ import (
 	"github.com/sftpgate/sftpgate/sftpd"
 )
 
-// fakeViews is a viewAdmin that counts holders per (user, read-only).
+// fakeViews is a viewAdmin that counts holders per (user, read-only) and
+// which views are mounted.
 type fakeViews struct {
 	mu       sync.Mutex
-	holders  map[fusefs.ViewStats]int // key: User, ReadOnly only
+	holders  map[fusefs.ViewStats]int  // key: User, ReadOnly only
+	mounted  map[fusefs.ViewStats]bool // same key
 	acquires int
+	unmounts int
 	stats    []fusefs.ViewStats
 }
 
-func newFakeViews() *fakeViews { return &fakeViews{holders: map[fusefs.ViewStats]int{}} }
+func newFakeViews() *fakeViews {
+	return &fakeViews{holders: map[fusefs.ViewStats]int{}, mounted: map[fusefs.ViewStats]bool{}}
+}
 
 func (f *fakeViews) AcquireWith(_ context.Context, user string, o fusefs.MountOptions) (string, func(), error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := fusefs.ViewStats{User: user, ReadOnly: o.ReadOnly}
 	f.holders[k]++
+	f.mounted[k] = true
 	f.acquires++
 	dir := "/mnt/" + user
 	if o.ReadOnly {
@@ -41,6 +48,28 @@ func (f *fakeViews) AcquireWith(_ context.Context, user string, o fusefs.MountOp
 			f.mu.Unlock()
 		})
 	}, nil
+}
+
+func (f *fakeViews) Unmount(_ context.Context, user string, o fusefs.MountOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := fusefs.ViewStats{User: user, ReadOnly: o.ReadOnly}
+	switch {
+	case !f.mounted[k]:
+		return fmt.Errorf("unmount %s: %w", user, fusefs.ErrNotMounted)
+	case f.holders[k] > 0:
+		return fmt.Errorf("unmount %s: held by %d holder(s): %w", user, f.holders[k], fusefs.ErrBusy)
+	}
+	f.mounted[k] = false
+	f.unmounts++
+	return nil
+}
+
+// isMounted reports whether the view is mounted.
+func (f *fakeViews) isMounted(user string, ro bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mounted[fusefs.ViewStats{User: user, ReadOnly: ro}]
 }
 
 func (f *fakeViews) Stats() []fusefs.ViewStats {
@@ -144,11 +173,14 @@ func TestAdminMount(t *testing.T) {
 		t.Errorf("carol's holders after the refusal: got %d, want 1", got)
 	}
 	sess.list = nil
-	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"}); resp.Error != "" {
-		t.Errorf("unmount carol: got %+v, want success", resp)
+	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"}); resp.Error != "" || !strings.Contains(resp.Message, "view unmounted") {
+		t.Errorf("unmount carol: got %+v, want success and the view unmounted", resp)
 	}
 	if got := views.held("carol", false); got != 0 {
 		t.Errorf("carol's holders after unmount: got %d, want 0", got)
+	}
+	if views.isMounted("carol", false) {
+		t.Errorf("carol's view after unmount: got mounted, want unmounted at once")
 	}
 	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"}); !strings.Contains(resp.Error, "no admin mount") {
 		t.Errorf("unmount carol twice: got %+v, want no admin mount", resp)
@@ -156,11 +188,36 @@ func TestAdminMount(t *testing.T) {
 
 	// A read-only hold ends even while the user has sessions.
 	sess.list = []sftpd.SessionInfo{{ID: "b1-1", User: "bob"}}
-	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "bob"}); resp.Error != "" {
-		t.Errorf("unmount bob (read-only) with a session: got %+v, want success", resp)
+	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "bob"}); resp.Error != "" || !strings.Contains(resp.Message, "view unmounted") {
+		t.Errorf("unmount bob (read-only) with a session: got %+v, want success and the view unmounted", resp)
+	}
+	if views.isMounted("bob", true) {
+		t.Errorf("bob's read-only view after unmount: got mounted, want unmounted at once")
 	}
 	if got := views.acquires; got != 2 {
 		t.Errorf("acquisitions: got %d, want 2", got)
+	}
+}
+
+// TestAdminUnmountBusy checks that ending a hold on a view something else
+// holds succeeds and leaves the view to the idle unmount.
+func TestAdminUnmountBusy(t *testing.T) {
+	ctx := context.Background()
+	d, views, _ := newTestControl(t)
+	if resp := d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h", RW: true}); resp.Error != "" {
+		t.Fatalf("mount bob --rw: %s", resp.Error)
+	}
+	_, release, _ := views.AcquireWith(ctx, "bob", fusefs.MountOptions{}) // a session logging in
+	defer release()
+	resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "bob"})
+	if resp.Error != "" || !strings.Contains(resp.Message, "still in use") || !strings.Contains(resp.Message, "1 holder") {
+		t.Errorf("unmount bob while held elsewhere: got %+v, want success saying the view is still in use by 1 holder", resp)
+	}
+	if got := views.held("bob", false); got != 1 {
+		t.Errorf("bob's holders after unmount: got %d, want 1 (the other holder)", got)
+	}
+	if !views.isMounted("bob", false) {
+		t.Errorf("bob's view after unmount: got unmounted, want it kept for its other holder")
 	}
 }
 
@@ -176,6 +233,12 @@ func TestAdminMountExpires(t *testing.T) {
 	}
 	if got := views.held("bob", true); got != 0 {
 		t.Fatalf("holders 5s after a 50ms mount: got %d, want 0", got)
+	}
+	for views.isMounted("bob", true) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if views.isMounted("bob", true) {
+		t.Errorf("view 5s after a 50ms mount: got mounted, want unmounted when the mount expired")
 	}
 	if got := d.holds.list(); len(got) != 0 {
 		t.Errorf("holds after expiry: got %v, want none", got)

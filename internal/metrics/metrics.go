@@ -11,10 +11,12 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
@@ -31,10 +33,14 @@ type SessionLister interface {
 	Sessions() []sftpd.SessionInfo
 }
 
-// ViewLister describes the mounted views (fusefs.Manager).
+// ViewLister describes the mounted views and the running totals of the
+// FUSE operations and the janitor (fusefs.Manager).
 type ViewLister interface {
 	Stats() []fusefs.ViewStats
+	Counters() fusefs.Counters
 }
+
+var _ ViewLister = (*fusefs.Manager)(nil)
 
 // Login results (label "result").
 const (
@@ -111,13 +117,13 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// Observe registers the collectors that read the sessions and the views at
-// scrape time. Call it once.
+// Observe registers the collectors that read the sessions, the views and
+// the views' running totals at scrape time. Call it once.
 func (m *Metrics) Observe(sessions SessionLister, views ViewLister) {
 	m.sess.mu.Lock()
 	m.sess.src = sessions
 	m.sess.mu.Unlock()
-	m.reg.MustRegister(&stateCollector{sess: m.sess, views: views})
+	m.reg.MustRegister(&stateCollector{sess: m.sess, views: views}, &countersCollector{views: views})
 }
 
 // SessionEnded adds the final byte counts of an ended session to the
@@ -245,11 +251,13 @@ var (
 		"Uploads of local copies to the store running now.", nil, nil)
 	descOpenFiles = prometheus.NewDesc("sftpgate_open_files",
 		"Files open in the mounted views.", nil, nil)
+	descWritebackFiles = prometheus.NewDesc("sftpgate_writeback_files",
+		`Local copies in the write-back cache of mounted views, by state ("dirty": waiting for upload, "clean": kept for resumed uploads).`, []string{"state"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descUp, descDown, descViews, descWriteback, descInflight, descOpenFiles} {
+	for _, d := range []*prometheus.Desc{descSessions, descUp, descDown, descViews, descWriteback, descWritebackFiles, descInflight, descOpenFiles} {
 		ch <- d
 	}
 }
@@ -261,7 +269,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.CounterValue, float64(up))
 	ch <- prometheus.MustNewConstMetric(descDown, prometheus.CounterValue, float64(down))
 
-	var rw, ro, open, inflight int
+	var rw, ro, open, inflight, dirtyFiles, cleanFiles int
 	var dirty, clean int64
 	for _, v := range c.views.Stats() {
 		if v.ReadOnly {
@@ -273,11 +281,75 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		inflight += v.UploadsInFlight
 		dirty += v.DirtyBytes
 		clean += v.CleanBytes
+		dirtyFiles += v.DirtyFiles
+		cleanFiles += v.CleanFiles
 	}
 	ch <- prometheus.MustNewConstMetric(descViews, prometheus.GaugeValue, float64(rw), "rw")
 	ch <- prometheus.MustNewConstMetric(descViews, prometheus.GaugeValue, float64(ro), "ro")
 	ch <- prometheus.MustNewConstMetric(descWriteback, prometheus.GaugeValue, float64(dirty), "dirty")
 	ch <- prometheus.MustNewConstMetric(descWriteback, prometheus.GaugeValue, float64(clean), "clean")
+	ch <- prometheus.MustNewConstMetric(descWritebackFiles, prometheus.GaugeValue, float64(dirtyFiles), "dirty")
+	ch <- prometheus.MustNewConstMetric(descWritebackFiles, prometheus.GaugeValue, float64(cleanFiles), "clean")
 	ch <- prometheus.MustNewConstMetric(descInflight, prometheus.GaugeValue, float64(inflight))
 	ch <- prometheus.MustNewConstMetric(descOpenFiles, prometheus.GaugeValue, float64(open))
+}
+
+// countersCollector reports, at scrape time, the running totals of the
+// mount manager: FUSE operations by type and errno, janitor removals.
+type countersCollector struct {
+	views ViewLister
+}
+
+var _ prometheus.Collector = (*countersCollector)(nil)
+
+var (
+	descFuseOps = prometheus.NewDesc("sftpgate_fuse_operations_total",
+		`FUSE operations answered by the mounted views, by operation ("lookup", "write", …) and errno ("ok", "ENOENT", "EACCES", "EPERM", "EROFS", "ENOSPC", "EEXIST", "ENOTEMPTY", "EINTR", "EIO", "ENOTSUP", "EINVAL", "other").`, []string{"op", "errno"}, nil)
+	descJanitorFiles = prometheus.NewDesc("sftpgate_janitor_removed_files_total",
+		"Clean local copies removed by the janitor once unused for tmpFilesLifespan.", nil, nil)
+	descJanitorBytes = prometheus.NewDesc("sftpgate_janitor_removed_bytes_total",
+		"Bytes of the clean local copies removed by the janitor.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
+	cs := c.views.Counters()
+	sums := map[[2]string]int64{} // errnos sharing a label ("other") add up
+	var keys [][2]string
+	for _, oc := range cs.Ops {
+		k := [2]string{oc.Op, errnoLabel(oc.Errno)}
+		if _, ok := sums[k]; !ok {
+			keys = append(keys, k)
+		}
+		sums[k] += oc.N
+	}
+	for _, k := range keys {
+		ch <- prometheus.MustNewConstMetric(descFuseOps, prometheus.CounterValue, float64(sums[k]), k[0], k[1])
+	}
+	ch <- prometheus.MustNewConstMetric(descJanitorFiles, prometheus.CounterValue, float64(cs.JanitorRemovedFiles))
+	ch <- prometheus.MustNewConstMetric(descJanitorBytes, prometheus.CounterValue, float64(cs.JanitorRemovedBytes))
+}
+
+// errnoLabel names an errno of fusefs.OpCount: "ok" for 0, "other" for
+// fusefs.OtherErrno, else its symbolic name ("ENOENT").
+func errnoLabel(e syscall.Errno) string {
+	switch e {
+	case 0:
+		return "ok"
+	case fusefs.OtherErrno:
+		return "other"
+	case syscall.ENOTSUP: // the same number as EOPNOTSUPP, named so by unix
+		return "ENOTSUP"
+	}
+	if name := unix.ErrnoName(e); name != "" {
+		return name
+	}
+	return "other"
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,13 +132,23 @@ type fakeViews []fusefs.ViewStats
 
 func (f fakeViews) Stats() []fusefs.ViewStats { return f }
 
+func (f fakeViews) Counters() fusefs.Counters { return fusefs.Counters{} }
+
+// fakeCounters is a ViewLister with fixed running totals.
+type fakeCounters struct {
+	fakeViews
+	c fusefs.Counters
+}
+
+func (f fakeCounters) Counters() fusefs.Counters { return f.c }
+
 func TestStateCollector(t *testing.T) {
 	m := New()
 	sess := &fakeSessions{}
 	views := fakeViews{
-		{User: "bob", OpenFiles: 2, DirtyBytes: 100, CleanBytes: 10, UploadsInFlight: 1},
+		{User: "bob", OpenFiles: 2, DirtyBytes: 100, CleanBytes: 10, DirtyFiles: 2, CleanFiles: 1, UploadsInFlight: 1},
 		{User: "bob", ReadOnly: true, OpenFiles: 1},
-		{User: "carol", DirtyBytes: 1, CleanBytes: 2},
+		{User: "carol", DirtyBytes: 1, CleanBytes: 2, DirtyFiles: 1, CleanFiles: 3},
 	}
 	m.Observe(sess, views)
 
@@ -155,6 +166,8 @@ func TestStateCollector(t *testing.T) {
 		{"sftpgate_views_mounted", []string{"mode=ro"}, 1},
 		{"sftpgate_writeback_bytes", []string{"state=dirty"}, 101},
 		{"sftpgate_writeback_bytes", []string{"state=clean"}, 12},
+		{"sftpgate_writeback_files", []string{"state=dirty"}, 3},
+		{"sftpgate_writeback_files", []string{"state=clean"}, 4},
 		{"sftpgate_writeback_uploads_in_flight", nil, 1},
 		{"sftpgate_open_files", nil, 3},
 	}
@@ -185,6 +198,77 @@ func TestStateCollector(t *testing.T) {
 	}
 	if got := value(t, fams, "sftpgate_sessions_active"); got != 2 {
 		t.Errorf("sessions after a-1 ended: got %v, want 2", got)
+	}
+}
+
+func TestCountersCollector(t *testing.T) {
+	m := New()
+	m.Observe(&fakeSessions{}, fakeCounters{c: fusefs.Counters{
+		JanitorRemovedFiles: 3,
+		JanitorRemovedBytes: 4096,
+		Ops: []fusefs.OpCount{
+			{Op: "lookup", Errno: 0, N: 10},
+			{Op: "lookup", Errno: syscall.ENOENT, N: 4},
+			{Op: "write", Errno: 0, N: 7},
+			{Op: "create", Errno: syscall.EROFS, N: 1},
+			{Op: "getxattr", Errno: syscall.ENOTSUP, N: 2},
+			{Op: "read", Errno: fusefs.OtherErrno, N: 5},
+		},
+	}})
+	fams := scrape(t, m)
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"sftpgate_fuse_operations_total", []string{"op=lookup", "errno=ok"}, 10},
+		{"sftpgate_fuse_operations_total", []string{"op=lookup", "errno=ENOENT"}, 4},
+		{"sftpgate_fuse_operations_total", []string{"op=write", "errno=ok"}, 7},
+		{"sftpgate_fuse_operations_total", []string{"op=create", "errno=EROFS"}, 1},
+		{"sftpgate_fuse_operations_total", []string{"op=getxattr", "errno=ENOTSUP"}, 2},
+		{"sftpgate_fuse_operations_total", []string{"op=read", "errno=other"}, 5},
+		{"sftpgate_janitor_removed_files_total", nil, 3},
+		{"sftpgate_janitor_removed_bytes_total", nil, 4096},
+	} {
+		t.Run(tt.name+fmt.Sprint(tt.labels), func(t *testing.T) {
+			if got := value(t, fams, tt.name, tt.labels...); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	for _, name := range []string{"sftpgate_fuse_operations_total", "sftpgate_janitor_removed_files_total", "sftpgate_janitor_removed_bytes_total"} {
+		if got := fams[name].GetType(); got != dto.MetricType_COUNTER {
+			t.Errorf("%s: got type %v, want counter", name, got)
+		}
+	}
+	if got := fams["sftpgate_writeback_files"].GetType(); got != dto.MetricType_GAUGE {
+		t.Errorf("sftpgate_writeback_files: got type %v, want gauge", got)
+	}
+}
+
+func TestErrnoLabel(t *testing.T) {
+	for _, tt := range []struct {
+		e    syscall.Errno
+		want string
+	}{
+		{0, "ok"},
+		{syscall.ENOENT, "ENOENT"},
+		{syscall.EACCES, "EACCES"},
+		{syscall.EPERM, "EPERM"},
+		{syscall.EROFS, "EROFS"},
+		{syscall.ENOSPC, "ENOSPC"},
+		{syscall.EEXIST, "EEXIST"},
+		{syscall.ENOTEMPTY, "ENOTEMPTY"},
+		{syscall.EINTR, "EINTR"},
+		{syscall.EIO, "EIO"},
+		{syscall.ENOTSUP, "ENOTSUP"},
+		{syscall.EINVAL, "EINVAL"},
+		{fusefs.OtherErrno, "other"},
+		{syscall.Errno(100000), "other"},
+	} {
+		if got := errnoLabel(tt.e); got != tt.want {
+			t.Errorf("errnoLabel(%d): got %q, want %q", uintptr(tt.e), got, tt.want)
+		}
 	}
 }
 
