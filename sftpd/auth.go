@@ -23,7 +23,7 @@ func (c *serverConn) sshConfig() *ssh.ServerConfig {
 			return c.checkLogin(meta.User(), string(password), "password", time.Now())
 		},
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			answers, err := client("", "", []string{"Password (personal token): "}, []bool{false})
+			answers, err := client("", "", []string{"Password: "}, []bool{false})
 			start := time.Now()
 			if err != nil {
 				return nil, err
