@@ -241,19 +241,7 @@ func objectStore(ctx context.Context, cfg *Config, log *slog.Logger, wrap func(h
 		if err != nil {
 			return nil, nil, err
 		}
-		var client *minio.Client
-		if wrap == nil {
-			client, err = es.Client()
-		} else {
-			var base *http.Transport
-			if base, err = minio.DefaultTransport(false); err == nil {
-				client, err = minio.New(es.Endpoint, &minio.Options{
-					Creds:     credentials.NewStaticV4(es.AccessKey, es.SecretKey, ""),
-					Region:    "us-east-1", // as es.Client
-					Transport: wrap(base),
-				})
-			}
-		}
+		client, err := es.Client(wrap)
 		if err != nil {
 			es.Stop()
 			return nil, nil, err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,7 +99,7 @@ func Start(ctx context.Context, dataDir string, log *slog.Logger) (*Store, error
 		s.done <- err
 	}()
 
-	client, err := s.Client()
+	client, err := s.Client(nil)
 	if err != nil {
 		s.Stop()
 		return nil, err
@@ -127,12 +128,38 @@ func Start(ctx context.Context, dataDir string, log *slog.Logger) (*Store, error
 	return s, nil
 }
 
-// Client returns a minio-go client for the store.
-func (s *Store) Client() (*minio.Client, error) {
+// Client returns a minio-go client for the store. wrap, if not nil, wraps
+// its HTTP transport (to count requests, say).
+func (s *Store) Client(wrap func(http.RoundTripper) http.RoundTripper) (*minio.Client, error) {
+	base, err := minio.DefaultTransport(false)
+	if err != nil {
+		return nil, fmt.Errorf("embedstore: %w", err)
+	}
+	var tr http.RoundTripper = emptyChunkedPutCloser{base}
+	if wrap != nil {
+		tr = wrap(tr)
+	}
 	return minio.New(s.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-		Region: "us-east-1",
+		Creds:     credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Region:    "us-east-1",
+		Transport: tr,
 	})
+}
+
+// emptyChunkedPutCloser works around a versitygw v1.8.0 bug: a PUT of an
+// empty body sent with aws-chunked framing (what minio-go does over plain
+// HTTP, e.g. for a directory marker) leaves the final chunk unread on the
+// connection, and the next request on it fails with "An error occurred
+// when parsing the HTTP request". Such a PUT gets a connection of its own,
+// closed after the answer.
+type emptyChunkedPutCloser struct{ next http.RoundTripper }
+
+func (t emptyChunkedPutCloser) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.Header.Get("X-Amz-Decoded-Content-Length") == "0" {
+		r = r.Clone(r.Context())
+		r.Close = true
+	}
+	return t.next.RoundTrip(r)
 }
 
 // Stop shuts the store down and waits for it.

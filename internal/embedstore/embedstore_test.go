@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"sort"
@@ -25,7 +26,7 @@ func TestStoreBehaviour(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Stop)
-	c, err := s.Client()
+	c, err := s.Client(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,4 +151,33 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestEmptyPutsInARow is the regression test of emptyChunkedPutCloser:
+// directory markers (empty PUTs) one after another, then other requests,
+// on one client, all succeed.
+func TestEmptyPutsInARow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	c, err := s.Client(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MakeBucket(ctx, "markers", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		key := fmt.Sprintf("d%d/", i)
+		if _, err := c.PutObject(ctx, "markers", key, bytes.NewReader(nil), 0, minio.PutObjectOptions{}); err != nil {
+			t.Fatalf("empty put %d (%s): %v", i, key, err)
+		}
+		if _, err := c.StatObject(ctx, "markers", key, minio.StatObjectOptions{}); err != nil {
+			t.Fatalf("stat after empty put %d: %v", i, err)
+		}
+	}
 }
