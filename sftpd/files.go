@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+	"golang.org/x/sys/unix"
 )
 
 // file is an open SFTP handle: it counts bytes, maps errors, writes the
@@ -114,18 +116,48 @@ func (f *file) TransferError(err error) {
 	f.transferErr.Store(&err)
 }
 
+// InterruptedXattr is the extended attribute sftpd sets on a file opened
+// for writing before it closes it because the session ended (connection
+// dropped, session killed, shutdown) rather than because the client closed
+// it. The file system under the session root (fusefs) then keeps the data
+// as an interrupted upload that a later session can resume, instead of
+// publishing a partial object. Other file systems refuse the attribute,
+// which is ignored.
+const InterruptedXattr = "user.sftpgate.interrupted"
+
 // Close closes the file once and returns its error, mapped: for a file on
 // the mount this is where an upload failure shows.
 func (f *file) Close() error {
 	f.closeOnce.Do(func() {
 		f.h.sess.busy.Add(1)
 		defer f.h.sess.busy.Add(-1)
+		if f.write && f.transferErr.Load() != nil {
+			f.markInterrupted()
+		}
 		err := closeFile(f.f)
 		f.h.sess.touch()
 		f.audit(err)
 		f.closeErr = f.h.fail("close", f.path, err)
 	})
 	return f.closeErr
+}
+
+// markInterrupted tells the file system that this writer went away
+// without closing (see InterruptedXattr).
+func (f *file) markInterrupted() {
+	var serr error
+	rc, err := f.f.SyscallConn()
+	if err == nil {
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.Fsetxattr(int(fd), InterruptedXattr, []byte("1"), 0)
+		})
+	}
+	if err == nil {
+		err = serr
+	}
+	if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EOPNOTSUPP) {
+		f.h.sess.log.Warn("cannot mark interrupted upload", "path", f.path, "err", err)
+	}
 }
 
 func (f *file) audit(err error) {
