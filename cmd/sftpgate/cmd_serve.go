@@ -69,8 +69,10 @@ under mountRoot, and, when no "minio" key is configured, the embedded object
 store with its data in <workdir>/data.
 
 SIGINT or SIGTERM stops accepting connections, lets open sessions finish
-for a grace period, uploads what is still dirty, unmounts every view and
-exits 0.`,
+for a grace period, completes the uploads of the files their clients
+closed, unmounts every view and exits 0. A transfer cut by the end of the
+grace period is never published as a partial object: its data is kept for
+a resume.`,
 		Example: `  sftpgate --workdir /var/lib/sftpgate serve
   sftpgate --config /etc/cells/pydio.json serve --log-format json`,
 		Args: noArgs,
