@@ -265,6 +265,19 @@ func TestCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenFile: %v", err)
 	}
+	if os.Getenv(envCrashStream) != "" {
+		// TestStreamCrashRecovery: sequential, killed while streamed.
+		writeChunks(t, f, pattern(crashSeed, streamCrashSize), 0)
+		waitPartsSent(t, os.Getenv(envCrashBucket), "files/"+crashFile, -1)
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			t.Fatalf("Stat(%s): %v", dir, err)
+		}
+		fmt.Printf("ready %d\n", unix.Minor(st.Dev))
+		time.Sleep(2 * time.Minute)
+		t.Errorf("not killed within 2 minutes")
+		return
+	}
 	data := pattern(crashSeed, crashSize)
 	// Two writes, the second one first, so the file is written out of order.
 	if _, err := f.WriteAt(data[1<<20:], 1<<20); err != nil {

@@ -19,10 +19,23 @@
 //   - RENAME_EXCHANGE is EINVAL; RENAME_NOREPLACE is honoured.
 //   - Writes go to a local sparse file; the object is uploaded on the last
 //     close and on fsync, and the upload error is returned from close/fsync.
+//     A file written sequentially from offset 0 is streamed: each part
+//     the writer has gone past is sent at once in a multipart upload that
+//     close completes (the object appears only then; its mtime is the one
+//     when the upload began, unless set explicitly). Anything that would
+//     change a part already sent (a write, a truncate), a rename, ENOSPC
+//     or a failed part aborts that upload and close uploads the file whole.
 //     Reopening a file whose clean local copy still matches the object's
 //     ETag needs no download; an append to an object of 5 MiB or more with
 //     no local copy uploads only the new bytes and joins them to the old
 //     object server-side (multipart upload with a copy part).
+//   - A file whose writer went away without closing it (InterruptedXattr,
+//     set by sftpd when an SFTP session ends with the file open: dropped
+//     connection, killed session, shutdown) is never uploaded as it is:
+//     no partial object is published. It keeps its partial size in the
+//     mount so that a client can resume; the next writer's close uploads
+//     the whole file. Not resumed within Lifespan, it is discarded (and
+//     logged); a restart keeps it for the rest of that time.
 //   - A read-only view (AcquireWith ReadOnly) is mounted at
 //     <MountRoot>/.readonly/<user>, so ".readonly" is not a valid user.
 //   - A view nobody holds is unmounted after IdleDelay, or at once by
@@ -36,4 +49,9 @@
 //     mount, then lazily unmounted.
 //   - Listings are not interruptible (a page comes quickly); reads waiting
 //     on the store return EINTR when the kernel interrupts them.
+//   - A sequential read of an object is served from a read-ahead window
+//     (32 MiB per handle with Concurrency 4) filled by ranged GETs of up
+//     to 16 MiB, and answered from it without a copy. When root, each
+//     mount's kernel read-ahead (/sys/class/bdi/0:N/read_ahead_kb) is
+//     raised to 4 MiB, above the kernel's 128 KiB cap for FUSE.
 package fusefs

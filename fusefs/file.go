@@ -62,6 +62,25 @@ func (f *fileNode) where(ctx context.Context, write bool) (loc, string, error) {
 	return l, l.prefix + rel, nil
 }
 
+var _ fs.NodeSetxattrer = (*fileNode)(nil)
+
+// Setxattr takes InterruptedXattr only, on a file with pending changes:
+// they are kept for a resume instead of being uploaded at close. Other
+// attributes are not supported.
+func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if attr != InterruptedXattr {
+		return syscall.ENOTSUP
+	}
+	l, key, err := f.where(ctx, false)
+	if err != nil {
+		return errno(err)
+	}
+	if e := f.ws.v.cache.lookup(l.bucket, key); e != nil {
+		f.ws.v.cache.markInterrupted(e)
+	}
+	return 0
+}
+
 // liveAttr returns the attributes of a local copy that is open or dirty
 // (or was used within the attribute TTL), ok false when there is none.
 func (v *view) liveAttr(e *entry) (objInfo, bool) {
@@ -152,6 +171,9 @@ func openLive(e *entry) bool {
 // otherwise). remote is the object's info when it was asked.
 func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
 	if e := v.cache.lookup(bucket, key); e != nil && openLive(e) {
+		if !forRead {
+			v.cache.resume(e)
+		}
 		if trunc {
 			if err := e.truncate(0); err != nil {
 				v.cache.release(e)
@@ -393,15 +415,14 @@ func newRemoteHandle(v *view, r *remoteReader) *fileHandle {
 
 // Read reads from the local copy or the store.
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	var (
-		n   int
-		err error
-	)
-	if h.e != nil {
-		n, err = h.e.readAt(ctx, dest, off)
-	} else {
-		n, err = h.r.readAt(ctx, dest, off)
+	if h.r != nil {
+		res, err := h.r.read(ctx, dest, off)
+		if err != nil {
+			return nil, errno(err)
+		}
+		return res, 0
 	}
+	n, err := h.e.readAt(ctx, dest, off)
 	if err != nil {
 		return nil, errno(err)
 	}

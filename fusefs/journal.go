@@ -32,6 +32,12 @@ type journal struct {
 	// appended server-side to the object BaseETag.
 	TailMode bool  `json:"tail_mode,omitempty"`
 	TailFrom int64 `json:"tail_from,omitempty"`
+	// Uploads are the multipart uploads of a streaming upload begun and
+	// not completed or aborted yet: a start after a crash aborts them.
+	Uploads []pendingUpload `json:"uploads,omitempty"`
+	// Interrupted: the writer went away without closing; the copy waits
+	// for a resume and is never uploaded as it is (see InterruptedXattr).
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // dataPath and journalPath name the two files of entry id.

@@ -177,9 +177,16 @@ func (m *Manager) release(mt *mount) {
 
 // mount mounts one view. Mount options, tuned for throughput:
 //   - MaxWrite 1 MiB: the kernel sends writes of up to 1 MiB;
-//   - MaxReadAhead 1 MiB: kernel read-ahead requests up to 1 MiB, on top
-//     of which sequential reads get our own parallel read-ahead;
+//   - MaxReadAhead 1 MiB, and the mount's kernel read-ahead raised to
+//     kernelReadAheadKB through sysfs (root only; the kernel caps it at
+//     128 KiB otherwise): buffered sequential reads come as READs of up to
+//     1 MiB, several in flight, on top of which they get our own parallel
+//     read-ahead from the store;
 //   - MaxBackground 64: more asynchronous requests (read-ahead) in flight;
+//   - DisableSplice: every read answers with bytes (ReadResultData), which
+//     go-fuse would first try to splice through a pipe (wasted system
+//     calls per READ; a 1 MiB READ does not even fit a default pipe, and
+//     each failure was logged), rather than write them at once;
 //   - attribute and entry timeouts AttrTTL, negative entries AttrTTL too;
 //   - READDIRPLUS on: listings carry attributes, no lookup per name;
 //   - FsName "sftpgate:<user>", Name "sftpgate" (type fuse.sftpgate);
@@ -206,6 +213,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 64,
+			DisableSplice: true,
 			DirectMount:   os.Geteuid() == 0,
 			Logger:        slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 		},
@@ -226,6 +234,9 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 	if err := server.WaitMount(); err != nil {
 		// As fs.Mount: a failed mount ends the serve loop by itself.
 		return err
+	}
+	if err := setKernelReadAhead(mt.dir, kernelReadAheadKB); err != nil {
+		m.log.Debug("fusefs: kernel read-ahead left at its default", "dir", mt.dir, "err", err)
 	}
 	mt.v, mt.server, mt.stop = v, server, make(chan struct{})
 	liveMounts.Store(mt.dir, struct{}{})

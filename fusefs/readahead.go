@@ -2,22 +2,75 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/minio/minio-go/v7"
 )
 
-// readChunk is the size of one read-ahead GET.
-const readChunk = 2 << 20
+const (
+	// readChunk is the size of one read-ahead cell (and of its buffer).
+	readChunk = 2 << 20
+	// maxSpan is the most cells one read-ahead GET covers: the first GETs
+	// of a sequential read are one cell, then two, then maxSpan, so that a
+	// long read costs the store few requests while its first bytes come
+	// quickly.
+	maxSpan = 8
+	// seqSlack is how far behind the furthest read a read still counts
+	// as sequential (and the cells kept behind it): more than the
+	// kernel's read-ahead.
+	seqSlack = 2 * kernelReadAheadKB << 10
+)
+
+// kernelReadAheadKB is the kernel's read-ahead on a view, in KiB. The
+// kernel caps a FUSE mount's read-ahead at its default (128 KiB) whatever
+// the server asks at INIT (MaxReadAhead), so that a sequential reader
+// costs a FUSE round trip per 128 KiB; the mount's setting in sysfs lifts
+// the cap (READs are then up to MaxWrite, 1 MiB, several in flight).
+const kernelReadAheadKB = 4096
+
+// setKernelReadAhead sets the kernel's read-ahead of the FUSE mount at dir
+// to kb KiB, through /sys/class/bdi (root only).
+func setKernelReadAhead(dir string, kb int) error {
+	ms, err := fuseMounts(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.dir != dir {
+			continue
+		}
+		if _, err := strconv.Atoi(m.minor); err != nil {
+			return fmt.Errorf("read-ahead of %s: bad device %q", dir, m.minor)
+		}
+		if err := os.WriteFile("/sys/class/bdi/0:"+m.minor+"/read_ahead_kb", []byte(strconv.Itoa(kb)), 0); err != nil {
+			return fmt.Errorf("read-ahead of %s: %w", dir, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("read-ahead of %s: not in mountinfo", dir)
+}
+
+// chunkBufs recycles the read-ahead cells' buffers (all readChunk bytes):
+// a sequential read of any length allocates no more than its window.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
 
 // remoteReader reads one object for one handle. Sequential reads are
-// served from a read-ahead window of parallel ranged GETs that doubles on
-// every sequential read up to maxWindow chunks; other reads fetch just the
-// requested range.
+// served from a read-ahead window of readChunk cells, filled by parallel
+// ranged GETs of up to maxSpan cells, that doubles on every sequential read
+// up to maxWindow cells; other reads fetch just the requested range.
 type remoteReader struct {
 	ob          *objects
 	bucket, key string
 	etag        string
 	size        int64
-	maxWindow   int
+	maxWindow   int64
 	sem         chan struct{}
 
 	ctx    context.Context
@@ -27,123 +80,323 @@ type remoteReader struct {
 	// mu guards the fields below.
 	mu     sync.Mutex
 	next   int64 // offset expected of a sequential read
-	window int   // chunks to keep ahead; 0 when reading randomly
+	window int64 // cells to keep ahead; 0 when reading randomly
+	ahead  int64 // first cell not started by the sequential read-ahead
+	span   int64 // cells of the next read-ahead GET
 	chunks map[int64]*chunk
 }
 
-// chunk is one read-ahead GET; done is closed when data and err are set.
+// chunk is one read-ahead cell; done is closed when data and err are set.
+// Its buffer goes back to chunkBufs when the last of its holders lets go:
+// the chunks map, the GET filling it, and each read copying from it.
 type chunk struct {
 	done chan struct{}
+	refs atomic.Int32
+	buf  *[]byte // nil until the GET reaches the cell
 	data []byte
 	err  error
+}
+
+// unref drops one hold on c.
+func (c *chunk) unref() {
+	if c.refs.Add(-1) == 0 && c.buf != nil {
+		chunkBufs.Put(c.buf)
+		c.buf, c.data = nil, nil
+	}
 }
 
 func newRemoteReader(parent context.Context, ob *objects, bucket, key string, info objInfo) *remoteReader {
 	ctx, cancel := context.WithCancel(parent)
 	return &remoteReader{
 		ob: ob, bucket: bucket, key: key, etag: info.ETag, size: info.Size,
-		maxWindow: max(1, ob.concurrency*8*(1<<20)/readChunk),
+		maxWindow: max(1, int64(ob.concurrency)*8*(1<<20)/readChunk),
 		sem:       make(chan struct{}, max(1, ob.concurrency)),
 		ctx:       ctx, cancel: cancel,
 		chunks: map[int64]*chunk{},
 	}
 }
 
-// startLocked launches the GET of chunk idx unless it exists; r.mu held.
-func (r *remoteReader) startLocked(idx int64) {
-	if _, ok := r.chunks[idx]; ok || idx*readChunk >= r.size {
-		return
-	}
-	c := &chunk{done: make(chan struct{})}
-	r.chunks[idx] = c
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer close(c.done)
-		select {
-		case r.sem <- struct{}{}:
-		case <-r.ctx.Done():
-			c.err = r.ctx.Err()
-			return
+// startLocked launches one GET for the cells from idx on, at most n of
+// them, stopping at the end of the object or at a cell that exists, and
+// returns how many it covers; r.mu held.
+func (r *remoteReader) startLocked(idx, n int64) int64 {
+	var cells []*chunk
+	for i := idx; i < idx+n && i*readChunk < r.size; i++ {
+		if _, ok := r.chunks[i]; ok {
+			break
 		}
-		defer func() { <-r.sem }()
-		off := idx * readChunk
-		buf := make([]byte, min(readChunk, r.size-off))
-		n, err := r.ob.readRange(r.ctx, r.bucket, r.key, r.etag, buf, off)
-		c.data, c.err = buf[:n], err
-	}()
+		c := &chunk{done: make(chan struct{})}
+		c.refs.Store(2) // the map and the GET
+		r.chunks[i] = c
+		cells = append(cells, c)
+	}
+	if len(cells) > 0 {
+		r.wg.Add(1)
+		go r.fetch(idx, cells)
+	}
+	return int64(len(cells))
 }
 
-// readAt fills p from off and returns the bytes read (short at the end).
-func (r *remoteReader) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+// fetch fills cells, which start at cell idx, from one ranged GET.
+func (r *remoteReader) fetch(idx int64, cells []*chunk) {
+	defer r.wg.Done()
+	fail := func(cells []*chunk, err error) {
+		for _, c := range cells {
+			c.err = err
+			close(c.done)
+			c.unref()
+		}
+	}
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		fail(cells, r.ctx.Err())
+		return
+	}
+	defer func() { <-r.sem }()
+	if unwanted(cells) {
+		fail(cells, errDropped)
+		return
+	}
+	off := idx * readChunk
+	body, err := r.ob.openRange(r.ctx, r.bucket, r.key, r.etag, off, min(int64(len(cells))*readChunk, r.size-off))
+	if err != nil {
+		fail(cells, err)
+		return
+	}
+	defer body.Close()
+	for i, c := range cells {
+		if unwanted(cells[i:]) {
+			fail(cells[i:], errDropped) // and leave the rest of the body
+			return
+		}
+		c.buf = chunkBufs.Get().(*[]byte)
+		n, err := io.ReadFull(body, (*c.buf)[:min(readChunk, r.size-off)])
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = nil // the object is shorter than it was: a short read
+		}
+		if err != nil {
+			fail(cells[i:], fmt.Errorf("read %s/%s: %w", r.bucket, r.key, err))
+			return
+		}
+		c.data = (*c.buf)[:n]
+		close(c.done)
+		c.unref()
+		off += readChunk
+	}
+}
+
+// errDropped ends the GET of cells nobody wants any more.
+var errDropped = errors.New("fusefs: read-ahead dropped")
+
+// unwanted reports whether every cell of cs was dropped from the window
+// and is read by nobody: only the GET holds it, and nobody can take it
+// again.
+func unwanted(cs []*chunk) bool {
+	for _, c := range cs {
+		if c.refs.Load() > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// openRange starts a GET of n bytes at off of bucket/key, which must still
+// have etag (when set), and returns its body: the caller reads it into its
+// own buffer, with no copy in between.
+func (o *objects) openRange(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(off, off+n-1); err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
+	}
+	if etag != "" {
+		if err := opts.SetMatchETag(etag); err != nil {
+			return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
+		}
+	}
+	body, _, _, err := minio.Core{Client: o.c}.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
+	}
+	return body, nil
+}
+
+// dropLocked removes cell idx from the window; r.mu held.
+func (r *remoteReader) dropLocked(idx int64) {
+	if c, ok := r.chunks[idx]; ok {
+		delete(r.chunks, idx)
+		c.unref()
+	}
+}
+
+// read answers a READ of dest at off, from the store for a read that is
+// not sequential, else with the bytes of the read-ahead cells as they are
+// (no copy into dest).
+func (r *remoteReader) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, error) {
+	p, need, first, seq := r.cells(dest, off)
+	if !seq {
+		n, err := r.ob.readRange(ctx, r.bucket, r.key, r.etag, p, off)
+		return fuse.ReadResultData(p[:n]), err
+	}
+	res := &cellResult{cells: need, data: make([][]byte, 0, len(need))}
+	n := int64(0)
+	for i, c := range need {
+		idx := first + int64(i)
+		if err := r.wait(ctx, c, idx); err != nil {
+			res.Done()
+			return nil, err
+		}
+		from := off + n - idx*readChunk
+		if from >= int64(len(c.data)) {
+			break // the object is shorter than it was
+		}
+		b := c.data[from:min(int64(len(c.data)), from+int64(len(p))-n)]
+		res.data = append(res.data, b)
+		res.size += len(b)
+		n += int64(len(b))
+	}
+	if res.size == 0 {
+		res.Done() // go-fuse calls Done only for a result with bytes
+		return fuse.ReadResultData(nil), nil
+	}
+	return res, nil
+}
+
+// cells clips p to the object, and for a sequential read moves the
+// window and returns the cells that hold p, from cell first on, each with
+// a hold the caller drops (unref). seq is false for a read that is not
+// sequential: the window is dropped and the caller reads from the store.
+func (r *remoteReader) cells(p []byte, off int64) (_ []byte, need []*chunk, first int64, seq bool) {
 	if off >= r.size {
-		return 0, nil
+		return p[:0], nil, 0, true
 	}
 	if rest := r.size - off; int64(len(p)) > rest {
 		p = p[:rest]
 	}
 	r.mu.Lock()
-	seq := off == r.next || (r.window > 0 && off > r.next-readChunk && off < r.next+int64(r.window)*readChunk)
-	if off == 0 && r.next == 0 {
-		seq = true
-	}
-	r.next = off + int64(len(p))
+	defer r.mu.Unlock()
+	// The kernel's read-ahead has several READs in flight, which may come
+	// in any order: a read a little behind the furthest one is sequential
+	// too, and so is any read in the first seqSlack bytes until a read
+	// goes past them (the kernel's first burst).
+	seq = off == r.next ||
+		(r.window > 0 && off >= r.next-seqSlack && off < r.next+r.window*readChunk) ||
+		(r.next <= seqSlack && off < seqSlack)
 	if !seq {
-		r.window = 0
+		r.next = off + int64(len(p))
+		r.window, r.ahead, r.span = 0, 0, 1
 		for idx := range r.chunks {
-			delete(r.chunks, idx)
+			r.dropLocked(idx)
 		}
-		r.mu.Unlock()
-		return r.ob.readRange(ctx, r.bucket, r.key, r.etag, p, off)
+		return p, nil, 0, false
 	}
-	if r.window == 0 {
-		r.window = 1
-	} else if r.window < r.maxWindow {
-		r.window = min(r.window*2, r.maxWindow)
-	}
-	first := off / readChunk
+	r.next = max(r.next, off+int64(len(p)))
+	r.window = min(max(2*r.window, 1), r.maxWindow)
+	first = off / readChunk
 	last := (off + int64(len(p)) - 1) / readChunk
 	for idx := range r.chunks {
-		if idx < first-1 {
-			delete(r.chunks, idx)
+		if idx < (r.next-seqSlack)/readChunk {
+			r.dropLocked(idx)
 		}
 	}
-	for idx := first; idx <= last+int64(r.window); idx++ {
-		r.startLocked(idx)
-	}
-	need := make([]*chunk, 0, last-first+1)
 	for idx := first; idx <= last; idx++ {
-		need = append(need, r.chunks[idx])
+		r.startLocked(idx, 1) // a cell needed now that is missing
 	}
-	r.mu.Unlock()
-
-	n := 0
-	for i, c := range need {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return n, ctx.Err()
-		}
-		if c.err != nil {
-			r.mu.Lock()
-			if r.chunks[first+int64(i)] == c {
-				delete(r.chunks, first+int64(i))
-			}
-			r.mu.Unlock()
-			return n, c.err
-		}
-		cstart := (first + int64(i)) * readChunk
-		from := off + int64(n) - cstart
-		if from >= int64(len(c.data)) {
-			break
-		}
-		n += copy(p[n:], c.data[from:])
+	r.aheadLocked(last, last+r.window)
+	need = make([]*chunk, 0, last-first+1)
+	for idx := first; idx <= last; idx++ {
+		c := r.chunks[idx]
+		c.refs.Add(1)
+		need = append(need, c)
 	}
-	return n, nil
+	return p, need, first, true
 }
 
-// close stops the read-ahead and waits for its goroutines.
+// wait waits for cell idx, c, to be filled, and returns its error (the
+// cell is then dropped so that a later read tries again).
+func (r *remoteReader) wait(ctx context.Context, c *chunk, idx int64) error {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if c.err != nil {
+		r.mu.Lock()
+		if r.chunks[idx] == c {
+			r.dropLocked(idx)
+		}
+		r.mu.Unlock()
+		return c.err
+	}
+	return nil
+}
+
+// cellResult answers a READ with bytes of read-ahead cells, holding the
+// cells until go-fuse is done with them.
+type cellResult struct {
+	cells []*chunk
+	data  [][]byte
+	size  int
+	once  sync.Once
+}
+
+// Size returns the bytes to send.
+func (r *cellResult) Size() int { return r.size }
+
+// Bytes copies the bytes into buf (the READ's own buffer): go-fuse may
+// call Done before it writes what Bytes returns.
+func (r *cellResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	buf = buf[:0]
+	for _, b := range r.data {
+		buf = append(buf, b...)
+	}
+	return buf, fuse.OK
+}
+
+// Slices gives go-fuse the cells' bytes as they are: it writes them with
+// the reply header in one writev and only then calls Done. (go-fuse looks
+// for this method, its unexported withSlice, and uses Bytes otherwise.)
+func (r *cellResult) Slices() ([][]byte, fuse.Status) {
+	return r.data, fuse.OK
+}
+
+// Done lets the cells go.
+func (r *cellResult) Done() {
+	r.once.Do(func() {
+		for _, c := range r.cells {
+			c.unref()
+		}
+	})
+}
+
+// aheadLocked starts the GETs of the cells after last up to end, in spans
+// of r.span cells (doubling up to maxSpan); a shorter span waits for the
+// window to move unless it reaches the end of the object. r.mu held.
+func (r *remoteReader) aheadLocked(last, end int64) {
+	r.ahead = max(r.ahead, last+1)
+	r.span = max(r.span, 1)
+	for r.ahead <= end && r.ahead*readChunk < r.size {
+		if _, ok := r.chunks[r.ahead]; ok {
+			r.ahead++
+			continue
+		}
+		n := min(r.span, end-r.ahead+1)
+		if n < r.span && (r.ahead+n)*readChunk < r.size {
+			return
+		}
+		r.ahead += r.startLocked(r.ahead, n)
+		r.span = min(2*r.span, maxSpan)
+	}
+}
+
+// close stops the read-ahead, waits for its goroutines and gives its
+// buffers back.
 func (r *remoteReader) close() {
 	r.cancel()
 	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for idx := range r.chunks {
+		r.dropLocked(idx)
+	}
 }

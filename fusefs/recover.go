@@ -50,6 +50,21 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		return
 	}
 	log = log.With("bucket", j.Bucket, "key", j.Key)
+	// Multipart uploads of a streaming upload the crash interrupted: the
+	// copy is uploaded whole again (when dirty), these are never completed.
+	var left []pendingUpload
+	for _, u := range j.Uploads {
+		if err := m.ob.abortUpload(u.Bucket, u.Key, u.ID); err != nil {
+			log.Warn("fusefs: cannot abort an interrupted multipart upload", "err", err)
+			left = append(left, u)
+		}
+	}
+	if len(left) != len(j.Uploads) {
+		j.Uploads = left
+		if err := writeJournal(c.dir, id, j); err != nil {
+			log.Warn("fusefs: cannot write journal", "err", err)
+		}
+	}
 	f, err := os.OpenFile(dataPath(c.dir, id), os.O_RDWR, 0)
 	if err != nil {
 		if j.Dirty {
@@ -69,7 +84,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	}
 	e := &entry{id: id, c: c, f: f, bucket: j.Bucket, key: j.Key, baseETag: j.BaseETag, baseExists: j.BaseExists,
 		size: j.Size, mtime: j.Mtime, mode: j.Mode, dirty: j.Dirty, complete: j.Complete,
-		tailMode: j.TailMode, tailFrom: j.TailFrom, lastUse: st.ModTime()}
+		tailMode: j.TailMode, tailFrom: j.TailFrom, uploads: j.Uploads, lastUse: st.ModTime()}
 	if j.Dirty {
 		e.size = st.Size()
 		if !j.TailMode {
@@ -77,6 +92,21 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		}
 		if e.mtime.IsZero() {
 			e.mtime = st.ModTime()
+		}
+		if j.Interrupted {
+			// Its writer went away without closing: never uploaded as it
+			// is, kept for a resume until the lifespan has passed.
+			if time.Since(e.lastUse) >= m.o.Lifespan {
+				f.Close()
+				os.Remove(dataPath(c.dir, id))
+				os.Remove(journalPath(c.dir, id))
+				log.Info("fusefs: interrupted upload not resumed within the lifespan; discarded", "size", e.size)
+				return
+			}
+			e.interrupted = true
+			m.register(e)
+			log.Info("fusefs: kept an interrupted upload for a resume", "size", e.size)
+			return
 		}
 		info, serr := m.ob.stat(ctx, j.Bucket, j.Key)
 		same := (j.BaseExists && serr == nil && info.ETag == j.BaseETag) || (!j.BaseExists && isNotFound(serr))

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lock order: entry.upMu, then entry.mu, then cache.mu.
+// Lock order: entry.upMu, then entry.mu, then cache.mu (or stream.mu).
 
 // entry is the local copy of one file: a sparse data file and its journal.
 type entry struct {
@@ -47,13 +47,29 @@ type entry struct {
 	tailMode bool
 	tailFrom int64
 	noSpace  bool // a write hit the space reserve: never upload
-	deleted  bool
-	opens    int // open handles
-	active   int // open handles not flushed since their last write
-	lastUse  time.Time
-	written  int64         // bytes written since the last free-space check
-	retryAt  time.Time     // next janitor retry of a failed upload
-	backoff  time.Duration // delay before the next retry
+	// interrupted: the writer went away without closing the file (the
+	// SFTP session ended with it open; see InterruptedXattr). The copy is
+	// kept, dirty, for a resume, but never uploaded until a writer opens
+	// it again; the janitor discards it after lifespan.
+	interrupted bool
+	deleted     bool
+	opens       int // open handles
+	active      int // open handles not flushed since their last write
+	lastUse     time.Time
+	written     int64         // bytes written since the last free-space check
+	retryAt     time.Time     // next janitor retry of a failed upload
+	backoff     time.Duration // delay before the next retry
+	// seq: [0, seq) was written with no gap since the copy was last clean
+	// (or emptied), -1 once the writes were not sequential; ahead holds
+	// the pieces written beyond seq, by offset. stream is the upload of
+	// the parts already written (stream.go), nil when none. aborting is
+	// closed once the uploads of abandoned streams are aborted; uploads
+	// lists the multipart uploads begun and not finished (journal).
+	seq      int64
+	ahead    []extent
+	stream   *stream
+	aborting []<-chan struct{}
+	uploads  []pendingUpload
 }
 
 // cache is the write-back cache: every local copy, indexed by object.
@@ -68,6 +84,8 @@ type cache struct {
 	// removedFiles and removedBytes count the clean copies the janitor
 	// removed after lifespan, and their sizes.
 	removedFiles, removedBytes atomic.Int64
+	// wg counts the goroutines of streaming uploads.
+	wg sync.WaitGroup
 
 	// mu guards the maps and counters below.
 	mu       sync.Mutex
@@ -188,6 +206,7 @@ func (c *cache) drop(e *entry) {
 	delete(c.all, e)
 	c.mu.Unlock()
 	e.mu.Lock()
+	e.breakStreamLocked("local copy dropped")
 	e.deleted = true
 	if e.f != nil {
 		e.f.Close()
@@ -202,6 +221,7 @@ func (c *cache) drop(e *entry) {
 // never uploaded, and its files go when the last handle is released.
 func (c *cache) forget(e *entry) {
 	e.mu.Lock()
+	e.breakStreamLocked("object removed or replaced")
 	open := e.opens > 0
 	e.deleted = true
 	e.dirty = false
@@ -223,6 +243,9 @@ func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 		c.forget(old)
 	}
 	e.mu.Lock()
+	// The parts sent so far went to the old key: start again (seq is kept,
+	// so a sequential writer streams to the new key).
+	e.breakStreamLocked("renamed")
 	c.mu.Lock()
 	if c.byKey[objKey(e.bucket, e.key)] == e {
 		delete(c.byKey, objKey(e.bucket, e.key))
@@ -258,12 +281,46 @@ func (c *cache) saveLocked(e *entry) {
 		return
 	}
 	j := journal{Bucket: e.bucket, Key: e.key, BaseETag: e.baseETag, BaseExists: e.baseExists,
-		Size: e.size, Mode: e.mode, Dirty: e.dirty, Complete: e.complete, TailMode: e.tailMode, TailFrom: e.tailFrom}
+		Size: e.size, Mode: e.mode, Dirty: e.dirty, Complete: e.complete, TailMode: e.tailMode, TailFrom: e.tailFrom,
+		Uploads: e.uploads, Interrupted: e.interrupted}
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
 	if err := writeJournal(c.dir, e.id, j); err != nil {
 		c.log.Error("fusefs: cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
+	}
+}
+
+// InterruptedXattr is the extended attribute that marks a file open for
+// writing as interrupted: set (to any value) on an open handle by a writer
+// that goes away without really closing the file, such as sftpd when an
+// SFTP session ends with the file open. The data written so far is then
+// not uploaded at close, so that no partial object is published; the file
+// keeps its partial size in the mount, so that a client can resume the
+// upload, and the next writer to open it takes it up again (its close
+// uploads the whole file). Not resumed within the lifespan, it is
+// discarded. It cannot be read back: it is a command, not an attribute.
+const InterruptedXattr = "user.sftpgate.interrupted"
+
+// markInterrupted keeps the pending changes of e from being uploaded until
+// a writer opens it again.
+func (c *cache) markInterrupted(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.dirty || e.deleted || e.interrupted {
+		return
+	}
+	e.interrupted = true
+	c.saveLocked(e)
+}
+
+// resume ends an interruption: a writer took the file up again.
+func (c *cache) resume(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.interrupted {
+		e.interrupted = false
+		c.saveLocked(e)
 	}
 }
 
@@ -356,9 +413,19 @@ func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 		}
 	}
 	if err := e.checkSpaceLocked(int64(len(p))); err != nil {
+		e.breakStreamLocked("no space")
 		return 0, err
 	}
+	if !e.dirty && e.complete && !e.tailMode && e.seq == 0 && e.stream == nil && off == e.size {
+		// An append to a clean copy of the whole file (a resume): the file
+		// so far is the start of what a sequential writer writes.
+		e.seq = off
+	}
 	n, err := e.f.WriteAt(p, off)
+	if n > 0 && off < e.streamedLocked() {
+		e.seq = -1
+		e.breakStreamLocked("write into a part already sent")
+	}
 	if end := off + int64(n); end > e.size {
 		e.size = end
 	}
@@ -369,10 +436,12 @@ func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if errors.Is(err, errENOSPC) {
 			e.noSpace = true
 			e.dirty = false
+			e.breakStreamLocked("no space")
 			return n, fmt.Errorf("write: %w", ErrNoSpace)
 		}
 		return n, fmt.Errorf("write: %w", err)
 	}
+	e.trackWriteLocked(off, off+int64(n))
 	return n, nil
 }
 
@@ -420,10 +489,21 @@ func (e *entry) truncate(size int64) error {
 			return err
 		}
 	}
+	if size < e.streamedLocked() {
+		e.breakStreamLocked("truncated below a part already sent")
+	}
 	if err := e.f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	e.size = size
+	switch {
+	case size == 0:
+		e.resetSeqLocked()
+	case e.seq > size:
+		e.seq, e.ahead = size, nil
+	default:
+		e.ahead = nil
+	}
 	e.markDirtyLocked()
 	return nil
 }
@@ -499,31 +579,57 @@ func (c *cache) upload(e *entry) error {
 	defer e.upMu.Unlock()
 	e.mu.Lock()
 	if e.noSpace {
+		e.breakStreamLocked("no space")
 		e.mu.Unlock()
+		e.waitAborts()
 		return fmt.Errorf("upload: %w", ErrNoSpace)
 	}
-	if !e.dirty || e.deleted || e.f == nil {
+	if e.interrupted {
+		// Not a client's close: publish nothing, never a partial object.
+		e.breakStreamLocked("interrupted")
 		e.mu.Unlock()
+		e.waitAborts()
 		return nil
 	}
+	if !e.dirty || e.deleted || e.f == nil {
+		e.breakStreamLocked("nothing to upload")
+		e.mu.Unlock()
+		e.waitAborts()
+		return nil
+	}
+	// Writes from now on belong to the next upload: they may start a new
+	// stream.
+	s := e.stream
+	e.stream = nil
 	gen, bucket, key, size, f := e.gen, e.bucket, e.key, e.size, e.f
 	meta := userMeta(e.mtime, e.mode)
+	mtime, mtimeSet, mode := e.mtime, e.mtimeSet, e.mode
 	user := e.user
 	tail := e.tailMode && !e.complete
 	tailFrom, base := e.tailFrom, e.baseETag
 	e.mu.Unlock()
+	// No multipart upload of an abandoned stream outlives this upload.
+	e.waitAborts()
 
 	c.mu.Lock()
 	c.inflight[user]++
 	c.mu.Unlock()
 	start := time.Now()
 	var (
-		etag string
-		err  error
+		etag   string
+		stored time.Time // the mtime the object holds, when not mtime
+		err    error
 	)
-	if tail {
+	switch {
+	case s != nil:
+		etag, stored, err = s.finish(size, mtime, mtimeSet, mode)
+		if errors.Is(err, errStreamFallback) {
+			stored = time.Time{}
+			etag, err = c.ob.put(c.bg, bucket, key, f, size, meta)
+		}
+	case tail:
 		etag, err = c.ob.appendUpload(c.bg, bucket, key, base, tailFrom, f, size, meta)
-	} else {
+	default:
 		etag, err = c.ob.put(c.bg, bucket, key, f, size, meta)
 	}
 	c.mu.Lock()
@@ -543,6 +649,10 @@ func (c *cache) upload(e *entry) error {
 	e.baseETag, e.baseExists = etag, true
 	if e.gen == gen {
 		e.dirty = false
+		e.resetSeqLocked()
+		if !stored.IsZero() {
+			e.mtime = stored
+		}
 		if tail {
 			// The store holds it all now; the copy is lazy again.
 			e.tailMode = false
@@ -602,8 +712,11 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 		}
 		e.mu.Lock()
 		idle := e.opens == 0
-		expired := idle && !e.dirty && now.Sub(e.lastUse) >= c.lifespan
-		retry := idle && e.dirty && !e.deleted && now.Sub(e.lastUse) >= time.Second && !now.Before(e.retryAt)
+		expired := idle && (!e.dirty || e.interrupted) && now.Sub(e.lastUse) >= c.lifespan
+		retry := idle && e.dirty && !e.interrupted && !e.deleted && now.Sub(e.lastUse) >= time.Second && !now.Before(e.retryAt)
+		if expired && e.interrupted && !e.deleted {
+			c.log.Info("fusefs: interrupted upload not resumed within the lifespan; discarded", "bucket", e.bucket, "key", e.key, "size", e.size)
+		}
 		counted, size := expired && !e.deleted, e.size
 		if expired {
 			// Marked under the lock that open checks: no handle can take
@@ -632,7 +745,8 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 	}
 }
 
-// closeAll closes every data file (at shutdown).
+// closeAll aborts the streaming uploads left and closes every data file
+// (at shutdown).
 func (c *cache) closeAll() {
 	c.mu.Lock()
 	es := make([]*entry, 0, len(c.all))
@@ -640,6 +754,21 @@ func (c *cache) closeAll() {
 		es = append(es, e)
 	}
 	c.mu.Unlock()
+	for _, e := range es {
+		e.mu.Lock()
+		e.breakStreamLocked("shutdown")
+		e.mu.Unlock()
+	}
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		c.log.Warn("fusefs: multipart uploads still being aborted at shutdown")
+	}
 	for _, e := range es {
 		e.mu.Lock()
 		if e.f != nil {
