@@ -14,40 +14,14 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-
-	"github.com/sftpgate/sftpgate/internal/testenv"
 )
 
-// startCounters starts a manager for alice (workspaces "files", read-write,
-// and "ro", read-only) on a MinIO server of its own, shut down in cleanup.
+// startCounters starts startManager's manager with the given lifespan and
+// no idle unmount during the test.
 func startCounters(t *testing.T, lifespan time.Duration) *Manager {
 	t.Helper()
-	srv := testenv.StartMinIOT(t)
-	bucket := srv.NewBucket(t, "counters")
-	g := &smokeGrants{ws: map[string][]Workspace{
-		"alice": {
-			{Slug: "files", Bucket: bucket, Prefix: "alice/"},
-			{Slug: "ro", Bucket: bucket, Prefix: "alice/", ReadOnly: true},
-		},
-	}}
-	root := t.TempDir()
-	m, err := NewManager(context.Background(), Options{
-		Client: srv.Client, Grants: g,
-		MountRoot: filepath.Join(root, "mnt"), TmpDir: filepath.Join(root, "tmp"),
-		MinFree: -1, PartSize: 5 << 20, Lifespan: lifespan, IdleDelay: 10 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if got := procMounts(t, root); len(got) != 0 {
-			t.Errorf("mounts left after shutdown: %v", got)
-		}
+	m, _, _ := startManager(t, func(o *Options) {
+		o.Lifespan, o.IdleDelay = lifespan, 10*time.Minute
 	})
 	return m
 }

@@ -35,7 +35,12 @@ type smokeEnv struct {
 	dir    string // the workspace directory inside the mount
 }
 
-func startSmoke(t *testing.T) *smokeEnv {
+// startManager starts a manager for alice (workspaces "files", read-write,
+// and "ro", read-only, both on prefix alice/ of a fresh bucket) on a MinIO
+// server of its own; adjust, if not nil, changes the options first. The
+// manager is shut down in cleanup, which fails the test if anything stays
+// mounted.
+func startManager(t *testing.T, adjust func(*Options)) (*Manager, *testenv.MinIO, string) {
 	t.Helper()
 	srv := testenv.StartMinIOT(t)
 	bucket := srv.NewBucket(t, "smoke")
@@ -46,11 +51,15 @@ func startSmoke(t *testing.T) *smokeEnv {
 		},
 	}}
 	root := t.TempDir()
-	m, err := NewManager(context.Background(), Options{
+	o := Options{
 		Client: srv.Client, Grants: g,
 		MountRoot: filepath.Join(root, "mnt"), TmpDir: filepath.Join(root, "tmp"),
 		MinFree: -1, PartSize: 5 << 20,
-	})
+	}
+	if adjust != nil {
+		adjust(&o)
+	}
+	m, err := NewManager(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +69,16 @@ func startSmoke(t *testing.T) *smokeEnv {
 		if err := m.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
+		if got := procMounts(t, root); len(got) != 0 {
+			t.Errorf("mounts left after shutdown: %v", got)
+		}
 	})
+	return m, srv, bucket
+}
+
+func startSmoke(t *testing.T) *smokeEnv {
+	t.Helper()
+	m, srv, bucket := startManager(t, nil)
 	dir, release, err := m.Acquire(context.Background(), "alice")
 	if err != nil {
 		t.Fatal(err)
