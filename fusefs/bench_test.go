@@ -115,15 +115,7 @@ func BenchmarkGateway(b *testing.B) {
 			rDirect = best(rDirect, time.Since(start))
 			getsBefore := w.g.counter.objectGets(w.bucket, w.key(key))
 			start = time.Now()
-			f, err := os.Open(filepath.Join(w.dir, key))
-			if err != nil {
-				b.Fatalf("Open: %v", err)
-			}
-			n, err = io.CopyBuffer(io.Discard, f, make([]byte, 1<<20))
-			f.Close()
-			if err != nil || n != gib {
-				b.Fatalf("read through the mount: %d bytes, %v", n, err)
-			}
+			readThroughMount(b, filepath.Join(w.dir, key), gib)
 			rMount = best(rMount, time.Since(start))
 			gets = w.g.counter.objectGets(w.bucket, w.key(key)) - getsBefore
 		}
@@ -287,4 +279,19 @@ func vmHWM(tb testing.TB) int64 {
 	}
 	tb.Fatal("no VmHWM in /proc/self/status")
 	return 0
+}
+
+// readThroughMount reads the file at path to its end in 1 MiB reads and
+// fails unless it had want bytes.
+func readThroughMount(b *testing.B, path string, want int64) {
+	b.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatalf("Open: %v", err)
+	}
+	defer f.Close()
+	n, err := io.CopyBuffer(io.Discard, f, make([]byte, 1<<20))
+	if err != nil || n != want {
+		b.Fatalf("read through the mount: %d bytes, %v", n, err)
+	}
 }

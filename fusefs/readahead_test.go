@@ -174,15 +174,7 @@ func BenchmarkRead(b *testing.B) {
 				b.Fatalf("reset VmHWM: %v", err)
 			}
 			start = time.Now()
-			f, err := os.Open(filepath.Join(w.dir, key))
-			if err != nil {
-				b.Fatalf("Open: %v", err)
-			}
-			n, err = io.CopyBuffer(io.Discard, f, make([]byte, 1<<20))
-			f.Close()
-			if err != nil || n != gib {
-				b.Fatalf("read through the mount: %d bytes, %v", n, err)
-			}
+			readThroughMount(b, filepath.Join(w.dir, key), gib)
 			rMount = best(rMount, time.Since(start))
 			gets = w.g.counter.objectGets(w.bucket, w.key(key)) - getsBefore
 			fmt.Printf("mount read: %v, %d FUSE reads, CPU: this process %v, MinIO %v, peak RSS %d MiB\n", time.Since(start).Round(time.Millisecond),
