@@ -172,7 +172,7 @@ func TestOpsGateway(t *testing.T) {
 	if err := bf.Close(); err != nil {
 		t.Fatalf("close big.bin: %v", err)
 	}
-	if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+	if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
 		row, ok = d.mounts("bob", "rw")
 		return ok && row.DirtyBytes == 0
 	}) {
@@ -271,7 +271,7 @@ func TestOpsGateway(t *testing.T) {
 		if row, ok := d.mounts("bob", "ro"); ok {
 			t.Errorf("mounts after unmount: got %+v, want no read-only view of bob", row)
 		}
-		if got := opsMountsUnder(t, p); len(got) != 0 {
+		if got := mountsUnder(t, p); len(got) != 0 {
 			t.Errorf("mounts at %s when unmount returned: got %v, want none", p, got)
 		}
 	})
@@ -291,7 +291,7 @@ func TestOpsGateway(t *testing.T) {
 		if err := os.Remove(filepath.Join(p, "files", "hello.txt")); err != nil {
 			t.Errorf("rm in the rw view: %v", err)
 		}
-		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
 			got, err := d.opsObject("bob/touched")
 			return err == nil && string(got) == "admin"
 		}) {
@@ -315,13 +315,13 @@ func TestOpsGateway(t *testing.T) {
 		if want := "session " + rows[0].ID + " closed\n"; r.stdout != want {
 			t.Errorf("sessions kill: got %q, want %q", r.stdout, want)
 		}
-		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool {
+		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
 			_, err := sc.Stat("/files")
 			return err != nil
 		}) {
 			t.Errorf("the killed session still answers 10s later")
 		}
-		if !opsWait(10*time.Second, 100*time.Millisecond, func() bool { return len(d.sessions()) == 0 }) {
+		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool { return len(d.sessions()) == 0 }) {
 			t.Errorf("sessions after kill: got %+v, want none", d.sessions())
 		}
 		if got, err := d.opsObject("bob/big.bin"); err != nil || !bytes.Equal(got, big) {
@@ -334,7 +334,7 @@ func TestOpsGateway(t *testing.T) {
 		if !strings.Contains(r.stdout, "view unmounted") {
 			t.Errorf("unmount -u bob (rw, no session): got stdout %q, want it to say the view is unmounted", r.stdout)
 		}
-		if got := opsMountsUnder(t, filepath.Join(d.mountRoot, "bob")); len(got) != 0 {
+		if got := mountsUnder(t, filepath.Join(d.mountRoot, "bob")); len(got) != 0 {
 			t.Errorf("bob's view when unmount returned: got %v, want it unmounted", got)
 		}
 		s3 := d.scrape()
@@ -347,15 +347,15 @@ func TestOpsGateway(t *testing.T) {
 	})
 
 	t.Run("admin mount expires", func(t *testing.T) {
-		if !opsWait(time.Until(carolStart.Add(8*time.Second)), 200*time.Millisecond, func() bool {
+		if !waitFor(time.Until(carolStart.Add(8*time.Second)), 200*time.Millisecond, func() bool {
 			row, ok := d.mounts("carol", "ro")
 			return !ok || row.HeldUntil == nil
 		}) {
 			t.Errorf("carol's admin mount still held 8s after a 3s mount")
 		}
-		if !opsWait(time.Until(carolStart.Add(10*time.Second)), 200*time.Millisecond, func() bool {
+		if !waitFor(time.Until(carolStart.Add(10*time.Second)), 200*time.Millisecond, func() bool {
 			_, ok := d.mounts("carol", "ro")
-			return !ok && len(opsMountsUnder(t, carolPath)) == 0
+			return !ok && len(mountsUnder(t, carolPath)) == 0
 		}) {
 			t.Errorf("carol's view still mounted 10s after a 3s mount (it goes when the mount expires, not after the idle delay)")
 		}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -196,7 +195,7 @@ func (d *opsDaemon) stop() int {
 // the mount root (detaching it first).
 func (d *opsDaemon) cleanup() {
 	d.stop()
-	for _, mp := range opsMountsUnder(d.t, d.mountRoot) {
+	for _, mp := range mountsUnder(d.t, d.mountRoot) {
 		d.t.Errorf("mount left behind: %s", mp)
 		if out, err := exec.Command("umount", "-l", mp).CombinedOutput(); err != nil {
 			d.t.Errorf("umount -l %s: %v: %s", mp, err, out)
@@ -205,25 +204,6 @@ func (d *opsDaemon) cleanup() {
 	if d.t.Failed() {
 		d.t.Logf("daemon log:\n%s", opsTail(d.stderr.String(), 6000))
 	}
-}
-
-// opsMountsUnder lists the mount points at or under root in /proc/mounts.
-func opsMountsUnder(t *testing.T, root string) []string {
-	t.Helper()
-	f, err := os.Open("/proc/mounts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 1 && (fields[1] == root || strings.HasPrefix(fields[1], root+"/")) {
-			out = append(out, fields[1])
-		}
-	}
-	return out
 }
 
 func opsTail(s string, n int) string {
@@ -384,20 +364,6 @@ func opsValue(t *testing.T, fams map[string]*dto.MetricFamily, name string, labe
 	}
 	t.Fatalf("no sample of %s with labels %v", name, labels)
 	return 0
-}
-
-// opsWait polls cond every step until it holds or timeout passes.
-func opsWait(timeout, step time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(step)
-	}
 }
 
 // opsObject returns the content of an object, or the error.
