@@ -55,7 +55,9 @@ func (c *serverConn) serve() {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
-	sc, chans, reqs, err := ssh.NewServerConn(c.nc, c.sshConfig())
+	bc := newBatchConn(c.nc)
+	defer bc.Close()
+	sc, chans, reqs, err := ssh.NewServerConn(bc, c.sshConfig())
 	if err != nil {
 		c.log.Info("handshake failed", "err", err)
 		return

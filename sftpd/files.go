@@ -24,6 +24,7 @@ type file struct {
 	appendMode bool
 	base       int64 // size when opened, in append mode
 	opened     time.Time
+	comb       *combiner // gathers writes; nil on a read-only handle
 
 	up, down atomic.Int64
 
@@ -64,6 +65,7 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, failure("negative offset")
 	}
+	f.h.pending.flush()
 	n, err := f.f.ReadAt(p, off)
 	f.down.Add(int64(n))
 	f.h.sess.bytesDown.Add(int64(n))
@@ -96,11 +98,29 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 			if err != nil {
 				return 0, f.h.fail("write", f.path, err)
 			}
-			off = fi.Size()
-		} else {
-			f.amu.Unlock()
+			return f.writeDirect(p, fi.Size())
 		}
+		f.amu.Unlock()
 	}
+	if f.comb == nil {
+		return f.writeDirect(p, off)
+	}
+	err := f.comb.write(p, off)
+	n := len(p)
+	if err != nil {
+		n = 0
+	}
+	f.up.Add(int64(n))
+	f.h.sess.bytesUp.Add(int64(n))
+	f.h.sess.touch()
+	if err != nil {
+		return n, f.h.fail("write", f.path, err)
+	}
+	return n, nil
+}
+
+// writeDirect writes p at off on the file, without combining.
+func (f *file) writeDirect(p []byte, off int64) (int, error) {
 	n, err := f.f.WriteAt(p, off)
 	f.up.Add(int64(n))
 	f.h.sess.bytesUp.Add(int64(n))
@@ -131,10 +151,20 @@ func (f *file) Close() error {
 	f.closeOnce.Do(func() {
 		f.h.sess.busy.Add(1)
 		defer f.h.sess.busy.Add(-1)
-		if f.write && f.transferErr.Load() != nil {
+		var ferr error
+		if f.comb != nil {
+			ferr = f.comb.flush()
+			f.h.pending.unregister(f.comb)
+		}
+		if f.write && (f.transferErr.Load() != nil || ferr != nil) {
+			// Data the client sent is missing: keep the file as an
+			// interrupted upload rather than publish it.
 			f.markInterrupted()
 		}
 		err := closeFile(f.f)
+		if ferr != nil {
+			err = ferr
+		}
 		f.h.sess.touch()
 		f.audit(err)
 		f.closeErr = f.h.fail("close", f.path, err)

@@ -23,8 +23,9 @@ func init() {
 // handlers serves one SFTP session's requests. Every path goes through
 // root, so nothing outside the session's directory can be reached.
 type handlers struct {
-	root *os.Root
-	sess *session
+	root    *os.Root
+	sess    *session
+	pending pendingWrites // the open handles' gathered writes
 }
 
 var (
@@ -71,6 +72,7 @@ func (h *handlers) recoverOp(op string, errp *error) {
 // Fileread opens a file for reading.
 func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.recoverOp("read", &err)
+	h.pending.flush()
 	p := sessionPath(r.Filepath)
 	h.sess.setOp("download " + p)
 	f, err := h.root.Open(rootRel(p))
@@ -96,6 +98,7 @@ func (h *handlers) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error
 func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 	p := sessionPath(r.Filepath)
 	h.sess.setOp("upload " + p)
+	h.pending.flush()
 	pf := r.Pflags()
 	// Never O_APPEND: os.File.WriteAt refuses such files, and clients that
 	// resume (OpenSSH reput) send absolute offsets with the append flag.
@@ -132,6 +135,7 @@ func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 	defer h.recoverOp(r.Method, &err)
 	p := sessionPath(r.Filepath)
+	h.pending.flush()
 	switch r.Method {
 	case "Setstat":
 		h.sess.setOp("setstat " + p)
@@ -156,6 +160,7 @@ func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 // PosixRename renames, replacing the target if it exists.
 func (h *handlers) PosixRename(r *sftp.Request) (err error) {
 	defer h.recoverOp("posix-rename", &err)
+	h.pending.flush()
 	return h.rename(sessionPath(r.Filepath), sessionPath(r.Target), true)
 }
 
@@ -282,6 +287,7 @@ func checkAttrs(flags uint32, b []byte) error {
 func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp(r.Method, &err)
 	p := sessionPath(r.Filepath)
+	h.pending.flush()
 	switch r.Method {
 	case "List":
 		h.sess.setOp("list " + p)
@@ -301,6 +307,7 @@ func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 // Lstat stats a path without following a final symlink.
 func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp("lstat", &err)
+	h.pending.flush()
 	p := sessionPath(r.Filepath)
 	fi, err := h.root.Lstat(rootRel(p))
 	if err != nil {
@@ -321,5 +328,10 @@ func (h *handlers) Readlink(string) (string, error) {
 
 // newFile wraps f for the request server.
 func (h *handlers) newFile(f *os.File, p string, read, write, appendMode bool) *file {
-	return &file{f: f, h: h, path: p, read: read, write: write, appendMode: appendMode, opened: time.Now()}
+	fl := &file{f: f, h: h, path: p, read: read, write: write, appendMode: appendMode, opened: time.Now()}
+	if write {
+		fl.comb = &combiner{dst: f, pending: &h.pending}
+		h.pending.register(fl.comb)
+	}
+	return fl
 }
