@@ -344,6 +344,10 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	size, mtime, fmode := e.attr()
 	ch := d.child(ctx, name, kindFile, objInfo{Key: key, Size: size, Mtime: mtime, Mode: fmode}, false, out)
 	h := newWriteHandle(v, e, flags)
+	if fn, ok := ch.Operations().(*fileNode); ok {
+		h.n = fn
+		fn.swapPageETag("")
+	}
 	return ch, h, 0, 0
 }
 

@@ -22,10 +22,13 @@ type fileNode struct {
 	// gone is set once the name was unlinked or renamed over.
 	gone atomic.Bool
 
-	// mu guards info and infoAt, the object as last seen in the store.
-	mu     sync.Mutex
-	info   objInfo
-	infoAt time.Time
+	// mu guards info and infoAt, the object as last seen in the store,
+	// and pageETag: the version of the content the kernel may hold in its
+	// page cache for this inode, "" when unknown (see Open).
+	mu       sync.Mutex
+	info     objInfo
+	infoAt   time.Time
+	pageETag string
 }
 
 var (
@@ -39,6 +42,17 @@ func (f *fileNode) setInfo(info objInfo, at time.Time) {
 	f.mu.Lock()
 	f.info, f.infoAt = info, at
 	f.mu.Unlock()
+}
+
+// swapPageETag records that the kernel's page cache now holds content of
+// version etag ("" unknown) and reports whether it already did, in which
+// case an open may keep the cache.
+func (f *fileNode) swapPageETag(etag string) (same bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	same = etag != "" && f.pageETag == etag
+	f.pageETag = etag
+	return same
 }
 
 // where returns the workspace location and the file's key.
@@ -227,17 +241,31 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	if remote != nil {
 		f.setInfo(*remote, time.Now())
 	}
-	var h *fileHandle
+	// The kernel drops the inode's cached pages at every open that does
+	// not say FOPEN_KEEP_CACHE. A read open keeps them when they are of
+	// the version being opened: pages read through an earlier open of the
+	// same object version, or written through this inode before the upload
+	// that made the version (see uploadNow). Every write open drops them.
+	var (
+		h       *fileHandle
+		version string
+	)
 	switch {
 	case write:
 		h = newWriteHandle(v, e, flags)
 	case e != nil:
 		h = newLocalReadHandle(v, e)
+		version = e.cleanETag()
 	default:
 		h = newRemoteHandle(v, newRemoteReader(v.cache.bg, v.ob, l.bucket, key, *remote))
+		version = remote.ETag
 	}
 	h.n = f
-	return h, 0, 0
+	var openFlags uint32
+	if f.swapPageETag(version) {
+		openFlags = fuse.FOPEN_KEEP_CACHE
+	}
+	return h, openFlags, 0
 }
 
 // Fsync uploads the local copy now.
@@ -477,6 +505,9 @@ func (h *fileHandle) uploadNow() error {
 		info := objInfo{Key: h.e.key, Size: h.e.size, Mtime: h.e.mtime, Mode: h.e.mode, ETag: h.e.baseETag}
 		h.e.mu.Unlock()
 		h.n.setInfo(info, time.Now())
+		// Every byte of this version went through this inode (a write
+		// open dropped the older pages), so what the kernel cached is it.
+		h.n.swapPageETag(h.e.cleanETag())
 	}
 	return nil
 }

@@ -32,7 +32,7 @@ const (
 // kernel caps a FUSE mount's read-ahead at its default (128 KiB) whatever
 // the server asks at INIT (MaxReadAhead), so that a sequential reader
 // costs a FUSE round trip per 128 KiB; the mount's setting in sysfs lifts
-// the cap (READs are then up to MaxWrite, 1 MiB, several in flight).
+// the cap (READs are then up to MaxWrite, several in flight).
 const kernelReadAheadKB = 4096
 
 // setKernelReadAhead sets the kernel's read-ahead of the FUSE mount at dir

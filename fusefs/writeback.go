@@ -565,6 +565,17 @@ func (e *entry) completeNow(ctx context.Context) error {
 }
 
 // attr returns the size and mtime of the local copy.
+// cleanETag is the ETag of the object the copy holds exactly (complete,
+// nothing pending), "" when it holds anything else.
+func (e *entry) cleanETag() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.complete || e.dirty || e.tailMode || e.deleted || e.interrupted || e.noSpace || !e.baseExists {
+		return ""
+	}
+	return e.baseETag
+}
+
 func (e *entry) attr() (size int64, mtime time.Time, mode uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
