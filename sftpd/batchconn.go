@@ -10,8 +10,8 @@ import (
 
 // Buffer sizes of the batching layers.
 const (
-	batchReadSize   = 128 << 10 // bytes read from the socket at once, at most
-	batchWriteQueue = 256 << 10 // bytes queued before Write waits
+	batchReadSize   = 64 << 10  // bytes read from the socket at once, at most
+	batchWriteQueue = 128 << 10 // bytes queued before Write waits
 	// batchCloseWait bounds how long closing a connection waits for
 	// queued bytes to reach a peer that does not read.
 	batchCloseWait = 5 * time.Second
@@ -19,11 +19,9 @@ const (
 
 // batchWriter hands what is written to one goroutine that writes
 // everything queued meanwhile to w in a single call. It sits where a
-// writer makes many small writes that are cheaper together: the SSH
-// transport flushes every packet with its own system call, and pkg/sftp
-// writes each reply's header and payload separately (two SSH packets, the
-// first of 13 bytes). Under load the writes merge; when idle, latency is
-// that of a goroutine switch.
+// writer makes many small writes that are cheaper together (the SSH
+// transport flushes every packet with its own system call). Under load
+// the writes merge; when idle, latency is that of a goroutine switch.
 //
 // Write returns once the bytes are queued; a failed write to w is
 // returned by the next Write. Close waits until the queue is written.
@@ -107,9 +105,10 @@ func (b *batchWriter) Close() error {
 
 // batchConn is the TCP connection as the SSH transport sees it:
 // golang.org/x/crypto/ssh reads each packet in two or three small reads,
-// here served from a buffer, and writes each packet with its own flush,
-// here merged by a batchWriter. A bulk transfer costs a few system calls
-// per MiB instead of about a hundred.
+// here served from a buffer, and writes each packet (at most 32 KiB) with
+// its own flush, here merged by a batchWriter. A bulk transfer costs a few
+// system calls per MiB instead of about a hundred; measured on a 1 GiB
+// transfer, the daemon used 0.3 to 0.5 s less CPU.
 type batchConn struct {
 	net.Conn
 	r *bufio.Reader

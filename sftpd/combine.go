@@ -18,9 +18,9 @@ import (
 // closed, or anything else in the session looks at a file.
 const (
 	combineWindow     = 1 << 20 // bytes per window, aligned on its size
-	combinePerHandle  = 4       // windows a handle may hold
+	combinePerHandle  = 3       // windows a handle may hold
 	combineMaxSpans   = 64      // pieces in one window before it is written out
-	combineBudgetSize = 48      // windows for the whole process (48 MiB)
+	combineBudgetSize = 24      // windows for the whole process (24 MiB)
 )
 
 // combineBuffers is the process-wide set of window buffers: a handle that

@@ -198,7 +198,7 @@ func (ss *session) refuseSFTP(req *ssh.Request, what string, err error) chan str
 func (ss *session) serveSFTP(root *os.Root) {
 	srv := ss.conn.srv
 	h := &handlers{root: root, sess: ss}
-	rwc := &activityChannel{Channel: ss.ch, sess: ss, w: newBatchWriter(ss.ch)}
+	rwc := &activityChannel{Channel: ss.ch, sess: ss}
 	rs := sftp.NewRequestServer(rwc, h.sftpHandlers(), sftp.WithStartDirectory("/"), sftp.WithRSMaxTxPacket(maxReadLength))
 
 	stop := make(chan struct{})
@@ -241,13 +241,10 @@ func (ss *session) watchIdle(stop <-chan struct{}) {
 }
 
 // activityChannel is the session channel as the SFTP server sees it:
-// every read and write marks the session active, and replies go through a
-// batchWriter, so that a reply's header and payload, and the replies
-// ready at the same time, leave in full SSH packets.
+// every read and write marks the session active.
 type activityChannel struct {
 	ssh.Channel
 	sess *session
-	w    *batchWriter
 }
 
 // Read reads SFTP packets from the client.
@@ -261,17 +258,11 @@ func (a *activityChannel) Read(p []byte) (int, error) {
 
 // Write writes SFTP packets to the client.
 func (a *activityChannel) Write(p []byte) (int, error) {
-	n, err := a.w.Write(p)
+	n, err := a.Channel.Write(p)
 	if n > 0 {
 		a.sess.touch()
 	}
 	return n, err
-}
-
-// Close sends the queued replies and closes the channel.
-func (a *activityChannel) Close() error {
-	a.w.Close()
-	return a.Channel.Close()
 }
 
 // maxReadLength is the largest read the server answers in full, as
