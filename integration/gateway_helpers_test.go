@@ -479,11 +479,12 @@ func newSFTP(t testing.TB, c *ssh.Client) *sftp.Client {
 
 // newSFTPClient starts an SFTP client with concurrent reads and writes
 // (64 requests in flight per file).
-func newSFTPClient(c *ssh.Client) (*sftp.Client, error) {
-	return sftp.NewClient(c,
+func newSFTPClient(c *ssh.Client, opts ...sftp.ClientOption) (*sftp.Client, error) {
+	return sftp.NewClient(c, append([]sftp.ClientOption{
 		sftp.UseConcurrentWrites(true),
 		sftp.UseConcurrentReads(true),
-		sftp.MaxConcurrentRequestsPerFile(64))
+		sftp.MaxConcurrentRequestsPerFile(64),
+	}, opts...)...)
 }
 
 // personalKey is the object key of path in login's personal workspace.

@@ -164,6 +164,13 @@ func dirBytes(dir string) int64 {
 // the token given to sshpass, and returns the output and exit code.
 func (g *gateway) sftpBatch(t testing.TB, user, token, dir, batch string) (string, int) {
 	t.Helper()
+	return g.sftpBatchWith(t, user, token, dir, batch)
+}
+
+// sftpBatchWith is sftpBatch with more options for sftp before the
+// destination (-B, -R, -o Ciphers=…).
+func (g *gateway) sftpBatchWith(t testing.TB, user, token, dir, batch string, opts ...string) (string, int) {
+	t.Helper()
 	g.secret(token)
 	bf, err := os.CreateTemp(t.TempDir(), "batch-")
 	if err != nil {
@@ -173,13 +180,14 @@ func (g *gateway) sftpBatch(t testing.TB, user, token, dir, batch string) (strin
 		t.Fatal(err)
 	}
 	bf.Close()
-	out, code, err := execCommand("", []string{"SSHPASS=" + token}, "sshpass", "-e",
+	args := []string{"-e",
 		"sftp", "-o", "BatchMode=no", "-b", bf.Name(),
 		"-P", strconv.Itoa(g.port),
 		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR",
-		"-o", "ConnectTimeout=30",
-		user+"@127.0.0.1")
+		"-o", "ConnectTimeout=30"}
+	args = append(append(args, opts...), user+"@127.0.0.1")
+	out, code, err := execCommand("", []string{"SSHPASS=" + token}, "sshpass", args...)
 	if err != nil {
 		t.Fatalf("sftp: %v\n%s", err, out)
 	}

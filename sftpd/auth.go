@@ -17,6 +17,7 @@ var errRefused = errors.New("sftpd: login refused")
 func (c *serverConn) sshConfig() *ssh.ServerConfig {
 	s := c.srv
 	cfg := &ssh.ServerConfig{
+		Config:        ssh.Config{Ciphers: serverCiphers},
 		MaxAuthTries:  s.cfg.MaxAuthTries,
 		ServerVersion: "SSH-2.0-sftpgate",
 		PasswordCallback: func(meta ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
@@ -40,6 +41,20 @@ func (c *serverConn) sshConfig() *ssh.ServerConfig {
 		cfg.AddHostKey(k)
 	}
 	return cfg
+}
+
+// serverCiphers are the ciphers offered, AES only. A client takes the
+// first of its own list that the server offers, and OpenSSH lists
+// chacha20-poly1305 first, which golang.org/x/crypto runs without
+// assembly: offered, it cost the daemon half again the CPU of aes128-ctr
+// and twice that of AES-GCM for the same transfer (512 MiB with OpenSSH
+// sftp: put 102 → 121 MiB/s, get 199 → 229 MiB/s without it). Every
+// client that has chacha20 also has these. Dropping it also takes away
+// one of the two modes the Terrapin attack needs for clients without
+// strict key exchange.
+var serverCiphers = []string{
+	ssh.CipherAES128GCM, ssh.CipherAES256GCM,
+	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
 
 // checkLogin asks the Authenticator and writes the login audit event. A

@@ -349,3 +349,28 @@ func TestIdleSessionWithoutSftp(t *testing.T) {
 	waitFor(t, "session registered", time.Second, func() bool { return len(ts.srv.Sessions()) == 1 })
 	waitFor(t, "session without sftp closed", 3*time.Second, func() bool { return len(ts.srv.Sessions()) == 0 })
 }
+
+// The server offers AES only: a client with nothing else gets in with
+// each of them; one that offers only chacha20-poly1305 is refused at the
+// handshake (OpenSSH, which lists it first, then takes AES).
+func TestCiphers(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, cipher := range serverCiphers {
+		cfg := clientConfig(testUser, ssh.Password(testToken))
+		cfg.Ciphers = []string{cipher}
+		c, err := ssh.Dial("tcp", ts.addr, cfg)
+		if err != nil {
+			t.Errorf("%s: %v", cipher, err)
+			continue
+		}
+		c.Close()
+	}
+	cfg := clientConfig(testUser, ssh.Password(testToken))
+	cfg.Ciphers = []string{ssh.CipherChaCha20Poly1305}
+	if c, err := ssh.Dial("tcp", ts.addr, cfg); err == nil {
+		c.Close()
+		t.Errorf("chacha20-poly1305 only: handshake succeeded, want no common cipher")
+	} else if !strings.Contains(err.Error(), "no common algorithm") {
+		t.Errorf("chacha20-poly1305 only: %v, want no common algorithm", err)
+	}
+}
