@@ -244,9 +244,8 @@ func TestCrashHelper(t *testing.T) {
 	if os.Getenv(envCrashHelper) == "" {
 		t.Skip("subprocess of TestCrashRecovery")
 	}
-	o := testOptions(t)
-	o.TmpDir = os.Getenv(envCrashTmp)
-	o.MountRoot = os.Getenv(envCrashMounts)
+	// Not testOptions: this process is killed, its t.TempDir would stay.
+	o := testOptionsIn(os.Getenv(envCrashMounts), os.Getenv(envCrashTmp))
 	g := newFakeGrants()
 	g.set("alice", fusefs.Workspace{Slug: "ws", Bucket: os.Getenv(envCrashBucket), Prefix: "files/"})
 	o.Grants = g

@@ -34,9 +34,14 @@ type gateway struct {
 func testOptions(tb testing.TB) fusefs.Options {
 	tb.Helper()
 	base := tb.TempDir()
+	return testOptionsIn(filepath.Join(base, "mnt"), filepath.Join(base, "tmp"))
+}
+
+// testOptionsIn is testOptions with the given directories.
+func testOptionsIn(mountRoot, tmpDir string) fusefs.Options {
 	return fusefs.Options{
-		MountRoot:   filepath.Join(base, "mnt"),
-		TmpDir:      filepath.Join(base, "tmp"),
+		MountRoot:   mountRoot,
+		TmpDir:      tmpDir,
 		Lifespan:    15 * time.Minute,
 		IdleDelay:   10 * time.Minute,
 		PartSize:    8 << 20,
