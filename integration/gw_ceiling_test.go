@@ -1,11 +1,18 @@
 package integration
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,8 +22,9 @@ import (
 
 // The SFTP ceiling of the machine: the same client (pkg/sftp over
 // golang.org/x/crypto/ssh, 64 requests in flight) against a pkg/sftp
-// request server in this process whose file is memory: no file system,
-// no store, no gateway. What the gateway reaches is read against it.
+// request server, in a process of its own like the daemon, whose files are
+// memory: no file system, no store, no gateway. What the gateway reaches
+// is read against it.
 
 // memFile is a file of size zero bytes that reads for free and drops
 // writes.
@@ -64,37 +72,82 @@ func (i memInfo) ModTime() time.Time { return time.Time{} }
 func (i memInfo) IsDir() bool        { return false }
 func (i memInfo) Sys() any           { return nil }
 
-// startMemSFTP serves SFTP on 127.0.0.1 from memory (files of size
-// bytes), with any password, until the benchmark ends. It returns the
-// address.
-func startMemSFTP(b *testing.B, size int64) string {
+// envMemSFTP, set to a file size, makes the test binary serve memory
+// SFTP (serveMemSFTP) instead of running tests.
+const envMemSFTP = "SFTPGATE_TEST_MEMSFTP"
+
+// memServer is a memory SFTP server process.
+type memServer struct {
+	addr string
+	pid  int
+}
+
+// startMemSFTP starts this test binary as a memory SFTP server on
+// 127.0.0.1 (files of size bytes, any password) in a process of its own,
+// like the daemon, and stops it when the benchmark ends.
+func startMemSFTP(b *testing.B, size int64) memServer {
 	b.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), envMemSFTP+"="+strconv.FormatInt(size, 10))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	signer, err := ssh.NewSignerFromKey(key)
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start the memory SFTP server: %v", err)
+	}
+	b.Cleanup(func() {
+		stdin.Close() // it exits when its stdin closes
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		b.Fatalf("memory SFTP server: %q, %v", line, err)
+	}
+	return memServer{addr: addr, pid: cmd.Process.Pid}
+}
+
+// serveMemSFTP is the memory SFTP server process: it prints
+// "listening <addr>" and serves until its stdin closes.
+func serveMemSFTP() {
+	size, err := strconv.ParseInt(os.Getenv(envMemSFTP), 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "memory SFTP server:", err)
+		os.Exit(2)
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	signer, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		panic(err)
 	}
 	cfg := &ssh.ServerConfig{PasswordCallback: func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) { return nil, nil }}
 	cfg.AddHostKey(signer)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		panic(err)
 	}
-	b.Cleanup(func() { l.Close() })
-	h := memHandlers{size}
+	fmt.Printf("listening %s\n", l.Addr())
 	go func() {
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go serveMemConn(nc, cfg, h)
-		}
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
 	}()
-	return l.Addr().String()
+	h := memHandlers{size}
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			os.Exit(0)
+		}
+		go serveMemConn(nc, cfg, h)
+	}
 }
 
 func serveMemConn(nc net.Conn, cfg *ssh.ServerConfig, h memHandlers) {
@@ -123,11 +176,12 @@ func serveMemConn(nc net.Conn, cfg *ssh.ServerConfig, h memHandlers) {
 	}
 }
 
-// benchCeiling uploads and downloads benchFileSize bytes to and from a
-// memory SFTP server with the benchmark's client (options added).
-func benchCeiling(b *testing.B, addr string, opts ...sftp.ClientOption) (up, down float64) {
+// benchCeiling uploads and downloads benchFileSize bytes to and from the
+// memory SFTP server with the benchmark's client (options added); the
+// "daemon" CPU of the result is the memory server's.
+func benchCeiling(b *testing.B, mem memServer, opts ...sftp.ClientOption) transferRates {
 	b.Helper()
-	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
+	c, err := ssh.Dial("tcp", mem.addr, &ssh.ClientConfig{
 		User: "bench", Auth: []ssh.AuthMethod{ssh.Password("x")},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: dialTimeout,
 	})
@@ -140,27 +194,33 @@ func benchCeiling(b *testing.B, addr string, opts ...sftp.ClientOption) (up, dow
 		b.Fatal(err)
 	}
 	defer sc.Close()
+	var r transferRates
+	server, client := procCPU(b, mem.pid), selfCPU()
+	start := time.Now()
 	f, err := sc.Create("/up")
 	if err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
 	if _, err := f.ReadFromWithConcurrency(prng(1, benchFileSize), 64); err != nil {
 		b.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	up = rate(benchFileSize, time.Since(start))
+	r.up = rate(benchFileSize, time.Since(start))
+	r.upDaemon, r.upClient = procCPU(b, mem.pid)-server, selfCPU()-client
+	server, client = procCPU(b, mem.pid), selfCPU()
+	start = time.Now()
 	f, err = sc.Open("/down")
 	if err != nil {
 		b.Fatal(err)
 	}
-	start = time.Now()
 	n, err := f.WriteTo(io.Discard)
 	f.Close()
 	if err != nil || n != benchFileSize {
 		b.Fatalf("memory download: %d bytes, %v", n, err)
 	}
-	return up, rate(benchFileSize, time.Since(start))
+	r.down = rate(benchFileSize, time.Since(start))
+	r.downDaemon, r.downClient = procCPU(b, mem.pid)-server, selfCPU()-client
+	return r
 }

@@ -20,6 +20,10 @@ import (
 
 // TestMain runs the tests and removes the binary built by sftpgateBinary.
 func TestMain(m *testing.M) {
+	if os.Getenv(envMemSFTP) != "" {
+		serveMemSFTP() // the benchmark's memory SFTP server, a process of its own
+		return
+	}
 	code := m.Run()
 	binary.cleanup()
 	os.Exit(code)
