@@ -28,6 +28,7 @@ const (
 type batchWriter struct {
 	w io.Writer
 
+	// mu guards the fields below; cond waits on it.
 	mu      sync.Mutex
 	cond    sync.Cond // the queue changed: bytes added or written, or closing
 	queue   []byte    // bytes to write

@@ -27,9 +27,10 @@ const (
 // finds none free writes through, so memory stays bounded whatever the
 // number of uploads.
 var combineBuffers = struct {
+	// mu guards free and inUse.
 	mu    sync.Mutex
-	free  [][]byte
-	inUse int
+	free  [][]byte // buffers returned, for reuse
+	inUse int      // buffers handed out and not returned
 }{}
 
 // getWindowBuf returns a window buffer, or nil when the budget is spent.
@@ -99,9 +100,11 @@ type combiner struct {
 	dst     writerAt
 	pending *pendingWrites // the session's set, told when windows come and go
 
+	// mu guards wins and err, and is held across the writes to dst, so
+	// that a handle sends one write at a time.
 	mu   sync.Mutex
-	wins []*window
-	err  error // first failed write to dst, returned from then on
+	wins []*window // sorted by offset, at most combinePerHandle
+	err  error     // first failed write to dst, returned from then on
 }
 
 // write stores p at off, writing complete windows to dst. An error is
@@ -226,6 +229,7 @@ func writeFull(dst writerAt, p []byte, off int64) error {
 type pendingWrites struct {
 	windows atomic.Int64 // windows held by the session's combiners
 
+	// mu guards combiners; it is never held while a combiner's is.
 	mu        sync.Mutex
 	combiners map[*combiner]struct{}
 }
