@@ -44,12 +44,26 @@ const (
 )
 
 // sharedMinIO is one MinIO server for every gateway test of the run,
-// started on first use. It dies with the test process (Pdeathsig); the
-// buckets each test uses are emptied and removed by that test's cleanup.
+// started on first use and stopped, its data removed, by TestMain. If the
+// test process dies first, the server dies with it (Pdeathsig) and the
+// next run removes its directory (removeStaleMinIODirs). The buckets each
+// test uses are emptied and removed by that test's cleanup.
 var sharedMinIO struct {
 	once sync.Once
 	m    *testenv.MinIO
+	dir  string
 	err  error
+}
+
+// stopSharedMinIO stops the shared MinIO server, if one was started, and
+// removes its data; TestMain calls it after the tests.
+func stopSharedMinIO() {
+	if sharedMinIO.m != nil {
+		sharedMinIO.m.Stop()
+	}
+	if sharedMinIO.dir != "" {
+		os.RemoveAll(sharedMinIO.dir)
+	}
 }
 
 // minioServer returns the shared MinIO server, starting it on first use.
@@ -62,6 +76,7 @@ func minioServer(t testing.TB) *testenv.MinIO {
 			sharedMinIO.err = err
 			return
 		}
+		sharedMinIO.dir = dir
 		sharedMinIO.m, sharedMinIO.err = testenv.StartMinIO(dir)
 	})
 	if sharedMinIO.err != nil {
