@@ -116,19 +116,21 @@ type gwOptions struct {
 	logJSON     bool   // serve --log-format json
 	lifespan    string // tmpFilesLifespan, "15m" when empty
 	bind        string // listen address, "127.0.0.1" when empty
+	metrics     bool   // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
 // its own working directory, mount root and cache, on the shared MinIO.
 type gateway struct {
-	t      testing.TB
-	minio  *testenv.MinIO
-	dir    string // the test's temporary directory
-	work   string // --workdir
-	mounts string // mountRoot
-	tmp    string // tmpDir
-	addr   string // 127.0.0.1:port
-	port   int
+	t       testing.TB
+	minio   *testenv.MinIO
+	dir     string // the test's temporary directory
+	work    string // --workdir
+	mounts  string // mountRoot
+	tmp     string // tmpDir
+	addr    string // 127.0.0.1:port
+	port    int
+	metrics string // metricsAddr (127.0.0.1:port) when opts.metrics, else empty
 
 	personalBucket, commonBucket string
 	hostKey                      ssh.PublicKey
@@ -202,7 +204,7 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	if maxSessions == 0 {
 		maxSessions = 10
 	}
-	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": map[string]any{
+	section := map[string]any{
 		"enabled":            true,
 		"hostKeyFile":        keyFile,
 		"port":               g.port,
@@ -220,7 +222,16 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 			"secretKey": m.SecretKey,
 			"secure":    false,
 		},
-	}}}
+	}
+	if opts.metrics {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		section["metricsAddr"] = g.metrics
+	}
+	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": section}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -272,11 +283,7 @@ func (g *gateway) start() {
 	g.cmd = exec.Command(sftpgateBinary(t), args...)
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CELLS_WORKING_DIR=") {
-			g.cmd.Env = append(g.cmd.Env, kv)
-		}
-	}
+	g.cmd.Env = sftpgateEnv()
 	// If the test process dies (a -timeout panic, ^C), the daemon gets
 	// SIGTERM and shuts down cleanly, unmounting its views.
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -654,6 +661,18 @@ func statObject(m *testenv.MinIO, bucket, key string) (minio.ObjectInfo, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return m.Client.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+}
+
+// getObject returns the content of an object, or the error.
+func getObject(m *testenv.MinIO, bucket, key string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	obj, err := m.Client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	return io.ReadAll(obj)
 }
 
 // putObject stores data at bucket/key directly in MinIO.

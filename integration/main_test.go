@@ -120,11 +120,7 @@ func runSftpgate(t testing.TB, args ...string) cliResult {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CELLS_WORKING_DIR=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = sftpgateEnv()
 	err := cmd.Run()
 	res := cliResult{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError
@@ -136,4 +132,17 @@ func runSftpgate(t testing.TB, args ...string) cliResult {
 		t.Fatalf("sftpgate %s: %v\n%s", strings.Join(args, " "), err, res)
 	}
 	return res
+}
+
+// sftpgateEnv is the environment to run the binary with: this process's,
+// without $CELLS_WORKING_DIR, so that only --workdir chooses the working
+// directory.
+func sftpgateEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CELLS_WORKING_DIR=") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

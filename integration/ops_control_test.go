@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,31 +14,21 @@ import (
 	"time"
 )
 
-// opsData is n deterministic pseudo-random bytes.
-func opsData(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := 0; i+8 <= n; i += 8 {
-		v := r.Uint64()
-		for j := range 8 {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	return b
-}
-
 // TestOpsGateway drives the control commands and the metrics of one
 // daemon through a user's session: mounts during and after an upload,
 // read-only and read-write admin mounts, sessions kill, the expiry of an
 // admin mount, the refusals (other uid, second daemon) and the scrapes.
 func TestOpsGateway(t *testing.T) {
-	d := startOpsDaemon(t, "bob", "carol")
+	g := startGateway(t, gwOptions{metrics: true})
+	bobToken := g.addUser("bob", personalWS)
+	g.addUser("carol", personalWS)
+	sock := filepath.Join(g.work, "sftpgate.sock")
 
 	// An admin mount that expires in 3s, checked at the end (its view is
 	// taken down when it expires).
 	carolStart := time.Now()
-	r := d.ok("mount", "-u", "carol", "--for", "3s")
-	carolPath := filepath.Join(d.mountRoot, ".readonly", "carol")
+	r := g.mustCLI("mount", "-u", "carol", "--for", "3s")
+	carolPath := filepath.Join(g.mounts, ".readonly", "carol")
 	if got := strings.TrimSpace(r.stdout); got != carolPath {
 		t.Fatalf("mount -u carol: got path %q, want %q", got, carolPath)
 	}
@@ -48,7 +37,6 @@ func TestOpsGateway(t *testing.T) {
 	}
 
 	t.Run("socket is private", func(t *testing.T) {
-		sock := filepath.Join(d.workdir, "sftpgate.sock")
 		fi, err := os.Stat(sock)
 		if err != nil {
 			t.Fatal(err)
@@ -78,8 +66,8 @@ func TestOpsGateway(t *testing.T) {
 		if err := os.WriteFile(bin, data, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "--workdir", d.workdir, "mounts")
-		cmd.Env = opsEnv()
+		cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, "--workdir", g.work, "mounts")
+		cmd.Env = sftpgateEnv()
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err = cmd.Run()
@@ -94,26 +82,24 @@ func TestOpsGateway(t *testing.T) {
 	})
 
 	t.Run("second daemon refused", func(t *testing.T) {
-		r := d.run("serve")
-		want := "sftpgate: another sftpgate is running on " + d.workdir
+		r := g.cli("serve")
+		want := "sftpgate: another sftpgate is running on " + g.work
 		if r.code != 1 || !strings.HasPrefix(r.stderr, want) {
 			t.Errorf("second serve: got %s, want exit 1 and %q", r, want)
 		}
-		if _, err := os.Stat(filepath.Join(d.workdir, "sftpgate.sock")); err != nil {
+		if _, err := os.Stat(sock); err != nil {
 			t.Errorf("socket of the running daemon after the refusal: %v", err)
 		}
 	})
 
 	// Upload as bob, with mounts and metrics before, during and after.
-	s0 := d.scrape()
-	if _, err := d.sftp("bob", "not-a-token"); err == nil {
+	s0 := g.scrape()
+	if c, err := g.login("bob", "not-a-token"); err == nil {
+		c.Close()
 		t.Fatal("login with a malformed token: got no error")
 	}
-	sc, err := d.sftp("bob", d.token("bob"))
-	if err != nil {
-		t.Fatalf("login bob: %v", err)
-	}
-	s1 := d.scrape()
+	sc := g.mustSFTP("bob", bobToken)
+	s1 := g.scrape()
 	for _, c := range []struct {
 		name   string
 		labels []string
@@ -130,7 +116,7 @@ func TestOpsGateway(t *testing.T) {
 	}
 
 	hello := []byte("hello from ops\n")
-	wf, err := sc.Create("/files/hello.txt")
+	wf, err := sc.Create("/" + personalWS + "/hello.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +128,8 @@ func TestOpsGateway(t *testing.T) {
 	}
 
 	const bigSize = 20 << 20 // over the 16 MiB part size: a multipart upload
-	big := opsData(1, bigSize)
-	bf, err := sc.Create("/files/big.bin")
+	big := prngBytes(1, bigSize)
+	bf, err := sc.Create("/" + personalWS + "/big.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,17 +138,17 @@ func TestOpsGateway(t *testing.T) {
 			t.Fatalf("write big.bin: %v", err)
 		}
 	}
-	row, ok := d.mounts("bob", "rw")
+	row, ok := g.mountRow("bob", "rw")
 	if !ok {
 		t.Fatalf("mounts during the upload: no rw view of bob")
 	}
-	if row.Path != filepath.Join(d.mountRoot, "bob") || row.Sessions != 1 || row.OpenFiles < 1 || row.DirtyBytes < bigSize {
-		t.Errorf("mounts during the upload: got %+v, want path %s, 1 session, an open file, at least %d dirty bytes", row, filepath.Join(d.mountRoot, "bob"), bigSize)
+	if row.Path != filepath.Join(g.mounts, "bob") || row.Sessions != 1 || row.OpenFiles < 1 || row.DirtyBytes < bigSize {
+		t.Errorf("mounts during the upload: got %+v, want path %s, 1 session, an open file, at least %d dirty bytes", row, filepath.Join(g.mounts, "bob"), bigSize)
 	}
-	if tab := d.ok("mounts").stdout; !strings.Contains(tab, "20.0 MiB") || !strings.HasPrefix(tab, "USER") {
+	if tab := g.mustCLI("mounts").stdout; !strings.Contains(tab, "20.0 MiB") || !strings.HasPrefix(tab, "USER") {
 		t.Errorf("mounts table during the upload: got %q, want a header and 20.0 MiB dirty", tab)
 	}
-	sUp := d.scrape()
+	sUp := g.scrape()
 	if got := opsValue(t, sUp, "sftpgate_writeback_bytes", "state=dirty"); got < bigSize {
 		t.Errorf("writeback dirty bytes during the upload: got %v, want at least %d", got, bigSize)
 	}
@@ -173,7 +159,7 @@ func TestOpsGateway(t *testing.T) {
 		t.Fatalf("close big.bin: %v", err)
 	}
 	if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
-		row, ok = d.mounts("bob", "rw")
+		row, ok = g.mountRow("bob", "rw")
 		return ok && row.DirtyBytes == 0
 	}) {
 		t.Errorf("mounts after close: got %+v, want 0 dirty bytes", row)
@@ -181,7 +167,7 @@ func TestOpsGateway(t *testing.T) {
 	if row.CleanBytes < bigSize || row.UploadsInFlight != 0 {
 		t.Errorf("mounts after close: got %+v, want at least %d clean bytes, no upload in flight", row, bigSize)
 	}
-	rf, err := sc.Open("/files/hello.txt")
+	rf, err := sc.Open("/" + personalWS + "/hello.txt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +175,10 @@ func TestOpsGateway(t *testing.T) {
 		t.Errorf("read hello.txt over SFTP: got %q, %v, want %q", got, err, hello)
 	}
 	rf.Close()
-	if _, err := sc.Stat("/files/nope.txt"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := sc.Stat("/" + personalWS + "/nope.txt"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("stat a missing file: got %v, want not exist (S3 errors must reach minio-go intact)", err)
 	}
-	s2 := d.scrape()
+	s2 := g.scrape()
 	if got := opsValue(t, s2, "sftpgate_s3_request_errors_total", "method=HEAD", "code=NoSuchKey"); got < 1 {
 		t.Errorf("s3 errors{method=HEAD,code=NoSuchKey} after a stat of a missing file: got %v, want at least 1", got)
 	}
@@ -235,40 +221,41 @@ func TestOpsGateway(t *testing.T) {
 			t.Errorf("scrape: no family %s", name)
 		}
 	}
-	if got, err := d.opsObject("bob/big.bin"); err != nil || !bytes.Equal(got, big) {
+	bigKey := personalKey("bob", "big.bin")
+	if got, err := getObject(g.minio, g.personalBucket, bigKey); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("bob/big.bin in MinIO: got %d bytes, %v, want the %d bytes written", len(got), err, bigSize)
 	}
 
 	t.Run("read-only admin mount", func(t *testing.T) {
-		r := d.ok("mount", "-u", "bob")
+		r := g.mustCLI("mount", "-u", "bob")
 		p := strings.TrimSpace(r.stdout)
-		if want := filepath.Join(d.mountRoot, ".readonly", "bob"); p != want {
+		if want := filepath.Join(g.mounts, ".readonly", "bob"); p != want {
 			t.Fatalf("mount -u bob: got %q, want %q", p, want)
 		}
 		entries, err := os.ReadDir(p)
-		if err != nil || len(entries) != 1 || entries[0].Name() != "files" {
-			t.Errorf("ls %s: got %v, %v, want [files]", p, entries, err)
+		if err != nil || len(entries) != 1 || entries[0].Name() != personalWS {
+			t.Errorf("ls %s: got %v, %v, want [%s]", p, entries, err, personalWS)
 		}
-		if got, err := os.ReadFile(filepath.Join(p, "files", "hello.txt")); err != nil || !bytes.Equal(got, hello) {
+		if got, err := os.ReadFile(filepath.Join(p, personalWS, "hello.txt")); err != nil || !bytes.Equal(got, hello) {
 			t.Errorf("cat hello.txt: got %q, %v, want %q", got, err, hello)
 		}
-		if err := os.WriteFile(filepath.Join(p, "files", "touched"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
+		if err := os.WriteFile(filepath.Join(p, personalWS, "touched"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
 			t.Errorf("touch in the read-only view: got %v, want EROFS", err)
 		}
-		if err := os.Remove(filepath.Join(p, "files", "hello.txt")); !errors.Is(err, syscall.EROFS) {
+		if err := os.Remove(filepath.Join(p, personalWS, "hello.txt")); !errors.Is(err, syscall.EROFS) {
 			t.Errorf("rm in the read-only view: got %v, want EROFS", err)
 		}
-		if row, ok := d.mounts("bob", "ro"); !ok || row.HeldUntil == nil || row.HeldUntil.Before(time.Now().Add(59*time.Minute)) {
+		if row, ok := g.mountRow("bob", "ro"); !ok || row.HeldUntil == nil || row.HeldUntil.Before(time.Now().Add(59*time.Minute)) {
 			t.Errorf("mounts: got %+v (found %v), want bob's ro view held about 1h", row, ok)
 		}
-		if got := opsValue(t, d.scrape(), "sftpgate_fuse_operations_total", "op=create", "errno=EROFS"); got < 1 {
+		if got := opsValue(t, g.scrape(), "sftpgate_fuse_operations_total", "op=create", "errno=EROFS"); got < 1 {
 			t.Errorf("fuse create operations refused with EROFS: got %v, want at least 1", got)
 		}
-		r = d.ok("unmount", "-u", "bob")
+		r = g.mustCLI("unmount", "-u", "bob")
 		if !strings.Contains(r.stdout, "view unmounted") {
 			t.Errorf("unmount -u bob: got stdout %q, want it to say the view is unmounted", r.stdout)
 		}
-		if row, ok := d.mounts("bob", "ro"); ok {
+		if row, ok := g.mountRow("bob", "ro"); ok {
 			t.Errorf("mounts after unmount: got %+v, want no read-only view of bob", row)
 		}
 		if got := mountsUnder(t, p); len(got) != 0 {
@@ -277,67 +264,67 @@ func TestOpsGateway(t *testing.T) {
 	})
 
 	t.Run("read-write admin mount", func(t *testing.T) {
-		r := d.ok("mount", "-u", "bob", "--rw", "--for", "10m")
+		r := g.mustCLI("mount", "-u", "bob", "--rw", "--for", "10m")
 		p := strings.TrimSpace(r.stdout)
-		if want := filepath.Join(d.mountRoot, "bob"); p != want {
+		if want := filepath.Join(g.mounts, "bob"); p != want {
 			t.Fatalf("mount -u bob --rw: got %q, want %q", p, want)
 		}
 		if !strings.Contains(r.stderr, "shared with 1 open SFTP session") {
 			t.Errorf("mount -u bob --rw: got stderr %q, want it to say the view is shared with the session", r.stderr)
 		}
-		if err := os.WriteFile(filepath.Join(p, "files", "touched"), []byte("admin"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(p, personalWS, "touched"), []byte("admin"), 0o644); err != nil {
 			t.Errorf("touch in the rw view: %v", err)
 		}
-		if err := os.Remove(filepath.Join(p, "files", "hello.txt")); err != nil {
+		if err := os.Remove(filepath.Join(p, personalWS, "hello.txt")); err != nil {
 			t.Errorf("rm in the rw view: %v", err)
 		}
 		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
-			got, err := d.opsObject("bob/touched")
+			got, err := getObject(g.minio, g.personalBucket, personalKey("bob", "touched"))
 			return err == nil && string(got) == "admin"
 		}) {
 			t.Errorf("bob/touched: not in MinIO 10s after close")
 		}
-		r = d.run("unmount", "-u", "bob")
+		r = g.cli("unmount", "-u", "bob")
 		if r.code != 1 || !strings.Contains(r.stderr, "in use by 1 SFTP session(s) of bob") {
 			t.Errorf("unmount while bob has a session: got %s, want exit 1 and a refusal", r)
 		}
 	})
 
 	t.Run("sessions kill", func(t *testing.T) {
-		rows := d.sessions()
+		rows := g.sessionRows()
 		if len(rows) != 1 || rows[0].User != "bob" || !strings.HasPrefix(rows[0].Remote, "127.0.0.1:") || rows[0].BytesUp != int64(upN) || rows[0].Op == "" {
 			t.Fatalf("sessions: got %+v, want bob's session from 127.0.0.1 with %v bytes up and an operation", rows, upN)
 		}
-		if tab := d.ok("sessions").stdout; !strings.Contains(tab, rows[0].ID) {
+		if tab := g.mustCLI("sessions").stdout; !strings.Contains(tab, rows[0].ID) {
 			t.Errorf("sessions table: got %q, want the id %s", tab, rows[0].ID)
 		}
-		r := d.ok("sessions", "kill", rows[0].ID)
+		r := g.mustCLI("sessions", "kill", rows[0].ID)
 		if want := "session " + rows[0].ID + " closed\n"; r.stdout != want {
 			t.Errorf("sessions kill: got %q, want %q", r.stdout, want)
 		}
 		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool {
-			_, err := sc.Stat("/files")
+			_, err := sc.Stat("/" + personalWS)
 			return err != nil
 		}) {
 			t.Errorf("the killed session still answers 10s later")
 		}
-		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool { return len(d.sessions()) == 0 }) {
-			t.Errorf("sessions after kill: got %+v, want none", d.sessions())
+		if !waitFor(10*time.Second, 100*time.Millisecond, func() bool { return len(g.sessionRows()) == 0 }) {
+			t.Errorf("sessions after kill: got %+v, want none", g.sessionRows())
 		}
-		if got, err := d.opsObject("bob/big.bin"); err != nil || !bytes.Equal(got, big) {
+		if got, err := getObject(g.minio, g.personalBucket, bigKey); err != nil || !bytes.Equal(got, big) {
 			t.Errorf("bob/big.bin after the kill: got %d bytes, %v, want it intact", len(got), err)
 		}
-		if r := d.run("sessions", "kill", rows[0].ID); r.code != 1 || !strings.Contains(r.stderr, "no session") {
+		if r := g.cli("sessions", "kill", rows[0].ID); r.code != 1 || !strings.Contains(r.stderr, "no session") {
 			t.Errorf("killing it again: got %s, want exit 1, no session", r)
 		}
-		r = d.ok("unmount", "-u", "bob") // no session uses the view any more
+		r = g.mustCLI("unmount", "-u", "bob") // no session uses the view any more
 		if !strings.Contains(r.stdout, "view unmounted") {
 			t.Errorf("unmount -u bob (rw, no session): got stdout %q, want it to say the view is unmounted", r.stdout)
 		}
-		if got := mountsUnder(t, filepath.Join(d.mountRoot, "bob")); len(got) != 0 {
+		if got := mountsUnder(t, filepath.Join(g.mounts, "bob")); len(got) != 0 {
 			t.Errorf("bob's view when unmount returned: got %v, want it unmounted", got)
 		}
-		s3 := d.scrape()
+		s3 := g.scrape()
 		if got := opsValue(t, s3, "sftpgate_sessions_active"); got != 0 {
 			t.Errorf("active sessions after the kill: got %v, want 0", got)
 		}
@@ -348,28 +335,26 @@ func TestOpsGateway(t *testing.T) {
 
 	t.Run("admin mount expires", func(t *testing.T) {
 		if !waitFor(time.Until(carolStart.Add(8*time.Second)), 200*time.Millisecond, func() bool {
-			row, ok := d.mounts("carol", "ro")
+			row, ok := g.mountRow("carol", "ro")
 			return !ok || row.HeldUntil == nil
 		}) {
 			t.Errorf("carol's admin mount still held 8s after a 3s mount")
 		}
 		if !waitFor(time.Until(carolStart.Add(10*time.Second)), 200*time.Millisecond, func() bool {
-			_, ok := d.mounts("carol", "ro")
+			_, ok := g.mountRow("carol", "ro")
 			return !ok && len(mountsUnder(t, carolPath)) == 0
 		}) {
 			t.Errorf("carol's view still mounted 10s after a 3s mount (it goes when the mount expires, not after the idle delay)")
 		}
 	})
 
-	if code := d.stop(); code != 0 {
-		t.Errorf("serve after SIGTERM: got exit %d, want 0", code)
-	}
-	r = d.run("mounts")
-	want := "sftpgate: no daemon is running on " + d.workdir + " (socket " + filepath.Join(d.workdir, "sftpgate.sock") + ")\n"
+	g.stop() // cleanup checks its exit code (0) and that no mount is left
+	r = g.cli("mounts")
+	want := "sftpgate: no daemon is running on " + g.work + " (socket " + sock + ")\n"
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("mounts after stop: got %s, want exit 1 and %q", r, want)
 	}
-	if _, err := os.Lstat(filepath.Join(d.workdir, "sftpgate.sock")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after stop: got %v, want it removed", err)
 	}
 }
