@@ -9,10 +9,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 )
 
 // Object metadata keys, as minio-go spells user metadata (it adds the
@@ -198,52 +198,25 @@ func (o *objects) download(ctx context.Context, bucket, key, etag string, size i
 	if size == 0 {
 		return nil
 	}
-	chunk := o.partSize
-	if chunk > 8<<20 {
-		chunk = 8 << 20
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	sem := make(chan struct{}, o.concurrency)
-	for off := int64(0); off < size; off += chunk {
+	chunk := min(o.partSize, 8<<20)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, o.concurrency))
+	for off := int64(0); off < size && gctx.Err() == nil; off += chunk {
 		n := min(chunk, size-off)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(off, n int64) {
-			defer wg.Done()
-			defer func() { <-sem }()
+		g.Go(func() error {
 			buf := make([]byte, n)
-			got, err := o.readRange(ctx, bucket, key, etag, buf, off)
+			got, err := o.readRange(gctx, bucket, key, etag, buf, off)
 			if err == nil && int64(got) != n {
 				err = fmt.Errorf("download %s/%s: short read at %d: %w", bucket, key, off, ErrConflict)
 			}
 			if err == nil {
 				_, err = w.WriteAt(buf, off)
 			}
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}(off, n)
+			return err
+		})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("download: %w", firstErr)
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("download: %w", err)
 	}
 	return ctx.Err()
 }
@@ -440,47 +413,23 @@ func (o *objects) appendUpload(ctx context.Context, bucket, key, etag string, ba
 		n++
 	}
 	tail := make([]minio.CompletePart, len(jobs))
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	next := make(chan int)
-	for range min(max(1, o.concurrency), max(1, len(jobs))) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				j := jobs[i]
-				p, err := core.PutObjectPart(pctx, bucket, key, id, j.n, io.NewSectionReader(r, j.off, j.l), j.l, minio.PutObjectPartOptions{})
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("append %s/%s: part %d: %w", bucket, key, j.n, err)
-					}
-					mu.Unlock()
-					cancel()
-					continue
-				}
-				tail[i] = minio.CompletePart{PartNumber: j.n, ETag: p.ETag}
-			}
-		}()
-	}
-	for i := range jobs {
-		select {
-		case next <- i:
-		case <-pctx.Done():
-		}
-		if pctx.Err() != nil {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, o.concurrency))
+	for i, j := range jobs {
+		if gctx.Err() != nil {
 			break
 		}
+		g.Go(func() error {
+			p, err := core.PutObjectPart(gctx, bucket, key, id, j.n, io.NewSectionReader(r, j.off, j.l), j.l, minio.PutObjectPartOptions{})
+			if err != nil {
+				return fmt.Errorf("append %s/%s: part %d: %w", bucket, key, j.n, err)
+			}
+			tail[i] = minio.CompletePart{PartNumber: j.n, ETag: p.ETag}
+			return nil
+		})
 	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return "", firstErr
+	if err := g.Wait(); err != nil {
+		return "", err
 	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)

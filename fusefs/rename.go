@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
-	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 )
 
 // Rename flags of renameat2(2).
@@ -160,50 +159,28 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 		}
 	}
 
+	// lctx stops the listing when it fails; g's context, when a copy does.
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	keys := make(chan minio.ObjectInfo)
-	for range max(1, v.ob.concurrency*2) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for oi := range keys {
-				_, err := v.ob.copy(lctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
+	g, gctx := errgroup.WithContext(lctx)
+	g.SetLimit(max(1, v.ob.concurrency*2))
 	var listErr error
-	for oi := range v.ob.listAll(lctx, sb, sp) {
+	for oi := range v.ob.listAll(gctx, sb, sp) {
 		if oi.Err != nil {
 			listErr = fmt.Errorf("list %s/%s: %w", sb, sp, oi.Err)
 			cancel()
 			break
 		}
-		select {
-		case keys <- oi:
-		case <-lctx.Done():
-		}
-		if lctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
+		g.Go(func() error {
+			_, err := v.ob.copy(gctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
+			return err
+		})
 	}
-	close(keys)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	if listErr != nil {
 		return listErr
