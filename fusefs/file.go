@@ -462,14 +462,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	if !h.write {
 		return 0, syscall.EBADF
 	}
-	h.mu.Lock()
-	if !h.active {
-		h.active = true
-		h.e.mu.Lock()
-		h.e.active++
-		h.e.mu.Unlock()
-	}
-	h.mu.Unlock()
+	h.activate()
 	if h.append {
 		off = appendOffset // at the end, decided under the entry's lock
 	}
@@ -478,6 +471,19 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 		return uint32(n), errno(err)
 	}
 	return uint32(n), 0
+}
+
+// activate makes the handle a writer of the pending upload again (after a
+// flush), once.
+func (h *fileHandle) activate() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.active {
+		h.active = true
+		h.e.mu.Lock()
+		h.e.active++
+		h.e.mu.Unlock()
+	}
 }
 
 // deactivate ends the handle's part in the pending upload and reports
@@ -564,13 +570,6 @@ func (h *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode
 	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
 		return syscall.EOPNOTSUPP
 	}
-	h.mu.Lock()
-	if !h.active {
-		h.active = true
-		h.e.mu.Lock()
-		h.e.active++
-		h.e.mu.Unlock()
-	}
-	h.mu.Unlock()
+	h.activate()
 	return errno(h.e.allocate(ctx, int64(off), int64(size), mode))
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,13 +163,7 @@ func (c *cache) open(bucket, key, user string, remote *objInfo, trunc bool) (*en
 			}
 			e.opens++
 			c.mu.Unlock()
-			if trunc {
-				if err := e.truncate(0); err != nil {
-					c.release(e)
-					return nil, err
-				}
-			}
-			return e, nil
+			return c.opened(e, trunc)
 		}
 		c.mu.Unlock()
 		e.mu.Lock()
@@ -187,14 +183,20 @@ func (c *cache) open(bucket, key, user string, remote *objInfo, trunc bool) (*en
 		e.user = user
 		e.lastUse = time.Now()
 		e.mu.Unlock()
-		if trunc {
-			if err := e.truncate(0); err != nil {
-				c.release(e)
-				return nil, err
-			}
-		}
-		return e, nil
+		return c.opened(e, trunc)
 	}
+}
+
+// opened ends open: it empties the entry when trunc is set, releasing it
+// if that fails.
+func (c *cache) opened(e *entry, trunc bool) (*entry, error) {
+	if trunc {
+		if err := e.truncate(0); err != nil {
+			c.release(e)
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // drop removes an entry and its files, whatever its state.
@@ -686,10 +688,7 @@ type cacheStats struct {
 func (c *cache) stats(user string) cacheStats {
 	var st cacheStats
 	c.mu.Lock()
-	es := make([]*entry, 0, len(c.all))
-	for e := range c.all {
-		es = append(es, e)
-	}
+	es := slices.Collect(maps.Keys(c.all))
 	st.inflight = c.inflight[user]
 	c.mu.Unlock()
 	for _, e := range es {
@@ -712,10 +711,7 @@ func (c *cache) stats(user string) cacheStats {
 // of dirty idle ones. It returns when done or when ctx is cancelled.
 func (c *cache) sweep(ctx context.Context, now time.Time) {
 	c.mu.Lock()
-	es := make([]*entry, 0, len(c.all))
-	for e := range c.all {
-		es = append(es, e)
-	}
+	es := slices.Collect(maps.Keys(c.all))
 	c.mu.Unlock()
 	for _, e := range es {
 		if ctx.Err() != nil {
@@ -760,10 +756,7 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 // (at shutdown).
 func (c *cache) closeAll() {
 	c.mu.Lock()
-	es := make([]*entry, 0, len(c.all))
-	for e := range c.all {
-		es = append(es, e)
-	}
+	es := slices.Collect(maps.Keys(c.all))
 	c.mu.Unlock()
 	for _, e := range es {
 		e.mu.Lock()

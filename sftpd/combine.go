@@ -2,6 +2,7 @@ package sftpd
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -260,10 +261,7 @@ func (pw *pendingWrites) flush() {
 		return
 	}
 	pw.mu.Lock()
-	cs := make([]*combiner, 0, len(pw.combiners))
-	for c := range pw.combiners {
-		cs = append(cs, c)
-	}
+	cs := slices.Collect(maps.Keys(pw.combiners))
 	pw.mu.Unlock()
 	for _, c := range cs {
 		c.flush()

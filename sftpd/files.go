@@ -98,30 +98,21 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 			if err != nil {
 				return 0, f.h.fail("write", f.path, err)
 			}
-			return f.writeDirect(p, fi.Size())
+			return f.wrote(f.f.WriteAt(p, fi.Size()))
 		}
 		f.amu.Unlock()
 	}
 	if f.comb == nil {
-		return f.writeDirect(p, off)
+		return f.wrote(f.f.WriteAt(p, off))
 	}
-	err := f.comb.write(p, off)
-	n := len(p)
-	if err != nil {
-		n = 0
+	if err := f.comb.write(p, off); err != nil {
+		return f.wrote(0, err)
 	}
-	f.up.Add(int64(n))
-	f.h.sess.bytesUp.Add(int64(n))
-	f.h.sess.touch()
-	if err != nil {
-		return n, f.h.fail("write", f.path, err)
-	}
-	return n, nil
+	return f.wrote(len(p), nil)
 }
 
-// writeDirect writes p at off on the file, without combining.
-func (f *file) writeDirect(p []byte, off int64) (int, error) {
-	n, err := f.f.WriteAt(p, off)
+// wrote counts n bytes written and maps err for the client.
+func (f *file) wrote(n int, err error) (int, error) {
 	f.up.Add(int64(n))
 	f.h.sess.bytesUp.Add(int64(n))
 	f.h.sess.touch()
