@@ -16,6 +16,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sys/unix"
+
+	"github.com/sftpgate/sftpgate/fusefs"
 )
 
 const (
@@ -60,6 +62,55 @@ func (c *cyclic) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// benchOptions are the options of the benchmarks' mounts: their part size
+// and concurrency, the rest as in the tests.
+func benchOptions(b *testing.B) fusefs.Options {
+	o := testOptions(b)
+	o.PartSize = benchPartSize
+	o.Concurrency = benchConcurrency
+	return o
+}
+
+// putDirect puts size bytes at key with minio-go (the benchmarks' part
+// size and threads) and returns how long it took.
+func putDirect(b *testing.B, w *workspace, key string, size int64) time.Duration {
+	b.Helper()
+	start := time.Now()
+	if _, err := server.Client.PutObject(context.Background(), w.bucket, w.key(key), newCyclic(size), size, minio.PutObjectOptions{
+		PartSize: benchPartSize, NumThreads: benchConcurrency,
+	}); err != nil {
+		b.Fatalf("PutObject: %v", err)
+	}
+	return time.Since(start)
+}
+
+// getDirect reads the object at key with minio-go in 1 MiB reads, failing
+// unless it has size bytes, and returns how long it took.
+func getDirect(b *testing.B, w *workspace, key string, size int64) time.Duration {
+	b.Helper()
+	start := time.Now()
+	obj, err := server.Client.GetObject(context.Background(), w.bucket, w.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		b.Fatalf("GetObject: %v", err)
+	}
+	n, err := io.CopyBuffer(io.Discard, obj, make([]byte, 1<<20))
+	obj.Close()
+	if err != nil || n != size {
+		b.Fatalf("GetObject read: %d bytes, %v", n, err)
+	}
+	return time.Since(start)
+}
+
+// resetVmHWM gives the heap's free memory back to the system and resets
+// the process's peak RSS, before a measurement of it.
+func resetVmHWM(b *testing.B) {
+	b.Helper()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		b.Fatalf("reset VmHWM: %v", err)
+	}
+}
+
 // benchRow is one line of the printed table.
 type benchRow struct {
 	metric, value, target string
@@ -69,9 +120,7 @@ type benchRow struct {
 // BenchmarkGateway measures the mount against minio-go talking to the same
 // MinIO directly, and prints a table.
 func BenchmarkGateway(b *testing.B) {
-	o := testOptions(b)
-	o.PartSize = benchPartSize
-	o.Concurrency = benchConcurrency
+	o := benchOptions(b)
 	o.MinFree = 0 // the default reserve
 	w := mountWorkspace(b, o)
 	var rows []benchRow
@@ -79,7 +128,6 @@ func BenchmarkGateway(b *testing.B) {
 		rows = append(rows, benchRow{metric, value, target, ok})
 	}
 	const gib = 1 << 30
-	ctx := context.Background()
 
 	for range b.N {
 		rows = rows[:0]
@@ -92,28 +140,12 @@ func BenchmarkGateway(b *testing.B) {
 		var gets int // object GETs of the last read through the mount
 		for rep := range benchReps {
 			key := fmt.Sprintf("direct-%d.bin", rep)
+			wDirect = best(wDirect, putDirect(b, w, key, gib))
 			start := time.Now()
-			if _, err := server.Client.PutObject(ctx, w.bucket, w.key(key), newCyclic(gib), gib, minio.PutObjectOptions{
-				PartSize: benchPartSize, NumThreads: benchConcurrency,
-			}); err != nil {
-				b.Fatalf("PutObject: %v", err)
-			}
-			wDirect = best(wDirect, time.Since(start))
-			start = time.Now()
 			writeThroughMount(b, filepath.Join(w.dir, fmt.Sprintf("mount-%d.bin", rep)), gib)
 			wMount = best(wMount, time.Since(start))
 
-			start = time.Now()
-			obj, err := server.Client.GetObject(ctx, w.bucket, w.key(key), minio.GetObjectOptions{})
-			if err != nil {
-				b.Fatalf("GetObject: %v", err)
-			}
-			n, err := io.CopyBuffer(io.Discard, obj, make([]byte, 1<<20))
-			obj.Close()
-			if err != nil || n != gib {
-				b.Fatalf("GetObject read: %d bytes, %v", n, err)
-			}
-			rDirect = best(rDirect, time.Since(start))
+			rDirect = best(rDirect, getDirect(b, w, key, gib))
 			getsBefore := w.g.counter.objectGets(w.bucket, w.key(key))
 			start = time.Now()
 			readThroughMount(b, filepath.Join(w.dir, key), gib)
@@ -171,10 +203,7 @@ func BenchmarkGateway(b *testing.B) {
 		b.ReportMetric(small.Seconds(), "create-1000-s")
 
 		// Peak RSS while writing 4 GiB through the mount.
-		debug.FreeOSMemory()
-		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-			b.Fatalf("reset VmHWM: %v", err)
-		}
+		resetVmHWM(b)
 		writeThroughMount(b, filepath.Join(w.dir, "huge.bin"), 4*gib)
 		hwm := vmHWM(b)
 		add("peak RSS writing 4 GiB", fmt.Sprintf("%d MiB", hwm>>20), "< 200 MiB", hwm < 200<<20)

@@ -11,17 +11,6 @@ import (
 	"github.com/minio/minio-go/v7"
 )
 
-// reads is the number of FUSE reads the manager has answered.
-func reads(g *gateway) int64 {
-	var n int64
-	for _, oc := range g.m.Counters().Ops {
-		if oc.Op == "read" {
-			n += oc.N
-		}
-	}
-	return n
-}
-
 // TestPageCacheKeptPerVersion: the kernel keeps a file's pages from one
 // open to the next while the object is the same version (a re-read, or a
 // read after writing it, costs no FUSE read), and drops them as soon as
@@ -41,10 +30,10 @@ func TestPageCacheKeptPerVersion(t *testing.T) {
 			t.Fatalf("%s: read %d bytes (%v), want the %d of that version", what, len(got), err, len(want))
 		}
 	}
-	before := reads(w.g)
+	before := fuseReads(w.g.m.Counters())
 	readBack("read after writing", first)
 	readBack("second read", first)
-	if n := reads(w.g) - before; n != 0 {
+	if n := fuseReads(w.g.m.Counters()) - before; n != 0 {
 		t.Errorf("reading a file written through the mount, twice: %d FUSE reads, want 0 (pages kept)", n)
 	}
 
@@ -60,7 +49,7 @@ func TestPageCacheKeptPerVersion(t *testing.T) {
 		minio.PutObjectOptions{UserMetadata: info.UserMetadata}); err != nil {
 		t.Fatal(err)
 	}
-	before = reads(w.g)
+	before = fuseReads(w.g.m.Counters())
 	err = eventually(5*time.Second, func() error {
 		got, err := os.ReadFile(p)
 		if err != nil {
@@ -77,12 +66,12 @@ func TestPageCacheKeptPerVersion(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the object changed behind the mount, still reading the old version: %v", err)
 	}
-	if reads(w.g) == before {
+	if fuseReads(w.g.m.Counters()) == before {
 		t.Errorf("the new version was read without any FUSE read")
 	}
-	before = reads(w.g)
+	before = fuseReads(w.g.m.Counters())
 	readBack("re-read of the new version", second)
-	if n := reads(w.g) - before; n != 0 {
+	if n := fuseReads(w.g.m.Counters()) - before; n != 0 {
 		t.Errorf("re-read of an unchanged version: %d FUSE reads, want 0", n)
 	}
 

@@ -2,22 +2,18 @@ package fusefs_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/sftpgate/sftpgate/fusefs"
 )
@@ -134,46 +130,26 @@ func sha256Of(b []byte) []byte {
 // load moves less than the rates), and each mount read the FUSE READs it
 // took and the process's peak RSS.
 func BenchmarkRead(b *testing.B) {
-	o := testOptions(b)
-	o.PartSize = benchPartSize
-	o.Concurrency = benchConcurrency
-	w := mountWorkspace(b, o)
+	w := mountWorkspace(b, benchOptions(b))
 	const gib = 1 << 30
-	ctx := context.Background()
 	key := "direct.bin"
-	if _, err := server.Client.PutObject(ctx, w.bucket, w.key(key), newCyclic(gib), gib, minio.PutObjectOptions{
-		PartSize: benchPartSize, NumThreads: benchConcurrency,
-	}); err != nil {
-		b.Fatalf("PutObject: %v", err)
-	}
+	putDirect(b, w, key, gib)
 	b.ResetTimer()
 	for range b.N {
 		var rDirect, rMount time.Duration
 		var gets int
 		for range benchReps {
 			cpuBefore, minioBefore := selfCPU(), minioCPU(b)
-			start := time.Now()
-			obj, err := server.Client.GetObject(ctx, w.bucket, w.key(key), minio.GetObjectOptions{})
-			if err != nil {
-				b.Fatalf("GetObject: %v", err)
-			}
-			n, err := io.CopyBuffer(io.Discard, obj, make([]byte, 1<<20))
-			obj.Close()
-			if err != nil || n != gib {
-				b.Fatalf("GetObject read: %d bytes, %v", n, err)
-			}
-			rDirect = best(rDirect, time.Since(start))
-			fmt.Printf("direct read: %v, CPU: this process %v, MinIO %v\n", time.Since(start).Round(time.Millisecond),
+			d := getDirect(b, w, key, gib)
+			rDirect = best(rDirect, d)
+			fmt.Printf("direct read: %v, CPU: this process %v, MinIO %v\n", d.Round(time.Millisecond),
 				selfCPU()-cpuBefore, minioCPU(b)-minioBefore)
 
 			getsBefore := w.g.counter.objectGets(w.bucket, w.key(key))
 			readsBefore := fuseReads(w.g.m.Counters())
 			cpuBefore, minioBefore = selfCPU(), minioCPU(b)
-			debug.FreeOSMemory()
-			if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-				b.Fatalf("reset VmHWM: %v", err)
-			}
-			start = time.Now()
+			resetVmHWM(b)
+			start := time.Now()
 			readThroughMount(b, filepath.Join(w.dir, key), gib)
 			rMount = best(rMount, time.Since(start))
 			gets = w.g.counter.objectGets(w.bucket, w.key(key)) - getsBefore

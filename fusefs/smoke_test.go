@@ -304,24 +304,17 @@ func TestSmokeNames(t *testing.T) {
 }
 
 func TestSmokeIdleUnmountAndReadOnlyView(t *testing.T) {
-	srv := testenv.StartMinIOT(t)
-	bucket := srv.NewBucket(t, "idle")
-	g := &smokeGrants{ws: map[string][]Workspace{"bob": {{Slug: "w", Bucket: bucket}}}}
-	root := t.TempDir()
-	m, err := NewManager(context.Background(), Options{
-		Client: srv.Client, Grants: g, MountRoot: filepath.Join(root, "mnt"),
-		TmpDir: filepath.Join(root, "tmp"), MinFree: -1, IdleDelay: 100 * time.Millisecond,
+	var (
+		g   *smokeGrants
+		mnt string
+	)
+	m, _, bucket := startManager(t, func(o *Options) {
+		o.IdleDelay = 100 * time.Millisecond
+		g, mnt = o.Grants.(*smokeGrants), o.MountRoot
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := m.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	g.mu.Lock()
+	g.ws["bob"] = []Workspace{{Slug: "w", Bucket: bucket, Prefix: "bob/"}}
+	g.mu.Unlock()
 	ctx := context.Background()
 	if _, _, err := m.Acquire(ctx, "../x"); !errors.Is(err, ErrInvalidUser) {
 		t.Errorf("Acquire(../x): got %v, want ErrInvalidUser", err)
@@ -348,7 +341,7 @@ func TestSmokeIdleUnmountAndReadOnlyView(t *testing.T) {
 	rorelease()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		mps, err := fuseMounts(filepath.Join(root, "mnt"))
+		mps, err := fuseMounts(mnt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sftpgate/sftpgate/internal/testenv"
 )
 
 // TestOpsGateway drives the control commands and the metrics of one
@@ -110,7 +112,7 @@ func TestOpsGateway(t *testing.T) {
 		{"sftpgate_logins_total", []string{"result=refused", "reason=expired"}, 0},
 		{"sftpgate_sessions_active", nil, 1},
 	} {
-		if got := opsValue(t, s1, c.name, c.labels...) - opsValue(t, s0, c.name, c.labels...); got != c.delta {
+		if got := testenv.MetricValueT(t, s1, c.name, c.labels...) - testenv.MetricValueT(t, s0, c.name, c.labels...); got != c.delta {
 			t.Errorf("%s%v after one good and one bad login: moved by %v, want %v", c.name, c.labels, got, c.delta)
 		}
 	}
@@ -149,10 +151,10 @@ func TestOpsGateway(t *testing.T) {
 		t.Errorf("mounts table during the upload: got %q, want a header and 20.0 MiB dirty", tab)
 	}
 	sUp := g.scrape()
-	if got := opsValue(t, sUp, "sftpgate_writeback_bytes", "state=dirty"); got < bigSize {
+	if got := testenv.MetricValueT(t, sUp, "sftpgate_writeback_bytes", "state=dirty"); got < bigSize {
 		t.Errorf("writeback dirty bytes during the upload: got %v, want at least %d", got, bigSize)
 	}
-	if got := opsValue(t, sUp, "sftpgate_writeback_files", "state=dirty"); got != 1 {
+	if got := testenv.MetricValueT(t, sUp, "sftpgate_writeback_files", "state=dirty"); got != 1 {
 		t.Errorf("writeback dirty files during the upload: got %v, want 1 (big.bin)", got)
 	}
 	if err := bf.Close(); err != nil {
@@ -179,41 +181,41 @@ func TestOpsGateway(t *testing.T) {
 		t.Errorf("stat a missing file: got %v, want not exist (S3 errors must reach minio-go intact)", err)
 	}
 	s2 := g.scrape()
-	if got := opsValue(t, s2, "sftpgate_s3_request_errors_total", "method=HEAD", "code=NoSuchKey"); got < 1 {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_s3_request_errors_total", "method=HEAD", "code=NoSuchKey"); got < 1 {
 		t.Errorf("s3 errors{method=HEAD,code=NoSuchKey} after a stat of a missing file: got %v, want at least 1", got)
 	}
-	if got := opsValue(t, s2, "sftpgate_sftp_download_bytes_total") - opsValue(t, s1, "sftpgate_sftp_download_bytes_total"); got != float64(len(hello)) {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_sftp_download_bytes_total") - testenv.MetricValueT(t, s1, "sftpgate_sftp_download_bytes_total"); got != float64(len(hello)) {
 		t.Errorf("sftp download bytes: moved by %v, want %d", got, len(hello))
 	}
 	upN := float64(bigSize + len(hello))
-	if got := opsValue(t, s2, "sftpgate_sftp_upload_bytes_total") - opsValue(t, s1, "sftpgate_sftp_upload_bytes_total"); got != upN {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_sftp_upload_bytes_total") - testenv.MetricValueT(t, s1, "sftpgate_sftp_upload_bytes_total"); got != upN {
 		t.Errorf("sftp upload bytes: moved by %v, want %v", got, upN)
 	}
-	if got := opsValue(t, s2, "sftpgate_s3_upload_duration_seconds") - opsValue(t, s1, "sftpgate_s3_upload_duration_seconds"); got != 2 {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_s3_upload_duration_seconds") - testenv.MetricValueT(t, s1, "sftpgate_s3_upload_duration_seconds"); got != 2 {
 		t.Errorf("s3 uploads timed: moved by %v, want 2 (hello.txt with a PUT, big.bin with a multipart upload)", got)
 	}
-	if got := opsValue(t, s2, "sftpgate_writeback_bytes", "state=dirty"); got != 0 {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_writeback_bytes", "state=dirty"); got != 0 {
 		t.Errorf("writeback dirty bytes after close: got %v, want 0", got)
 	}
-	if dirty, clean := opsValue(t, s2, "sftpgate_writeback_files", "state=dirty"), opsValue(t, s2, "sftpgate_writeback_files", "state=clean"); dirty != 0 || clean != 2 {
+	if dirty, clean := testenv.MetricValueT(t, s2, "sftpgate_writeback_files", "state=dirty"), testenv.MetricValueT(t, s2, "sftpgate_writeback_files", "state=clean"); dirty != 0 || clean != 2 {
 		t.Errorf("writeback files after close: got %v dirty, %v clean, want 0 dirty, 2 clean (hello.txt, big.bin)", dirty, clean)
 	}
 	// Nothing wrote before the upload (no series yet in s1); the kernel
 	// splits big.bin into writes of at most 1 MiB.
-	if got := opsValue(t, s2, "sftpgate_fuse_operations_total", "op=write", "errno=ok"); got < bigSize>>20+1 {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_fuse_operations_total", "op=write", "errno=ok"); got < bigSize>>20+1 {
 		t.Errorf("fuse write operations ok after the upload: got %v, want at least %d", got, bigSize>>20+1)
 	}
 	for _, c := range [][]string{{"op=create", "errno=ok"}, {"op=flush", "errno=ok"}, {"op=lookup", "errno=ENOENT"}} {
-		if got := opsValue(t, s2, "sftpgate_fuse_operations_total", c...); got < 1 {
+		if got := testenv.MetricValueT(t, s2, "sftpgate_fuse_operations_total", c...); got < 1 {
 			t.Errorf("fuse operations %v after the upload and a stat of a missing file: got %v, want at least 1", c, got)
 		}
 	}
 	for _, name := range []string{"sftpgate_janitor_removed_files_total", "sftpgate_janitor_removed_bytes_total"} {
-		if got := opsValue(t, s2, name); got != 0 {
+		if got := testenv.MetricValueT(t, s2, name); got != 0 {
 			t.Errorf("%s: got %v, want 0 (lifespan 15m)", name, got)
 		}
 	}
-	if got := opsValue(t, s2, "sftpgate_views_mounted", "mode=rw"); got != 1 {
+	if got := testenv.MetricValueT(t, s2, "sftpgate_views_mounted", "mode=rw"); got != 1 {
 		t.Errorf("rw views mounted: got %v, want 1 (bob)", got)
 	}
 	for _, name := range []string{"sftpgate_s3_requests_total", "sftpgate_s3_request_errors_total", "sftpgate_open_files", "sftpgate_writeback_uploads_in_flight", "go_goroutines", "process_open_fds"} {
@@ -248,7 +250,7 @@ func TestOpsGateway(t *testing.T) {
 		if row, ok := g.mountRow("bob", "ro"); !ok || row.HeldUntil == nil || row.HeldUntil.Before(time.Now().Add(59*time.Minute)) {
 			t.Errorf("mounts: got %+v (found %v), want bob's ro view held about 1h", row, ok)
 		}
-		if got := opsValue(t, g.scrape(), "sftpgate_fuse_operations_total", "op=create", "errno=EROFS"); got < 1 {
+		if got := testenv.MetricValueT(t, g.scrape(), "sftpgate_fuse_operations_total", "op=create", "errno=EROFS"); got < 1 {
 			t.Errorf("fuse create operations refused with EROFS: got %v, want at least 1", got)
 		}
 		r = g.mustCLI("unmount", "-u", "bob")
@@ -325,10 +327,10 @@ func TestOpsGateway(t *testing.T) {
 			t.Errorf("bob's view when unmount returned: got %v, want it unmounted", got)
 		}
 		s3 := g.scrape()
-		if got := opsValue(t, s3, "sftpgate_sessions_active"); got != 0 {
+		if got := testenv.MetricValueT(t, s3, "sftpgate_sessions_active"); got != 0 {
 			t.Errorf("active sessions after the kill: got %v, want 0", got)
 		}
-		if got := opsValue(t, s3, "sftpgate_sftp_upload_bytes_total") - opsValue(t, s0, "sftpgate_sftp_upload_bytes_total"); got != upN {
+		if got := testenv.MetricValueT(t, s3, "sftpgate_sftp_upload_bytes_total") - testenv.MetricValueT(t, s0, "sftpgate_sftp_upload_bytes_total"); got != upN {
 			t.Errorf("sftp upload bytes after the session ended: moved by %v, want %v", got, upN)
 		}
 	})

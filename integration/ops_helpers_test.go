@@ -3,17 +3,15 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
-	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/sftpgate/sftpgate/internal/testenv"
 )
 
 // Helpers of the operations tests on the gateway harness: the rows of
-// `mounts --json` and `sessions --json`, and the Prometheus scrape.
+// `mounts --json` and `sessions --json`, and the Prometheus scrape (read with testenv.MetricValueT).
 
 // opsMountRow is a row of `mounts --json`.
 type opsMountRow struct {
@@ -84,44 +82,9 @@ func (g *gateway) scrape() map[string]*dto.MetricFamily {
 	if resp.StatusCode != http.StatusOK {
 		g.t.Fatalf("scrape: got status %s, want 200", resp.Status)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := testenv.ParseMetrics(resp.Body)
 	if err != nil {
 		g.t.Fatalf("scrape: got %v, want the text exposition format", err)
 	}
 	return fams
-}
-
-// opsValue is the value of the sample of family name with the given
-// labels ("k=v"): counter, gauge, or a histogram's count.
-func opsValue(t testing.TB, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		t.Fatalf("metric family %s: got none, want one", name)
-	}
-	for _, m := range f.GetMetric() {
-		match := true
-		for _, kv := range labels {
-			k, v, _ := strings.Cut(kv, "=")
-			found := false
-			for _, lp := range m.GetLabel() {
-				found = found || (lp.GetName() == k && lp.GetValue() == v)
-			}
-			match = match && found
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("sample of %s with labels %v: got none, want one", name, labels)
-	return 0
 }

@@ -14,11 +14,10 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/testenv"
 	"github.com/sftpgate/sftpgate/sftpd"
 )
 
@@ -30,47 +29,11 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("scrape: got status %d, want 200", rec.Code)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
+	fams, err := testenv.ParseMetrics(rec.Body)
 	if err != nil {
 		t.Fatalf("parse scrape: %v", err)
 	}
 	return fams
-}
-
-// value returns the value of the sample of family name whose labels
-// include labels ("k=v" pairs), failing if there is none.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		t.Fatalf("no family %s", name)
-	}
-next:
-	for _, m := range f.GetMetric() {
-		for _, kv := range labels {
-			k, v, _ := strings.Cut(kv, "=")
-			found := false
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
-		}
-	}
-	t.Fatalf("no sample of %s with %v", name, labels)
-	return 0
 }
 
 type fakeChecker struct{ err error }
@@ -90,12 +53,12 @@ func TestAuthCounts(t *testing.T) {
 		{errors.New("database is locked"), "error", "internal"},
 	}
 	for _, tt := range tests {
-		before := value(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
+		before := testenv.MetricValueT(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
 		err := m.Auth(fakeChecker{tt.err}).Check(context.Background(), "bob", "secret", "127.0.0.1:1")
 		if err != tt.err {
 			t.Errorf("Check: got %v, want the wrapped checker's %v unchanged", err, tt.err)
 		}
-		after := value(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
+		after := testenv.MetricValueT(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
 		if after-before != 1 {
 			t.Errorf("logins{result=%q,reason=%q} after %v: got +%v, want +1", tt.result, tt.reason, tt.err, after-before)
 		}
@@ -172,7 +135,7 @@ func TestStateCollector(t *testing.T) {
 		{"sftpgate_open_files", nil, 3},
 	}
 	for _, c := range checks {
-		if got := value(t, fams, c.name, c.labels...); got != c.want {
+		if got := testenv.MetricValueT(t, fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v: got %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
@@ -182,21 +145,21 @@ func TestStateCollector(t *testing.T) {
 	sess.set(sftpd.SessionInfo{ID: "a-1", BytesUp: 3000, BytesDown: 5}, sftpd.SessionInfo{ID: "b-1", BytesUp: 7})
 	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 3100, BytesDown: 6})
 	fams = scrape(t, m)
-	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3107 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3107 {
 		t.Errorf("upload bytes while ended a-1 is still listed: got %v, want 3107 (no byte counted twice)", got)
 	}
-	if got := value(t, fams, "sftpgate_sessions_active"); got != 1 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sessions_active"); got != 1 {
 		t.Errorf("sessions while ended a-1 is still listed: got %v, want 1", got)
 	}
 	sess.set(sftpd.SessionInfo{ID: "b-1", BytesUp: 8}, sftpd.SessionInfo{ID: "c-1", BytesUp: 1})
 	fams = scrape(t, m)
-	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3109 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 3109 {
 		t.Errorf("upload bytes after a-1 ended: got %v, want 3109", got)
 	}
-	if got := value(t, fams, "sftpgate_sftp_download_bytes_total"); got != 6 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sftp_download_bytes_total"); got != 6 {
 		t.Errorf("download bytes after a-1 ended: got %v, want 6", got)
 	}
-	if got := value(t, fams, "sftpgate_sessions_active"); got != 2 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sessions_active"); got != 2 {
 		t.Errorf("sessions after a-1 ended: got %v, want 2", got)
 	}
 }
@@ -231,7 +194,7 @@ func TestCountersCollector(t *testing.T) {
 		{"sftpgate_janitor_removed_bytes_total", nil, 4096},
 	} {
 		t.Run(tt.name+fmt.Sprint(tt.labels), func(t *testing.T) {
-			if got := value(t, fams, tt.name, tt.labels...); got != tt.want {
+			if got := testenv.MetricValueT(t, fams, tt.name, tt.labels...); got != tt.want {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -281,10 +244,10 @@ func TestSessionEndedNeverScraped(t *testing.T) {
 	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 42, BytesDown: 2})
 	m.SessionEnded(sftpd.SessionInfo{ID: "a-1", BytesUp: 42, BytesDown: 2}) // reported twice: counted once
 	fams := scrape(t, m)
-	if got := value(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 42 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sftp_upload_bytes_total"); got != 42 {
 		t.Errorf("upload bytes of a session never scraped live: got %v, want 42", got)
 	}
-	if got := value(t, fams, "sftpgate_sftp_download_bytes_total"); got != 2 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_sftp_download_bytes_total"); got != 2 {
 		t.Errorf("download bytes of a session never scraped live: got %v, want 2", got)
 	}
 }
@@ -373,11 +336,11 @@ func TestTransport(t *testing.T) {
 		{"GET", "other", 1},
 	}
 	for _, e := range errs {
-		if got := value(t, fams, "sftpgate_s3_request_errors_total", "method="+e.method, "code="+e.code); got != e.want {
+		if got := testenv.MetricValueT(t, fams, "sftpgate_s3_request_errors_total", "method="+e.method, "code="+e.code); got != e.want {
 			t.Errorf("errors{method=%s,code=%s}: got %v, want %v", e.method, e.code, got, e.want)
 		}
 	}
-	if got := value(t, fams, "sftpgate_s3_requests_total", "method=PUT"); got != 5 {
+	if got := testenv.MetricValueT(t, fams, "sftpgate_s3_requests_total", "method=PUT"); got != 5 {
 		t.Errorf("PUT requests: got %v, want 5", got)
 	}
 	h := fams["sftpgate_s3_upload_duration_seconds"].GetMetric()[0].GetHistogram()
@@ -405,7 +368,7 @@ func TestTransportNetworkError(t *testing.T) {
 	if resp, err := client.Do(req); err == nil {
 		resp.Body.Close()
 	}
-	if got := value(t, scrape(t, m), "sftpgate_s3_request_errors_total", "method=GET", "code=network"); got != 1 {
+	if got := testenv.MetricValueT(t, scrape(t, m), "sftpgate_s3_request_errors_total", "method=GET", "code=network"); got != 1 {
 		t.Errorf("network errors: got %v, want 1 (a cancelled request is not an error)", got)
 	}
 }
