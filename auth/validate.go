@@ -99,16 +99,13 @@ func ValidateBucket(bucket string) error {
 // wraps ErrInvalid.
 func ValidatePrefix(prefix string) error {
 	what := fmt.Sprintf("prefix %q", prefix)
-	switch {
-	case prefix == "":
+	if prefix == "" {
 		return nil
-	case len(prefix) > MaxPrefixLen:
-		return invalid(what, fmt.Sprintf("longer than %d bytes", MaxPrefixLen))
-	case !utf8.ValidString(prefix):
-		return invalid(what, "not valid UTF-8")
-	case strings.IndexFunc(prefix, unicode.IsControl) >= 0:
-		return invalid(what, "must not contain control characters")
-	case strings.HasPrefix(prefix, "/"):
+	}
+	if err := checkText(what, prefix, MaxPrefixLen); err != nil {
+		return err
+	}
+	if strings.HasPrefix(prefix, "/") {
 		return invalid(what, `must not start with "/"`)
 	}
 	segs := strings.Split(strings.TrimSuffix(prefix, "/"), "/")
@@ -135,13 +132,19 @@ func ExpandPrefix(prefix, login string) string {
 // validateLabel checks a token label: at most MaxLabelLen bytes, valid
 // UTF-8, no control characters (it is printed in tables).
 func validateLabel(label string) error {
-	what := fmt.Sprintf("label %q", label)
+	return checkText(fmt.Sprintf("label %q", label), label, MaxLabelLen)
+}
+
+// checkText checks what every string printed or stored as text must be:
+// at most max bytes, valid UTF-8, no control characters. what names it in
+// the error.
+func checkText(what, s string, max int) error {
 	switch {
-	case len(label) > MaxLabelLen:
-		return invalid(what, fmt.Sprintf("longer than %d bytes", MaxLabelLen))
-	case !utf8.ValidString(label):
+	case len(s) > max:
+		return invalid(what, fmt.Sprintf("longer than %d bytes", max))
+	case !utf8.ValidString(s):
 		return invalid(what, "not valid UTF-8")
-	case strings.IndexFunc(label, unicode.IsControl) >= 0:
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return invalid(what, "must not contain control characters")
 	}
 	return nil
