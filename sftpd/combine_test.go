@@ -298,3 +298,43 @@ func TestGatheredWritesVisibleInSession(t *testing.T) {
 		t.Fatalf("on disk: %q… (%d bytes, %v), want %d bytes", onDisk[:min(len(onDisk), 16)], len(onDisk), err, len(want))
 	}
 }
+
+// A handle that appends at the end (append flag, writes below the size it
+// opened with) finds the end after what the session's other handles have
+// written, gathered or not.
+func TestAppendAtEndAfterGatheredWrites(t *testing.T) {
+	ts := startServer(t, nil)
+	cl := ts.sftp(t)
+	w, err := cl.OpenFile("/log.bin", os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first := bytes.Repeat([]byte("a"), 100<<10)
+	if _, err := w.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	a, err := cl.OpenFile("/log.bin", os.O_WRONLY|os.O_APPEND)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	second := bytes.Repeat([]byte("b"), 100<<10) // gathered after a's open
+	if _, err := w.Write(second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WriteAt([]byte("tail"), 0); err != nil { // below a's opening size: at the end
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(ts.root(t), "log.bin"))
+	want := append(append(append([]byte{}, first...), second...), "tail"...)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("file: %d bytes (%v), want %d: the appended block must follow everything written before it", len(got), err, len(want))
+	}
+}

@@ -94,6 +94,8 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 		}
 		if f.amode == appendAtEnd {
 			defer f.amu.Unlock()
+			// The end is after what the session's handles have gathered.
+			f.h.pending.flush()
 			fi, err := f.f.Stat()
 			if err != nil {
 				return 0, f.h.fail("write", f.path, err)
