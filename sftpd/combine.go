@@ -141,7 +141,7 @@ func (c *combiner) writeInWindow(p []byte, off, wOff int64) error {
 		}
 		buf := getWindowBuf()
 		if buf == nil {
-			return c.setErr(writeFull(c.dst, p, off))
+			return c.writeAt(p, off)
 		}
 		w = &window{off: wOff, buf: buf}
 		c.wins = append(c.wins, w)
@@ -167,7 +167,7 @@ func (c *combiner) writeThrough(p []byte, off int64) error {
 			}
 		}
 	}
-	return c.setErr(writeFull(c.dst, p, off))
+	return c.writeAt(p, off)
 }
 
 func (c *combiner) find(wOff int64) *window {
@@ -183,14 +183,14 @@ func (c *combiner) find(wOff int64) *window {
 func (c *combiner) flushWindow(w *window) error {
 	var err error
 	for _, s := range w.spans {
-		if err = writeFull(c.dst, w.buf[s.start:s.end], w.off+int64(s.start)); err != nil {
+		if err = c.writeAt(w.buf[s.start:s.end], w.off+int64(s.start)); err != nil {
 			break
 		}
 	}
 	c.wins = slices.DeleteFunc(c.wins, func(x *window) bool { return x == w })
 	putWindowBuf(w.buf)
 	c.pending.add(-1)
-	return c.setErr(err)
+	return err
 }
 
 // flush writes every window out and returns the combiner's error.
@@ -210,16 +210,13 @@ func (c *combiner) flush() error {
 	return c.err
 }
 
-func (c *combiner) setErr(err error) error {
+// writeAt writes p at off on dst (os.File.WriteAt writes it all or
+// fails) and keeps the first error.
+func (c *combiner) writeAt(p []byte, off int64) error {
+	_, err := c.dst.WriteAt(p, off)
 	if err != nil && c.err == nil {
 		c.err = err
 	}
-	return err
-}
-
-// writeFull writes all of p at off.
-func writeFull(dst writerAt, p []byte, off int64) error {
-	_, err := dst.WriteAt(p, off)
 	return err
 }
 
