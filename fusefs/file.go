@@ -11,6 +11,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
 
 // fileNode is a file inside a workspace: an object, or a local copy being
@@ -421,7 +423,21 @@ var (
 	_ fs.FileFlusher   = (*fileHandle)(nil)
 	_ fs.FileFsyncer   = (*fileHandle)(nil)
 	_ fs.FileReleaser  = (*fileHandle)(nil)
+	_ fs.FileIoctler   = (*fileHandle)(nil)
 )
+
+// Ioctl takes fsapi.InterruptIoctl on a handle open for writing: its
+// writer went away without closing the file.
+func (h *fileHandle) Ioctl(ctx context.Context, cmd uint32, arg uint64, input []byte, output []byte) (int32, syscall.Errno) {
+	if cmd != fsapi.InterruptIoctl {
+		return 0, syscall.ENOTTY
+	}
+	if !h.write || h.e == nil {
+		return 0, syscall.EBADF
+	}
+	h.v.cache.markInterrupted(h.e)
+	return 0, 0
+}
 
 func newWriteHandle(v *view, e *entry, flags uint32) *fileHandle {
 	v.openFiles.Add(1)

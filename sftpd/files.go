@@ -1,7 +1,6 @@
 package sftpd
 
 import (
-	"errors"
 	"io"
 	"os"
 	"sync"
@@ -9,7 +8,8 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
-	"golang.org/x/sys/unix"
+
+	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
 
 // file is an open SFTP handle: it counts bytes, maps errors, writes the
@@ -129,15 +129,6 @@ func (f *file) TransferError(err error) {
 	f.transferErr.Store(&err)
 }
 
-// InterruptedXattr is the extended attribute sftpd sets on a file opened
-// for writing before it closes it because the session ended (connection
-// dropped, session killed, shutdown) rather than because the client closed
-// it. The file system under the session root (fusefs) then keeps the data
-// as an interrupted upload that a later session can resume, instead of
-// publishing a partial object. Other file systems refuse the attribute,
-// which is ignored.
-const InterruptedXattr = "user.sftpgate.interrupted"
-
 // Close closes the file once and returns its error, mapped: for a file on
 // the mount this is where an upload failure shows.
 func (f *file) Close() error {
@@ -165,20 +156,11 @@ func (f *file) Close() error {
 	return f.closeErr
 }
 
-// markInterrupted tells the file system that this writer went away
-// without closing (see InterruptedXattr).
+// markInterrupted tells the file system that this handle's writer went
+// away without closing (see fsapi.InterruptIoctl): its close publishes
+// nothing.
 func (f *file) markInterrupted() {
-	var serr error
-	rc, err := f.f.SyscallConn()
-	if err == nil {
-		err = rc.Control(func(fd uintptr) {
-			serr = unix.Fsetxattr(int(fd), InterruptedXattr, []byte("1"), 0)
-		})
-	}
-	if err == nil {
-		err = serr
-	}
-	if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EOPNOTSUPP) {
+	if err := fsapi.Interrupt(f.f); err != nil && !fsapi.IsUnsupported(err) {
 		f.h.sess.log.Warn("cannot mark interrupted upload", "path", f.path, "err", err)
 	}
 }
