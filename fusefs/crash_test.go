@@ -32,7 +32,9 @@ const (
 
 // TestCrashRecovery kills a process that wrote a file through its mount
 // without closing it, then starts a new Manager on the same directories:
-// it must clean the stale mount and upload what was written.
+// it must clean the stale mount and publish nothing (no close returned),
+// keeping the copy as an interrupted upload cut to its durable prefix,
+// which a resume completes.
 //
 // The killed process is its own client, as sftpgate is: at exit the
 // kernel flushes the file it left open on its own mount and waits for an
@@ -49,8 +51,8 @@ func TestCrashRecovery(t *testing.T) {
 	}{
 		{name: "new file"},
 		{name: "existing object", base: []byte("the object before the crash")},
-		// The object changed since the local copy started from it: the
-		// copy must not overwrite it.
+		// The object changed after the crash: recovery must not overwrite
+		// it.
 		{name: "object changed meanwhile", base: []byte("the object before the crash"), external: []byte("written elsewhere after the crash")},
 	}
 	for _, tt := range tests {
@@ -66,10 +68,11 @@ func TestCrashRecovery(t *testing.T) {
 			if tt.base == nil && !isNoSuchKey(err) || tt.base != nil && !bytes.Equal(got, tt.base) {
 				t.Fatalf("before recovery, object: got %q, %v, want it as before (nothing was closed)", got, err)
 			}
-			want := pattern(crashSeed, crashSize)
+			written := pattern(crashSeed, crashSize)
+			before := tt.base
 			if tt.external != nil {
 				putObject(t, bucket, key, tt.external)
-				want = tt.external
+				before = tt.external
 			}
 
 			// The new Manager must not hang on the stale mount.
@@ -105,37 +108,57 @@ func TestCrashRecovery(t *testing.T) {
 			}
 
 			g.grants.set("alice", fusefs.Workspace{Slug: "ws", Bucket: bucket, Prefix: "files/"})
-			err = eventually(30*time.Second, func() error {
-				got, err := getObject(bucket, key)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(got, want) {
-					return fmt.Errorf("got %d bytes, want %d (equal: false)", len(got), len(want))
-				}
-				return nil
-			})
-			if err != nil {
-				t.Errorf("object after recovery: %v", err)
+			got, err = getObject(bucket, key)
+			if before == nil && !isNoSuchKey(err) || before != nil && !bytes.Equal(got, before) {
+				t.Errorf("object after recovery: got %d bytes, %v; want it as before the crash (recovery publishes nothing)", len(got), err)
 			}
-
-			// The stale mount point is usable again.
 			dir := g.acquire(t, "alice")
-			got, err = os.ReadFile(filepath.Join(dir, "ws", crashFile))
-			if err != nil {
-				t.Fatalf("ReadFile through the new mount: %v", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("through the new mount: got %d bytes, want %d (equal: false)", len(got), len(want))
+			if tt.external == nil {
+				resumeAndCheck(t, filepath.Join(dir, "ws", crashFile), bucket, key, written)
 			}
 			if m := mountsUnder(t, o.MountRoot); len(m) != 1 {
 				t.Errorf("mounts under %s: got %q, want exactly the new one", o.MountRoot, m)
 			}
-			if got := mustGetObject(t, bucket, key); !bytes.Equal(got, want) {
-				t.Errorf("object at the end: got %d bytes, want %d (equal: false)", len(got), len(want))
-			}
 		})
 	}
+}
+
+// resumeAndCheck resumes the interrupted upload at path as a client does:
+// the durable prefix it shows must be the start of want (a checkpoint ran
+// before the kill: all of it, since it was contiguous); writing the rest
+// from its size and closing must publish want.
+func resumeAndCheck(t *testing.T, path, bucket, key string, want []byte) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("stat of the interrupted upload: %v", err)
+	}
+	n := fi.Size()
+	if n != int64(len(want)) {
+		t.Errorf("size of the interrupted upload: got %d, want %d (the whole durable prefix)", n, len(want))
+	}
+	if n > int64(len(want)) {
+		t.Fatalf("size of the interrupted upload %d is past what was written (%d)", n, len(want))
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read the interrupted upload: %v", err)
+	}
+	if !bytes.Equal(got, want[:n]) {
+		t.Fatalf("interrupted upload: got %d bytes, want the first %d of what was written (equal: false)", len(got), n)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open for the resume: %v", err)
+	}
+	if _, err := f.WriteAt(want[n:], n); err != nil {
+		f.Close()
+		t.Fatalf("resume write: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close of the resumed upload: %v", err)
+	}
+	checkObject(t, bucket, key, want)
 }
 
 // crashHelper runs TestCrashHelper on o's directories, waits until it has
@@ -268,6 +291,7 @@ func TestCrashHelper(t *testing.T) {
 		// TestStreamCrashRecovery: sequential, killed while streamed.
 		writeChunks(t, f, pattern(crashSeed, streamCrashSize), 0)
 		waitPartsSent(t, os.Getenv(envCrashBucket), "files/"+crashFile, -1)
+		time.Sleep(2500 * time.Millisecond) // a checkpoint makes it durable
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err != nil {
 			t.Fatalf("Stat(%s): %v", dir, err)
@@ -285,6 +309,8 @@ func TestCrashHelper(t *testing.T) {
 	if _, err := f.WriteAt(data[:1<<20], 0); err != nil {
 		t.Fatalf("WriteAt: %v", err)
 	}
+	// Long enough for a checkpoint to make it all durable.
+	time.Sleep(2500 * time.Millisecond)
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		t.Fatalf("Stat(%s): %v", dir, err)

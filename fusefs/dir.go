@@ -330,8 +330,14 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		if flags&syscall.O_EXCL != 0 {
 			return nil, nil, 0, syscall.EEXIST
 		}
+		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
+			return nil, nil, 0, errno(err)
+		}
 		e, err = v.cache.open(l.bucket, key, v.user, &info, flags&syscall.O_TRUNC != 0)
 	default:
+		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
+			return nil, nil, 0, errno(err)
+		}
 		e, err = v.cache.open(l.bucket, key, v.user, nil, true)
 		if err == nil && mode&0o777 != 0o644 && mode&0o777 != 0 {
 			m := mode & 0o777

@@ -49,6 +49,9 @@ var (
 	ErrConflict = errors.New("fusefs: object changed in the store")
 	// ErrTooLarge is returned for a file the store refuses for its size.
 	ErrTooLarge = errors.New("fusefs: file too large")
+	// ErrTooManyCopies is returned when a user has too many files being
+	// written or waiting as interrupted uploads (Options.MaxUserCopies).
+	ErrTooManyCopies = errors.New("fusefs: too many files being written")
 	// ErrBusy is returned by Unmount while the view is held.
 	ErrBusy = errors.New("fusefs: view in use")
 	// ErrNotMounted is returned by Unmount when there is no such view.
@@ -105,6 +108,8 @@ func mapErr(err error) (syscall.Errno, bool) {
 		return syscall.EACCES, true
 	case errors.Is(err, ErrTooLarge):
 		return syscall.EFBIG, true
+	case errors.Is(err, ErrTooManyCopies):
+		return syscall.EMFILE, true
 	case errors.Is(err, ErrBusy):
 		return syscall.EBUSY, true
 	case errors.Is(err, context.Canceled):

@@ -80,21 +80,9 @@ func (f *fileNode) where(ctx context.Context, write bool) (loc, string, error) {
 
 var _ fs.NodeSetxattrer = (*fileNode)(nil)
 
-// Setxattr takes InterruptedXattr only, on a file with pending changes:
-// they are kept for a resume instead of being uploaded at close. Other
-// attributes are not supported.
+// Setxattr: extended attributes are not supported.
 func (f *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	if attr != InterruptedXattr {
-		return syscall.ENOTSUP
-	}
-	l, key, err := f.where(ctx, false)
-	if err != nil {
-		return errno(err)
-	}
-	if e := f.ws.v.cache.lookup(l.bucket, key); e != nil {
-		f.ws.v.cache.markInterrupted(e)
-	}
-	return 0
+	return syscall.ENOTSUP
 }
 
 // liveAttr returns the attributes of a local copy that is open or dirty
@@ -187,9 +175,6 @@ func openLive(e *entry) bool {
 // otherwise). remote is the object's info when it was asked.
 func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
 	if e := v.cache.lookup(bucket, key); e != nil && openLive(e) {
-		if !forRead {
-			v.cache.resume(e)
-		}
 		if trunc {
 			if err := e.truncate(0); err != nil {
 				v.cache.release(e)
@@ -235,6 +220,11 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	l, key, err := f.where(ctx, write)
 	if err != nil {
 		return nil, 0, errno(err)
+	}
+	if write {
+		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
+			return nil, 0, errno(err)
+		}
 	}
 	e, remote, err := v.openEntry(ctx, l.bucket, key, flags&syscall.O_TRUNC != 0, !write)
 	if err != nil {
@@ -321,6 +311,9 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 		}
 		e = h.e
 	} else if hasSize {
+		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
+			return err
+		}
 		if e, _, err = v.openEntry(ctx, l.bucket, key, size == 0, false); err != nil {
 			return err
 		}
@@ -331,6 +324,17 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 	if e != nil {
 		if own {
 			defer v.cache.release(e)
+			// On a path with no writer and no interrupted upload, the
+			// change is an open, a change and a close: it publishes.
+			e.mu.Lock()
+			held := e.writers > 0 || e.interrupted
+			e.mu.Unlock()
+			if held {
+				own = false
+			} else {
+				v.cache.openWriter(e)
+				defer v.cache.closeWriter(e)
+			}
 		}
 		if hasSize {
 			if err := e.truncate(size); err != nil {
@@ -349,12 +353,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 			e.setMeta(mt, md)
 		}
 		if own {
-			e.mu.Lock()
-			idle := e.active == 0
-			e.mu.Unlock()
-			if idle {
-				return v.cache.upload(e)
-			}
+			return v.cache.upload(e)
 		}
 		return nil
 	}
@@ -396,13 +395,16 @@ type fileHandle struct {
 	r      *remoteReader
 	write  bool
 	append bool
+	// interrupted: the writer went away without closing
+	// (fsapi.InterruptIoctl); the handle publishes nothing.
+	interrupted atomic.Bool
 
-	// mu guards the fields below. active: the handle wrote (or was opened
-	// for writing) since its last flush, and counts in e.active. counted:
-	// the handle counts in the view's open files (until its first flush,
-	// when close(2) returns, or its release).
+	// mu guards the fields below. poison is the error of a failed write
+	// (no space, too big): the handle's close returns it and publishes
+	// nothing. counted: the handle counts in the view's open files (until
+	// its first flush, when close(2) returns, or its release).
 	mu      sync.Mutex
-	active  bool
+	poison  error
 	counted bool
 }
 
@@ -435,16 +437,14 @@ func (h *fileHandle) Ioctl(ctx context.Context, cmd uint32, arg uint64, input []
 	if !h.write || h.e == nil {
 		return 0, syscall.EBADF
 	}
-	h.v.cache.markInterrupted(h.e)
+	h.interrupted.Store(true)
 	return 0, 0
 }
 
 func newWriteHandle(v *view, e *entry, flags uint32) *fileHandle {
 	v.openFiles.Add(1)
-	e.mu.Lock()
-	e.active++
-	e.mu.Unlock()
-	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, active: true, counted: true}
+	v.cache.openWriter(e)
+	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, counted: true}
 }
 
 func newLocalReadHandle(v *view, e *entry) *fileHandle {
@@ -478,43 +478,40 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	if !h.write {
 		return 0, syscall.EBADF
 	}
-	h.activate()
+	if h.interrupted.Load() {
+		return 0, syscall.EIO
+	}
 	if h.append {
 		off = appendOffset // at the end, decided under the entry's lock
 	}
 	n, err := h.e.writeAt(ctx, data, off)
 	if err != nil {
+		h.poisonWith(err)
 		return uint32(n), errno(err)
 	}
 	return uint32(n), 0
 }
 
-// activate makes the handle a writer of the pending upload again (after a
-// flush), once.
-func (h *fileHandle) activate() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !h.active {
-		h.active = true
-		h.e.mu.Lock()
-		h.e.active++
-		h.e.mu.Unlock()
+// poisonWith records a failed write that leaves the file short of what the
+// client sent (no space, too big, over quota): the handle's close returns
+// it and publishes nothing.
+func (h *fileHandle) poisonWith(err error) {
+	switch errno(err) {
+	case syscall.ENOSPC, syscall.EFBIG, syscall.EDQUOT:
+		h.mu.Lock()
+		if h.poison == nil {
+			h.poison = err
+		}
+		h.mu.Unlock()
 	}
 }
 
-// deactivate ends the handle's part in the pending upload and reports
-// whether it was the last writer.
-func (h *fileHandle) deactivate() bool {
+// blocked returns why the handle's close or fsync may not publish:
+// nil when it may.
+func (h *fileHandle) blocked() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.active {
-		return false
-	}
-	h.active = false
-	h.e.mu.Lock()
-	defer h.e.mu.Unlock()
-	h.e.active--
-	return h.e.active == 0
+	return h.poison
 }
 
 // uploadNow uploads the local copy and refreshes the node's attributes.
@@ -534,44 +531,42 @@ func (h *fileHandle) uploadNow() error {
 	return nil
 }
 
-// Flush uploads the file when this is the last writer's close, and
-// returns the upload's error.
+// Flush is a close(2) of the handle: a writer's publishes the copy as it
+// stands and returns the upload's error. An interrupted handle publishes
+// nothing; a poisoned one returns its write's error.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	defer h.uncount()
-	if !h.write {
-		return 0
-	}
-	if !h.deactivate() {
-		h.e.mu.Lock()
-		noSpace := h.e.noSpace
-		h.e.mu.Unlock()
-		if noSpace {
-			return syscall.ENOSPC
-		}
-		return 0
-	}
-	return errno(h.uploadNow())
+	return h.publish()
 }
 
-// Fsync uploads the local copy now.
+// Fsync publishes the copy now, as a close does.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if h.e == nil || !h.write {
+	if h.e == nil {
 		return 0
+	}
+	return h.publish()
+}
+
+func (h *fileHandle) publish() syscall.Errno {
+	if !h.write || h.interrupted.Load() {
+		return 0
+	}
+	if err := h.blocked(); err != nil {
+		return errno(err)
 	}
 	return errno(h.uploadNow())
 }
 
-// Release ends the handle; a writer never flushed uploads here.
+// Release ends the handle. It publishes nothing: a writer that goes with
+// changes no close published leaves an interrupted upload (closeWriter).
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	defer h.uncount()
 	if h.r != nil {
 		h.r.close()
 		return 0
 	}
-	if h.write && h.deactivate() {
-		if err := h.uploadNow(); err != nil {
-			h.v.log.Warn("fusefs: upload at release failed; kept dirty for retry", "user", h.v.user, "err", err)
-		}
+	if h.write {
+		h.v.cache.closeWriter(h.e)
 	}
 	h.v.cache.release(h.e)
 	return 0
@@ -586,6 +581,10 @@ func (h *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode
 	if mode&^unix.FALLOC_FL_KEEP_SIZE != 0 {
 		return syscall.EOPNOTSUPP
 	}
-	h.activate()
-	return errno(h.e.allocate(ctx, int64(off), int64(size), mode))
+	if h.interrupted.Load() {
+		return syscall.EIO
+	}
+	err := h.e.allocate(ctx, int64(off), int64(size), mode)
+	h.poisonWith(err)
+	return errno(err)
 }

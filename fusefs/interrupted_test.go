@@ -8,12 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
 
-// interruptedXattr is the attribute sftpd sets on a file whose writer went
-// away without closing it (sftpd.InterruptedXattr).
-const interruptedXattr = "user.sftpgate.interrupted"
 
 // writeInterrupted writes data to name through the mount, marks the handle
 // interrupted as sftpd does when a session ends with the file open, and
@@ -27,7 +24,7 @@ func writeInterrupted(t *testing.T, path string, data []byte, flags int) {
 	if _, err := f.Write(data); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Fsetxattr(int(f.Fd()), interruptedXattr, []byte("1"), 0); err != nil {
+	if err := fsapi.Interrupt(f); err != nil {
 		t.Fatalf("mark interrupted: %v", err)
 	}
 	if err := f.Close(); err != nil {

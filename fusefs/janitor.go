@@ -11,8 +11,29 @@ func (m *Manager) janitorTick() time.Duration {
 	return min(max(d, 10*time.Millisecond), 5*time.Second)
 }
 
-// janitor drops expired clean local copies, retries failed uploads and
-// unmounts idle views until the manager's context is cancelled.
+// checkpointEvery is how often the contiguous prefix of each copy being
+// written is made durable (see cache.checkpoint): what a crash may lose.
+const checkpointEvery = time.Second
+
+// checkpointer runs cache.checkpoint every checkpointEvery until the
+// manager's context is cancelled.
+func (m *Manager) checkpointer() {
+	defer m.wg.Done()
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			m.cache.checkpoint(m.ctx)
+		}
+	}
+}
+
+// janitor drops expired local copies (clean ones and interrupted uploads)
+// and unmounts idle views until the manager's context is cancelled. It
+// never uploads.
 func (m *Manager) janitor() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.janitorTick())

@@ -35,9 +35,12 @@ type journal struct {
 	// Uploads are the multipart uploads of a streaming upload begun and
 	// not completed or aborted yet: a start after a crash aborts them.
 	Uploads []pendingUpload `json:"uploads,omitempty"`
-	// Interrupted: the writer went away without closing; the copy waits
-	// for a resume and is never uploaded as it is (see InterruptedXattr).
+	// Interrupted: no writer is left and no close published the changes;
+	// the copy waits for a resume and is never uploaded as it is.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Durable is the length of the copy's contiguous prefix last
+	// fdatasync'd: after a crash, a dirty copy is cut to it.
+	Durable int64 `json:"durable,omitempty"`
 }
 
 // dataPath and journalPath name the two files of entry id.

@@ -87,14 +87,16 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
 	}
 	m.cache = &cache{dir: cacheDir, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
+		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies,
 		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()
 		m.cache.closeAll()
 		return nil, err
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.janitor()
+	go m.checkpointer()
 	return m, nil
 }
 
@@ -410,8 +412,9 @@ func (m *Manager) Stats() []ViewStats {
 	return out
 }
 
-// Shutdown uploads what is dirty, unmounts every view, stops the janitor
-// and waits for the background goroutines, at most until ctx is done.
+// Shutdown unmounts every view, stops the janitor and waits for the
+// background goroutines, at most until ctx is done. It publishes nothing:
+// copies still being written wait in their journals for a resume.
 func (m *Manager) Shutdown(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -437,9 +440,8 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	if err := m.flushAll(ctx); err != nil {
-		firstErr = err
-	}
+	// Nothing is uploaded here: every close published already, and a copy
+	// still open or interrupted waits in its journal for a resume.
 	for _, mt := range mts {
 		select {
 		case <-mt.ready:
@@ -452,10 +454,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		if err := m.unmount(ctx, mt); err != nil && firstErr == nil {
 			firstErr = err
 		}
-	}
-	// Files still open through a lazily detached mount may be dirty again.
-	if err := m.flushAll(ctx); err != nil && firstErr == nil {
-		firstErr = err
 	}
 	m.cancel()
 	done := make(chan struct{})
@@ -471,34 +469,5 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 	}
 	m.cache.closeAll()
-	return firstErr
-}
-
-// flushAll uploads every dirty local copy.
-func (m *Manager) flushAll(ctx context.Context) error {
-	m.cache.mu.Lock()
-	var es []*entry
-	for e := range m.cache.all {
-		es = append(es, e)
-	}
-	m.cache.mu.Unlock()
-	var firstErr error
-	for _, e := range es {
-		if ctx.Err() != nil {
-			return fmt.Errorf("shutdown: %w", ctx.Err())
-		}
-		e.mu.Lock()
-		dirty := e.dirty && !e.deleted
-		e.mu.Unlock()
-		if !dirty {
-			continue
-		}
-		if err := m.cache.upload(e); err != nil {
-			m.log.Error("fusefs: upload at shutdown failed; the journal keeps it for the next start", "bucket", e.bucket, "key", e.key, "err", err)
-			if firstErr == nil {
-				firstErr = err
-			}
-		}
-	}
 	return firstErr
 }

@@ -59,6 +59,14 @@ type Options struct {
 	AttrTTL time.Duration
 	// GrantsTTL is how long a user's grants are trusted; zero means 2 seconds.
 	GrantsTTL time.Duration
+	// MaxCleanFiles bounds the clean local copies kept for a resume; past
+	// it the least recently used go first (never a copy being written or
+	// an interrupted upload). Zero means 4096.
+	MaxCleanFiles int
+	// MaxUserCopies bounds the local copies one user has being written or
+	// waiting as interrupted uploads: an open for writing past it fails
+	// with EMFILE. Zero means 1024.
+	MaxUserCopies int
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -87,6 +95,10 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("GrantsTTL", "negative")
 	case o.Concurrency < 0:
 		return bad("Concurrency", "negative")
+	case o.MaxCleanFiles < 0:
+		return bad("MaxCleanFiles", "negative")
+	case o.MaxUserCopies < 0:
+		return bad("MaxUserCopies", "negative")
 	case o.PartSize < 0 || (o.PartSize > 0 && o.PartSize < 5<<20) || o.PartSize > 5<<30:
 		return bad("PartSize", "must be between 5 MiB and 5 GiB")
 	}
@@ -117,6 +129,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.GrantsTTL == 0 {
 		o.GrantsTTL = 2 * time.Second
+	}
+	if o.MaxCleanFiles == 0 {
+		o.MaxCleanFiles = 4096
+	}
+	if o.MaxUserCopies == 0 {
+		o.MaxUserCopies = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

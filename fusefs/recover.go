@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// recoverJournals reloads the local copies left by a previous run. Dirty
-// ones are uploaded again when the object is still the one they started
-// from (or still absent); otherwise they are moved to conflicts/ and
-// logged, never dropped. Clean ones still within Lifespan are kept for
-// resuming; the rest is removed.
+// recoverJournals reloads the local copies left by a previous run. It
+// publishes nothing: a dirty copy (changes no close published) waits as an
+// interrupted upload cut to its durable length, for a resume within
+// Lifespan. Clean ones still within Lifespan are kept for resuming; the
+// rest is removed.
 func (m *Manager) recoverJournals(ctx context.Context) error {
 	c := m.cache
 	ents, err := os.ReadDir(c.dir)
@@ -45,7 +45,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	log := m.log.With("id", id)
 	j, err := readJournal(c.dir, id)
 	if err != nil {
-		log.Warn("fusefs: unreadable journal moved to conflicts", "err", err)
+		log.Warn("unreadable journal moved to conflicts", "err", err)
 		m.moveAside(id)
 		return
 	}
@@ -55,20 +55,20 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	var left []pendingUpload
 	for _, u := range j.Uploads {
 		if err := m.ob.abortUpload(u.Bucket, u.Key, u.ID); err != nil {
-			log.Warn("fusefs: cannot abort an interrupted multipart upload", "err", err)
+			log.Warn("cannot abort an interrupted multipart upload", "err", err)
 			left = append(left, u)
 		}
 	}
 	if len(left) != len(j.Uploads) {
 		j.Uploads = left
 		if err := writeJournal(c.dir, id, j); err != nil {
-			log.Warn("fusefs: cannot write journal", "err", err)
+			log.Warn("cannot write journal", "err", err)
 		}
 	}
 	f, err := os.OpenFile(dataPath(c.dir, id), os.O_RDWR, 0)
 	if err != nil {
 		if j.Dirty {
-			log.Error("fusefs: dirty journal without its data file", "err", err)
+			log.Error("dirty journal without its data file", "err", err)
 			m.moveAside(id)
 		} else {
 			os.Remove(journalPath(c.dir, id))
@@ -78,7 +78,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		log.Error("fusefs: cannot stat a local copy", "err", err)
+		log.Error("cannot stat a local copy", "err", err)
 		m.moveAside(id)
 		return
 	}
@@ -86,47 +86,44 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		size: j.Size, mtime: j.Mtime, mode: j.Mode, dirty: j.Dirty, complete: j.Complete,
 		tailMode: j.TailMode, tailFrom: j.TailFrom, uploads: j.Uploads, lastUse: st.ModTime()}
 	if j.Dirty {
-		e.size = st.Size()
-		if !j.TailMode {
-			e.complete = true
+		// Changes no close published: never uploaded here. The copy waits
+		// as an interrupted upload, cut to what was durable.
+		if time.Since(e.lastUse) >= m.o.Lifespan {
+			f.Close()
+			os.Remove(dataPath(c.dir, id))
+			os.Remove(journalPath(c.dir, id))
+			log.Info("interrupted upload not resumed within the lifespan; discarded", "size", st.Size())
+			return
 		}
 		if e.mtime.IsZero() {
 			e.mtime = st.ModTime()
 		}
-		if j.Interrupted {
-			// Its writer went away without closing: never uploaded as it
-			// is, kept for a resume until the lifespan has passed.
-			if time.Since(e.lastUse) >= m.o.Lifespan {
-				f.Close()
-				os.Remove(dataPath(c.dir, id))
-				os.Remove(journalPath(c.dir, id))
-				log.Info("fusefs: interrupted upload not resumed within the lifespan; discarded", "size", e.size)
-				return
-			}
-			e.interrupted = true
-			m.register(e)
-			log.Info("fusefs: kept an interrupted upload for a resume", "size", e.size)
-			return
-		}
-		info, serr := m.ob.stat(ctx, j.Bucket, j.Key)
-		same := (j.BaseExists && serr == nil && info.ETag == j.BaseETag) || (!j.BaseExists && isNotFound(serr))
-		if serr != nil && !isNotFound(serr) {
-			log.Warn("fusefs: cannot check a dirty local copy now; kept for retry", "err", serr)
-			m.register(e)
-			return
-		}
-		if !same {
+		e.interrupted = true
+		n := min(j.Durable, st.Size())
+		if j.TailMode && n <= j.TailFrom {
+			// Nothing new survived: the object is all there is.
 			f.Close()
-			log.Error("fusefs: object changed since the local copy was written; moved to conflicts", "dir", filepath.Join(c.dir, "conflicts"))
+			os.Remove(dataPath(c.dir, id))
+			os.Remove(journalPath(c.dir, id))
+			log.Info("interrupted append left nothing durable; discarded")
+			return
+		}
+		if err := f.Truncate(n); err != nil {
+			f.Close()
+			log.Error("cannot cut an interrupted upload", "err", err)
 			m.moveAside(id)
 			return
 		}
-		m.register(e)
-		if err := c.upload(e); err != nil {
-			log.Warn("fusefs: re-upload of a dirty local copy failed; kept for retry", "err", err)
-			return
+		e.size, e.durable = n, n
+		if !j.TailMode {
+			e.complete = true
 		}
-		log.Info("fusefs: re-uploaded a local copy left by a crash", "size", e.size)
+		e.fill.reset(n)
+		m.register(e)
+		e.mu.Lock()
+		c.saveLocked(e)
+		e.mu.Unlock()
+		log.Info("kept an interrupted upload for a resume", "size", n)
 		return
 	}
 	if time.Since(e.lastUse) >= m.o.Lifespan || (j.Complete && st.Size() != j.Size) {
@@ -172,7 +169,7 @@ func (m *Manager) moveAside(id string) {
 	dst := filepath.Join(m.cache.dir, "conflicts")
 	for _, p := range []string{dataPath(m.cache.dir, id), journalPath(m.cache.dir, id)} {
 		if err := os.Rename(p, filepath.Join(dst, filepath.Base(p))); err != nil && !os.IsNotExist(err) {
-			m.log.Error("fusefs: cannot move a local copy to conflicts", "path", p, "err", err)
+			m.log.Error("cannot move a local copy to conflicts", "path", p, "err", err)
 		}
 	}
 }

@@ -111,16 +111,7 @@ func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objIn
 			if err := e.completeNow(ctx); err != nil {
 				return err
 			}
-			// Not in the store as it is: it goes to the new key at close.
-			dinfo, err := v.ob.stat(ctx, db, dk)
-			if err != nil && !isNotFound(err) {
-				return err
-			}
-			v.cache.rekey(e, db, dk, dinfo.ETag, err == nil)
-			e.mu.Lock()
-			e.baseETag, e.baseExists = dinfo.ETag, err == nil
-			e.mu.Unlock()
-			return v.ob.remove(ctx, sb, sk)
+			return v.renamePending(ctx, e, sb, sk, db, dk)
 		}
 	}
 	etag, err := v.ob.copy(ctx, sb, sk, db, dk, info.Size, nil)
@@ -135,6 +126,38 @@ func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objIn
 	} else if old := v.cache.lookup(db, dk); old != nil {
 		v.cache.forget(old)
 	}
+	return nil
+}
+
+// renamePending moves a file whose copy holds changes no close published
+// yet: its published object, if any, moves server-side, and the copy is
+// retargeted, so the next successful close publishes at the new key. The
+// destination's own object is replaced. The caller holds e.upMu.
+func (v *view) renamePending(ctx context.Context, e *entry, sb, sk, db, dk string) error {
+	e.mu.Lock()
+	published := e.baseExists
+	e.mu.Unlock()
+	if published {
+		sinfo, err := v.ob.stat(ctx, sb, sk)
+		switch {
+		case err == nil:
+			etag, err := v.ob.copy(ctx, sb, sk, db, dk, sinfo.Size, nil)
+			if err != nil {
+				return err
+			}
+			if err := v.ob.remove(ctx, sb, sk); err != nil {
+				return err
+			}
+			v.cache.rekey(e, db, dk, etag, true)
+			return nil
+		case !isNotFound(err):
+			return err
+		}
+	}
+	if err := v.ob.remove(ctx, db, dk); err != nil && !isNotFound(err) {
+		return err
+	}
+	v.cache.rekey(e, db, dk, "", false)
 	return nil
 }
 

@@ -308,7 +308,8 @@ const envCrashStream = "SFTPGATE_FUSEFS_CRASH_STREAM"
 
 // TestStreamCrashRecovery kills a process while a file it writes
 // sequentially is being streamed: the next start aborts the multipart
-// upload the crash left and uploads the local copy whole.
+// upload the crash left, publishes nothing, and keeps the copy for a
+// resume that completes it.
 func TestStreamCrashRecovery(t *testing.T) {
 	o := testOptions(t)
 	bucket := server.NewBucket(t, "crash")
@@ -320,10 +321,14 @@ func TestStreamCrashRecovery(t *testing.T) {
 	}
 	g := newGateway(t, o)
 	g.grants.set("alice", fusefs.Workspace{Slug: "ws", Bucket: bucket, Prefix: "files/"})
-	checkObject(t, bucket, key, pattern(crashSeed, streamCrashSize))
 	if left := incompleteUploads(t, bucket, ""); len(left) > 0 {
 		t.Errorf("incomplete uploads after recovery: got %q, want none", left)
 	}
+	if _, err := getObject(bucket, key); !isNoSuchKey(err) {
+		t.Errorf("object after recovery: got %v, want NoSuchKey (no close returned)", err)
+	}
+	dir := g.acquire(t, "alice")
+	resumeAndCheck(t, filepath.Join(dir, "ws", crashFile), bucket, key, pattern(crashSeed, streamCrashSize))
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):

@@ -18,6 +18,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The write-back cache keeps one local copy per object being written and
+// owns the rule that makes it safe to publish from:
+//
+// The object at a key only ever holds what it held before, exactly the
+// bytes of the local copy as it stood when some handle's close (or fsync)
+// returned success, or the result of a delete or rename that returned
+// success.
+//
+//   - Every successful close or fsync of a writing handle uploads the copy
+//     as it stands (other handles' bytes included) before it returns; a
+//     failed upload fails the close and publishes nothing.
+//   - Nothing else publishes: not shutdown, not the janitor, not recovery.
+//   - A handle the daemon ends itself is interrupted (fsapi.InterruptIoctl):
+//     its close publishes nothing and changes nothing for other handles.
+//   - A handle whose write failed (no space, too big) is poisoned: its
+//     close returns that error and publishes nothing.
+//   - When the last writer of a copy with unpublished changes goes away
+//     without publishing, the copy becomes an interrupted upload, kept for
+//     a resume for the lifespan: cut to its contiguous written prefix (so a
+//     resume from its size leaves no hole), or kept whole when what it holds
+//     is what a close tried and failed to upload.
+//   - Every second, the contiguous prefix of each changed copy is
+//     fdatasync'd and recorded in the journal as durable; after a crash the
+//     copy waits as an interrupted upload cut to that length.
+//
+// Only the methods of this file lock an entry; its journal is saved whole
+// from the entry (saveLocked).
+//
 // Lock order: entry.upMu, then entry.mu, then cache.mu (or stream.mu).
 
 // entry is the local copy of one file: a sparse data file and its journal.
@@ -49,18 +77,28 @@ type entry struct {
 	tailMode bool
 	tailFrom int64
 	noSpace  bool // a write hit the space reserve: never upload
-	// interrupted: the writer went away without closing the file (the
-	// SFTP session ended with it open; see InterruptedXattr). The copy is
-	// kept, dirty, for a resume, but never uploaded until a writer opens
-	// it again; the janitor discards it after lifespan.
+	// interrupted: the copy holds changes no close published and no
+	// writer is left (see the rule above); it waits for a resume and the
+	// janitor discards it after lifespan.
 	interrupted bool
 	deleted     bool
 	opens       int // open handles
-	active      int // open handles not flushed since their last write
+	writers     int // open handles for writing
+	// parked: the data file is closed while the copy is clean and idle
+	// (f nil); fileLocked opens it again.
+	parked bool
 	lastUse     time.Time
-	written     int64         // bytes written since the last free-space check
-	retryAt     time.Time     // next janitor retry of a failed upload
-	backoff     time.Duration // delay before the next retry
+	written     int64 // bytes written since the last free-space check
+	// fill is what the copy holds that is the file's content: the object
+	// it was taken from, and what was written or truncated since. durable
+	// is the prefix of it last fdatasync'd and recorded in the journal;
+	// cuts counts the truncations below it (a checkpoint in flight that
+	// sees it change records nothing). failedGen is the gen of the copy
+	// when a close's upload last failed (0: none).
+	fill      fill
+	durable   int64
+	cuts      uint64
+	failedGen uint64
 	// seq: [0, seq) was written with no gap since the copy was last clean
 	// (or emptied), -1 once the writes were not sequential; ahead holds
 	// the pieces written beyond seq, by offset. stream is the upload of
@@ -81,6 +119,9 @@ type cache struct {
 	log      *slog.Logger
 	minFree  int64
 	lifespan time.Duration
+	// maxClean bounds the clean copies kept; maxUserCopies, the copies a
+	// user has being written or interrupted (Options).
+	maxClean, maxUserCopies int
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -141,6 +182,7 @@ func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entr
 		e.mode = remote.Mode
 		e.complete = remote.Size == 0
 	}
+	e.fill.reset(e.size)
 	c.byKey[objKey(bucket, key)] = e
 	c.all[e] = struct{}{}
 	return e, nil
@@ -238,8 +280,10 @@ func (c *cache) forget(e *entry) {
 	}
 }
 
-// rekey moves an entry to another object (rename). Any entry of the
-// destination is forgotten. The caller holds e.upMu.
+// rekey moves an entry to another object (rename): etag and exists say
+// what the new key holds now (the entry's base from then on), saved in the
+// same journal write. Any entry of the destination is forgotten. The
+// caller holds e.upMu.
 func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 	if old := c.lookup(bucket, key); old != nil && old != e {
 		c.forget(old)
@@ -253,9 +297,7 @@ func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 		delete(c.byKey, objKey(e.bucket, e.key))
 	}
 	e.bucket, e.key = bucket, key
-	if !e.dirty {
-		e.baseETag, e.baseExists = etag, exists
-	}
+	e.baseETag, e.baseExists = etag, exists
 	c.byKey[objKey(bucket, key)] = e
 	c.mu.Unlock()
 	c.saveLocked(e)
@@ -268,10 +310,14 @@ func (c *cache) release(e *entry) {
 	e.opens--
 	e.lastUse = time.Now()
 	gone := e.opens == 0 && (e.deleted || e.noSpace)
+	idle := e.opens == 0
 	e.mu.Unlock()
+	if idle && !gone {
+		e.park()
+	}
 	if gone {
 		if e.noSpace {
-			c.log.Warn("fusefs: local copy dropped after running out of space", "bucket", e.bucket, "key", e.key)
+			c.log.Warn("local copy dropped after running out of space", "bucket", e.bucket, "key", e.key)
 		}
 		c.drop(e)
 	}
@@ -284,46 +330,163 @@ func (c *cache) saveLocked(e *entry) {
 	}
 	j := journal{Bucket: e.bucket, Key: e.key, BaseETag: e.baseETag, BaseExists: e.baseExists,
 		Size: e.size, Mode: e.mode, Dirty: e.dirty, Complete: e.complete, TailMode: e.tailMode, TailFrom: e.tailFrom,
-		Uploads: e.uploads, Interrupted: e.interrupted}
+		Uploads: e.uploads, Interrupted: e.interrupted, Durable: e.durable}
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
 	if err := writeJournal(c.dir, e.id, j); err != nil {
-		c.log.Error("fusefs: cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
+		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 	}
 }
 
-// InterruptedXattr is the extended attribute that marks a file open for
-// writing as interrupted: set (to any value) on an open handle by a writer
-// that goes away without really closing the file, such as sftpd when an
-// SFTP session ends with the file open. The data written so far is then
-// not uploaded at close, so that no partial object is published; the file
-// keeps its partial size in the mount, so that a client can resume the
-// upload, and the next writer to open it takes it up again (its close
-// uploads the whole file). Not resumed within the lifespan, it is
-// discarded. It cannot be read back: it is a command, not an attribute.
-const InterruptedXattr = "user.sftpgate.interrupted"
-
-// markInterrupted keeps the pending changes of e from being uploaded until
-// a writer opens it again.
-func (c *cache) markInterrupted(e *entry) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.dirty || e.deleted || e.interrupted {
-		return
+// mayWrite fails with ErrTooManyCopies when writing to bucket/key would
+// give user one copy more than maxUserCopies being written or waiting as
+// interrupted uploads. Checked before the copy is taken.
+func (c *cache) mayWrite(bucket, key, user string) error {
+	if e := c.lookup(bucket, key); e != nil {
+		e.mu.Lock()
+		held := !e.deleted && (e.writers > 0 || e.dirty)
+		e.mu.Unlock()
+		if held {
+			return nil
+		}
 	}
-	e.interrupted = true
-	c.saveLocked(e)
+	if c.userCopies(user) >= c.maxUserCopies {
+		return fmt.Errorf("open: %w (limit %d)", ErrTooManyCopies, c.maxUserCopies)
+	}
+	return nil
 }
 
-// resume ends an interruption: a writer took the file up again.
-func (c *cache) resume(e *entry) {
+// openWriter counts a new handle open for writing on e; a copy waiting as
+// an interrupted upload is taken up again.
+func (c *cache) openWriter(e *entry) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.writers++
 	if e.interrupted {
 		e.interrupted = false
 		c.saveLocked(e)
 	}
+}
+
+// userCopies counts the copies of user that are being written or wait as
+// interrupted uploads.
+func (c *cache) userCopies(user string) int {
+	c.mu.Lock()
+	es := slices.Collect(maps.Keys(c.all))
+	c.mu.Unlock()
+	n := 0
+	for _, e := range es {
+		e.mu.Lock()
+		if e.user == user && !e.deleted && (e.writers > 0 || e.dirty) {
+			n++
+		}
+		e.mu.Unlock()
+	}
+	return n
+}
+
+// fileLocked makes sure the data file is open (a parked copy's is not);
+// e.mu must be held.
+func (e *entry) fileLocked() error {
+	if e.f != nil {
+		return nil
+	}
+	if !e.parked || e.deleted {
+		return ErrNotFound
+	}
+	f, err := os.OpenFile(dataPath(e.c.dir, e.id), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("local copy: %w", err)
+	}
+	e.f, e.parked = f, false
+	return nil
+}
+
+// park closes the data file of a clean idle copy, so that the copies kept
+// for a resume hold no descriptor. A copy being uploaded is left alone.
+func (e *entry) park() {
+	if !e.upMu.TryLock() {
+		return
+	}
+	defer e.upMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.opens > 0 || e.dirty || e.deleted || e.noSpace || e.f == nil || e.stream != nil || len(e.aborting) > 0 {
+		return
+	}
+	e.f.Close()
+	e.f, e.parked = nil, true
+}
+
+// closeWriter ends a handle open for writing. When it was the last one and
+// the copy holds changes no close published, the copy becomes an
+// interrupted upload: cut to its contiguous prefix, unless what it holds is
+// exactly what a close tried and failed to upload.
+func (c *cache) closeWriter(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.writers--
+	if e.writers > 0 || !e.dirty || e.deleted || e.noSpace {
+		return
+	}
+	if err := e.fileLocked(); err != nil {
+		c.log.Error("cannot keep an interrupted upload", "bucket", e.bucket, "key", e.key, "err", err)
+		return
+	}
+	e.breakStreamLocked("interrupted")
+	if e.failedGen != e.gen {
+		if err := e.cutLocked(); err != nil {
+			c.log.Error("cannot cut an interrupted upload to its written prefix", "bucket", e.bucket, "key", e.key, "err", err)
+		}
+	}
+	if !e.dirty {
+		return
+	}
+	// At rest now: all of it survives a crash.
+	if err := fdatasync(e.f); err == nil {
+		e.durable = e.size
+	}
+	e.interrupted = true
+	c.saveLocked(e)
+	c.log.Info("interrupted upload kept for a resume", "bucket", e.bucket, "key", e.key, "size", e.size, "user", e.user)
+}
+
+// cutLocked cuts the copy to its contiguous prefix: what a resume from its
+// size continues without leaving a hole. A copy appended to an object not
+// held here (tail mode) that holds nothing new becomes a clean copy of
+// that object again. e.mu must be held.
+func (e *entry) cutLocked() error {
+	p := min(e.fill.prefix, e.size)
+	if e.tailMode && !e.complete && p <= e.tailFrom {
+		if err := e.f.Truncate(e.tailFrom); err != nil {
+			return err
+		}
+		e.size, e.tailMode, e.dirty = e.tailFrom, false, false
+		e.fill.reset(e.size)
+		e.durable, e.failedGen = 0, 0
+		e.resetSeqLocked()
+		e.c.saveLocked(e)
+		return nil
+	}
+	if p == e.size && len(e.fill.pieces) == 0 {
+		return nil
+	}
+	if p < e.durable {
+		e.durable = p
+		e.cuts++
+		e.c.saveLocked(e)
+	}
+	if err := e.f.Truncate(p); err != nil {
+		return err
+	}
+	e.size = p
+	e.fill.cut(p)
+	if e.seq > p {
+		e.seq = p
+	}
+	e.ahead = nil
+	return nil
 }
 
 // ensureCompleteLocked fetches the old content of the object into the
@@ -384,7 +547,11 @@ func (e *entry) markDirtyLocked() {
 	e.mtime = time.Now()
 	e.mtimeSet = false
 	if !e.dirty {
+		// Journaled at the first change, durable 0: a crash from now on
+		// finds an interrupted upload, never the old object under a copy
+		// that was being rewritten.
 		e.dirty = true
+		e.durable = 0
 		e.c.saveLocked(e)
 	}
 }
@@ -396,8 +563,8 @@ const appendOffset = -1
 func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.f == nil {
-		return 0, fmt.Errorf("write: %w", ErrNotFound)
+	if err := e.fileLocked(); err != nil {
+		return 0, fmt.Errorf("write: %w", err)
 	}
 	if off == appendOffset {
 		off = e.size
@@ -428,10 +595,10 @@ func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 		e.seq = -1
 		e.breakStreamLocked("write into a part already sent")
 	}
-	if end := off + int64(n); end > e.size {
-		e.size = end
-	}
 	if n > 0 {
+		// A failed write changes no size.
+		e.size = max(e.size, off+int64(n))
+		e.fill.add(off, off+int64(n))
 		e.markDirtyLocked()
 	}
 	if err != nil {
@@ -451,8 +618,8 @@ func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 func (e *entry) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.f == nil {
-		return 0, fmt.Errorf("read: %w", ErrNotFound)
+	if err := e.fileLocked(); err != nil {
+		return 0, fmt.Errorf("read: %w", err)
 	}
 	if !e.complete && !(e.tailMode && off >= e.tailFrom) {
 		if err := e.ensureCompleteLocked(ctx); err != nil {
@@ -478,8 +645,8 @@ func (e *entry) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 func (e *entry) truncate(size int64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.f == nil {
-		return fmt.Errorf("truncate: %w", ErrNotFound)
+	if err := e.fileLocked(); err != nil {
+		return fmt.Errorf("truncate: %w", err)
 	}
 	if size == 0 {
 		e.complete, e.tailMode = true, false
@@ -494,8 +661,20 @@ func (e *entry) truncate(size int64) error {
 	if size < e.streamedLocked() {
 		e.breakStreamLocked("truncated below a part already sent")
 	}
+	if size < e.durable {
+		// Recorded before the bytes go: a crash never finds a durable
+		// length over bytes written since.
+		e.durable = size
+		e.cuts++
+		e.c.saveLocked(e)
+	}
 	if err := e.f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate: %w", err)
+	}
+	if size > e.size {
+		e.fill.add(e.size, size)
+	} else {
+		e.fill.cut(size)
 	}
 	e.size = size
 	switch {
@@ -515,8 +694,8 @@ func (e *entry) truncate(size int64) error {
 func (e *entry) allocate(ctx context.Context, off, n int64, mode uint32) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.f == nil {
-		return fmt.Errorf("allocate: %w", ErrNotFound)
+	if err := e.fileLocked(); err != nil {
+		return fmt.Errorf("allocate: %w", err)
 	}
 	if err := e.ensureCompleteLocked(ctx); err != nil {
 		return err
@@ -531,6 +710,7 @@ func (e *entry) allocate(ctx context.Context, off, n int64, mode uint32) error {
 		return fmt.Errorf("allocate: %w", err)
 	}
 	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 && off+n > e.size {
+		e.fill.add(e.size, off+n)
 		e.size = off + n
 		e.markDirtyLocked()
 	}
@@ -550,6 +730,7 @@ func (e *entry) setMeta(mtime *time.Time, mode *uint32) {
 	e.gen++
 	if !e.dirty {
 		e.dirty = true
+		e.durable = 0
 	}
 	e.mtimeSet = mtime != nil || e.mtimeSet
 	e.c.saveLocked(e)
@@ -560,8 +741,11 @@ func (e *entry) setMeta(mtime *time.Time, mode *uint32) {
 func (e *entry) completeNow(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.f == nil || e.complete {
+	if e.complete {
 		return nil
+	}
+	if err := e.fileLocked(); err != nil {
+		return err
 	}
 	return e.ensureCompleteLocked(ctx)
 }
@@ -584,9 +768,10 @@ func (e *entry) attr() (size int64, mtime time.Time, mode uint32) {
 	return e.size, e.mtime, e.mode
 }
 
-// upload sends the local copy to its object when it is dirty. It runs on
-// the cache's background context, whatever ctx the caller had: ctx only
-// stops the caller from waiting.
+// upload publishes the local copy, when dirty, for a handle's successful
+// close or fsync: the only caller that may. It runs on the cache's
+// background context, whatever the caller's request does. A failure
+// publishes nothing and keeps the copy whole for the client's retry.
 func (c *cache) upload(e *entry) error {
 	e.upMu.Lock()
 	defer e.upMu.Unlock()
@@ -597,18 +782,15 @@ func (c *cache) upload(e *entry) error {
 		e.waitAborts()
 		return fmt.Errorf("upload: %w", ErrNoSpace)
 	}
-	if e.interrupted {
-		// Not a client's close: publish nothing, never a partial object.
-		e.breakStreamLocked("interrupted")
-		e.mu.Unlock()
-		e.waitAborts()
-		return nil
-	}
-	if !e.dirty || e.deleted || e.f == nil {
+	if !e.dirty || e.deleted {
 		e.breakStreamLocked("nothing to upload")
 		e.mu.Unlock()
 		e.waitAborts()
 		return nil
+	}
+	if err := e.fileLocked(); err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("upload: %w", err)
 	}
 	// Writes from now on belong to the next upload: they may start a new
 	// stream.
@@ -652,16 +834,21 @@ func (c *cache) upload(e *entry) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {
-		c.log.Warn("fusefs: upload failed", "bucket", bucket, "key", key, "size", size, "err", err)
+		c.log.Warn("upload failed", "bucket", bucket, "key", key, "size", size, "err", err)
+		if e.gen == gen {
+			e.failedGen = gen
+		}
 		return err
 	}
-	c.log.Debug("fusefs: uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
+	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
 	if e.deleted {
 		return nil
 	}
 	e.baseETag, e.baseExists = etag, true
 	if e.gen == gen {
 		e.dirty = false
+		e.fill.reset(e.size)
+		e.durable, e.failedGen = 0, 0
 		e.resetSeqLocked()
 		if !stored.IsZero() {
 			e.mtime = stored
@@ -707,8 +894,9 @@ func (c *cache) stats(user string) cacheStats {
 	return st
 }
 
-// sweep drops clean idle entries unused for lifespan and retries the upload
-// of dirty idle ones. It returns when done or when ctx is cancelled.
+// sweep drops the idle entries unused for lifespan: clean copies kept for
+// a resume and interrupted uploads nobody resumed. It never uploads. It
+// returns when done or when ctx is cancelled.
 func (c *cache) sweep(ctx context.Context, now time.Time) {
 	c.mu.Lock()
 	es := slices.Collect(maps.Keys(c.all))
@@ -718,11 +906,9 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 			return
 		}
 		e.mu.Lock()
-		idle := e.opens == 0
-		expired := idle && (!e.dirty || e.interrupted) && now.Sub(e.lastUse) >= c.lifespan
-		retry := idle && e.dirty && !e.interrupted && !e.deleted && now.Sub(e.lastUse) >= time.Second && !now.Before(e.retryAt)
-		if expired && e.interrupted && !e.deleted {
-			c.log.Info("fusefs: interrupted upload not resumed within the lifespan; discarded", "bucket", e.bucket, "key", e.key, "size", e.size)
+		expired := e.opens == 0 && now.Sub(e.lastUse) >= c.lifespan
+		if expired && e.dirty && !e.deleted {
+			c.log.Info("interrupted upload not resumed within the lifespan; discarded", "bucket", e.bucket, "key", e.key, "size", e.size)
 		}
 		counted, size := expired && !e.deleted, e.size
 		if expired {
@@ -731,30 +917,117 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 			e.deleted = true
 		}
 		e.mu.Unlock()
-		switch {
-		case expired:
+		if expired {
 			c.drop(e)
 			if counted {
 				c.removedFiles.Add(1)
 				c.removedBytes.Add(size)
 			}
-		case retry:
-			err := c.upload(e)
-			e.mu.Lock()
-			if err != nil {
-				e.backoff = min(max(2*e.backoff, 5*time.Second), 5*time.Minute)
-				e.retryAt = time.Now().Add(e.backoff)
-			} else {
-				e.backoff, e.retryAt = 0, time.Time{}
-			}
-			e.mu.Unlock()
 		}
 	}
+	c.evictClean(ctx)
+}
+
+// evictClean parks the clean idle copies and drops the least recently
+// used ones past maxClean. Copies being written and interrupted uploads
+// are never evicted.
+func (c *cache) evictClean(ctx context.Context) {
+	c.mu.Lock()
+	es := slices.Collect(maps.Keys(c.all))
+	c.mu.Unlock()
+	type used struct {
+		e  *entry
+		at time.Time
+	}
+	var clean []used
+	for _, e := range es {
+		e.mu.Lock()
+		ok := e.opens == 0 && !e.dirty && !e.deleted && !e.noSpace
+		at, parked := e.lastUse, e.parked
+		e.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if !parked {
+			e.park()
+		}
+		clean = append(clean, used{e, at})
+	}
+	if len(clean) <= c.maxClean {
+		return
+	}
+	slices.SortFunc(clean, func(a, b used) int { return a.at.Compare(b.at) })
+	for _, u := range clean[:len(clean)-c.maxClean] {
+		if ctx.Err() != nil {
+			return
+		}
+		e := u.e
+		e.mu.Lock()
+		ok := e.opens == 0 && !e.dirty && !e.deleted && !e.noSpace
+		if ok {
+			e.deleted = true
+		}
+		size := e.size
+		e.mu.Unlock()
+		if ok {
+			c.drop(e)
+			c.removedFiles.Add(1)
+			c.removedBytes.Add(size)
+		}
+	}
+}
+
+// checkpoint makes the contiguous prefix of every changed copy durable:
+// fdatasync, then the length recorded in the journal. A crash loses at
+// most what was written since the last checkpoint.
+func (c *cache) checkpoint(ctx context.Context) {
+	c.mu.Lock()
+	es := slices.Collect(maps.Keys(c.all))
+	c.mu.Unlock()
+	for _, e := range es {
+		if ctx.Err() != nil {
+			return
+		}
+		e.mu.Lock()
+		p := min(e.fill.prefix, e.size)
+		if !e.dirty || e.deleted || e.interrupted || e.noSpace || e.f == nil || p <= e.durable {
+			e.mu.Unlock()
+			continue
+		}
+		f, cuts := e.f, e.cuts
+		e.mu.Unlock()
+		// Not under e.mu: writers go on while the disk syncs.
+		err := fdatasync(f)
+		e.mu.Lock()
+		if err != nil {
+			c.log.Warn("cannot sync a local copy", "bucket", e.bucket, "key", e.key, "err", err)
+		} else if e.f == f && e.cuts == cuts && e.dirty && !e.deleted && p > e.durable {
+			e.durable = p
+			c.saveLocked(e)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// fdatasync flushes f's data to disk. Through SyscallConn the descriptor
+// stays valid even if the entry is dropped meanwhile.
+func fdatasync(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+		return err
+	}
+	return serr
 }
 
 // closeAll aborts the streaming uploads left and closes every data file
 // (at shutdown).
 func (c *cache) closeAll() {
+	// Copies still written through a detached mount keep what they can.
+	c.checkpoint(context.Background())
 	c.mu.Lock()
 	es := slices.Collect(maps.Keys(c.all))
 	c.mu.Unlock()
@@ -771,7 +1044,7 @@ func (c *cache) closeAll() {
 	select {
 	case <-done:
 	case <-time.After(time.Minute):
-		c.log.Warn("fusefs: multipart uploads still being aborted at shutdown")
+		c.log.Warn("multipart uploads still being aborted at shutdown")
 	}
 	for _, e := range es {
 		e.mu.Lock()
