@@ -76,7 +76,10 @@ type entry struct {
 
 // cache is the write-back cache: every local copy, indexed by object.
 type cache struct {
+	// dir is the cache directory, for free space and messages; every file
+	// in it is opened through root, which never leaves it.
 	dir      string
+	root     *os.Root
 	ob       *objects
 	log      *slog.Logger
 	minFree  int64
@@ -128,7 +131,7 @@ func (c *cache) under(bucket, prefix string) []*entry {
 // newEntryLocked creates the files of a new entry; c.mu must be held.
 func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entry, error) {
 	id := newID()
-	f, err := os.OpenFile(dataPath(c.dir, id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := c.root.OpenFile(dataName(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("local copy: %w", err)
 	}
@@ -215,8 +218,8 @@ func (c *cache) drop(e *entry) {
 		e.f = nil
 	}
 	e.mu.Unlock()
-	os.Remove(dataPath(c.dir, e.id))
-	os.Remove(journalPath(c.dir, e.id))
+	c.root.Remove(dataName(e.id))
+	c.root.Remove(journalName(e.id))
 }
 
 // forget marks the entry of a removed or replaced object deleted: it is
@@ -288,7 +291,7 @@ func (c *cache) saveLocked(e *entry) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := writeJournal(c.dir, e.id, j); err != nil {
+	if err := writeJournal(c.root, e.id, j); err != nil {
 		c.log.Error("fusefs: cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 	}
 }
