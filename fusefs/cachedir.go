@@ -249,8 +249,8 @@ func moveBetween(src, dst *os.Root, name string) error {
 }
 
 // openRegular opens name in root with flag (no O_CREATE), refusing
-// anything but a regular file: a symlink is never followed, even to a file
-// inside root.
+// anything but a regular file of the daemon's user: a symlink is never
+// followed, even to a file inside root.
 func openRegular(root *os.Root, name string, flag int) (*os.File, error) {
 	fi, err := root.Lstat(name)
 	if err != nil {
@@ -258,6 +258,9 @@ func openRegular(root *os.Root, name string, flag int) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s: not a regular file (%s): %w", name, fi.Mode().Type(), ErrUnsafeCacheDir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("%s: not owned by the daemon's user: %w", name, ErrUnsafeCacheDir)
 	}
 	f, err := root.OpenFile(name, flag|syscall.O_NOFOLLOW, 0)
 	if err != nil {

@@ -27,6 +27,7 @@ const (
 	idOversized   = "0000000000000000000000a4"
 	idDataLink    = "0000000000000000000000a5"
 	idUploadElse  = "0000000000000000000000a6"
+	idNobody      = "0000000000000000000000a7"
 	idTrusted     = "0000000000000000000000b1"
 )
 
@@ -186,7 +187,9 @@ func TestUntrustedJournals(t *testing.T) {
 	o := testOptions(t)
 	bucket := server.NewBucket(t, "ws")
 	other := server.NewBucket(t, "personal")
-	o.ValidKey = func(b, key string) bool { return b == bucket && strings.HasPrefix(key, "files/") && len(key) > len("files/") }
+	o.ValidKey = func(b, key string) bool {
+		return b == bucket && strings.HasPrefix(key, "files/") && len(key) > len("files/")
+	}
 	logger, logs := cacheLogger()
 	o.Logger = logger
 	cacheDir := filepath.Join(o.TmpDir, "sftpgate")
@@ -215,12 +218,19 @@ func TestUntrustedJournals(t *testing.T) {
 		ID     string `json:"id"`
 	}{other, "bob/big.iso", "some-upload-id"})
 	writeJSON(t, filepath.Join(cacheDir, idUploadElse+".json"), j)
+	// Files another user left (before the directory was made private).
+	plant(t, cacheDir, idNobody, bucket, "files/nobody.txt", []byte("nobody's"))
+	for _, n := range []string{idNobody + ".json", idNobody + ".data"} {
+		if err := os.Chown(filepath.Join(cacheDir, n), 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A journal recovery may trust, beside them.
 	plant(t, cacheDir, idTrusted, bucket, "files/trusted.txt", []byte("a journal of this cache"))
 
 	newGateway(t, o)
 
-	moved := []string{idOtherBucket, idOutsideWS, "planted", idMalformed, idOversized, idDataLink, idUploadElse}
+	moved := []string{idOtherBucket, idOutsideWS, "planted", idMalformed, idOversized, idDataLink, idUploadElse, idNobody}
 	conflicts := readDirNames(t, filepath.Join(cacheDir, "conflicts"))
 	top := readDirNames(t, cacheDir)
 	for _, id := range moved {
@@ -254,7 +264,7 @@ func TestUntrustedJournals(t *testing.T) {
 	if fi, err := os.Lstat(filepath.Join(cacheDir, "conflicts", idDataLink+".data")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("conflicts/%s.data: got %v, %v, want the symlink itself moved", idDataLink, fi, err)
 	}
-	for _, reason := range []string{"is not a local copy id", "unexpected end of JSON input", "over the limit", "in no configured workspace", "not a regular file"} {
+	for _, reason := range []string{"is not a local copy id", "unexpected end of JSON input", "over the limit", "in no configured workspace", "not a regular file", "not owned by the daemon's user"} {
 		if !strings.Contains(logs.String(), reason) {
 			t.Errorf("no log line gives the reason %q; log:\n%s", reason, logs.String())
 		}

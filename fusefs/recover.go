@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -179,12 +180,12 @@ func (m *Manager) moveAside(id string) {
 }
 
 // trustJournal reads the journal of id and checks it before anything is
-// done with it: the name is an id newID could have made, the journal is a
-// regular file under maxJournalSize that parses, every bucket/key it names
-// (its object and its pending multipart uploads) is accepted by
-// Options.ValidKey, and its data file, if any, is a regular file. Anyone
-// able to write in the cache directory could otherwise have recovery act
-// on any object.
+// done with it: the name is an id newID could have made; the journal is a
+// regular file of the daemon's user, under maxJournalSize, that parses;
+// every bucket/key it names (its object and its pending multipart
+// uploads) is accepted by Options.ValidKey; its data file, if any, is a
+// regular file of the daemon's user. Anyone able to write in the cache
+// directory could otherwise have recovery act on any object.
 func (m *Manager) trustJournal(id string) (journal, error) {
 	if !validID(id) {
 		return journal{}, fmt.Errorf("file name %q is not a local copy id", journalName(id))
@@ -206,8 +207,10 @@ func (m *Manager) trustJournal(id string) (journal, error) {
 			}
 		}
 	}
-	if fi, err := m.cache.root.Lstat(dataName(id)); err == nil && !fi.Mode().IsRegular() {
-		return j, fmt.Errorf("data file %s is not a regular file (%v)", dataName(id), fi.Mode().Type())
+	if fi, err := m.cache.root.Lstat(dataName(id)); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || int(st.Uid) != os.Geteuid() {
+			return j, fmt.Errorf("data file %s is not a regular file of the daemon's user (%v)", dataName(id), fi.Mode())
+		}
 	}
 	return j, nil
 }
