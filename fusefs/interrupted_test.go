@@ -11,7 +11,6 @@ import (
 	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
 
-
 // writeInterrupted writes data to name through the mount, marks the handle
 // interrupted as sftpd does when a session ends with the file open, and
 // closes it.

@@ -2,9 +2,11 @@ package fusefs
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -43,48 +45,67 @@ type journal struct {
 	Durable int64 `json:"durable,omitempty"`
 }
 
-// dataPath and journalPath name the two files of entry id.
-func dataPath(dir, id string) string    { return filepath.Join(dir, id+".data") }
-func journalPath(dir, id string) string { return filepath.Join(dir, id+".json") }
+// maxJournalSize bounds the journals read at start: a bigger one is not
+// one this package wrote.
+const maxJournalSize = 1 << 20
 
-// writeJournal writes j atomically: a temporary file, fsync, rename.
-func writeJournal(dir, id string, j journal) error {
+// dataName and journalName name the two files of entry id in the cache
+// root.
+func dataName(id string) string    { return id + ".data" }
+func journalName(id string) string { return id + ".json" }
+
+// writeJournal writes j atomically in root: a temporary file created anew
+// (a leftover, even a symlink, is removed first, never followed), fsync,
+// rename.
+func writeJournal(root *os.Root, id string, j journal) error {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
-	tmp := filepath.Join(dir, id+".json.tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	tmp := id + ".json.tmp"
+	if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("journal %s: %w", id, err)
+	}
+	f, err := root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
+		root.Remove(tmp)
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
-	if err := os.Rename(tmp, journalPath(dir, id)); err != nil {
-		os.Remove(tmp)
+	if err := root.Rename(tmp, journalName(id)); err != nil {
+		root.Remove(tmp)
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
 	return nil
 }
 
-// readJournal reads the journal of entry id.
-func readJournal(dir, id string) (journal, error) {
+// readJournal reads the journal of entry id from root: a regular file (a
+// symlink is refused) of less than maxJournalSize bytes.
+func readJournal(root *os.Root, id string) (journal, error) {
 	var j journal
-	b, err := os.ReadFile(journalPath(dir, id))
+	f, err := openRegular(root, journalName(id), os.O_RDONLY)
 	if err != nil {
 		return j, fmt.Errorf("journal %s: %w", id, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxJournalSize))
+	if err != nil {
+		return j, fmt.Errorf("journal %s: %w", id, err)
+	}
+	if len(b) >= maxJournalSize {
+		return j, fmt.Errorf("journal %s: %d bytes or more, over the limit", id, maxJournalSize)
 	}
 	if err := json.Unmarshal(b, &j); err != nil {
 		return j, fmt.Errorf("journal %s: %w", id, err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -71,9 +70,13 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if err := os.MkdirAll(o.MountRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("mount root: %w", err)
 	}
-	cacheDir := filepath.Join(o.TmpDir, "sftpgate")
-	if err := os.MkdirAll(filepath.Join(cacheDir, "conflicts"), 0o700); err != nil {
-		return nil, fmt.Errorf("cache dir: %w", err)
+	root, err := openCacheDir(o.TmpDir)
+	if err != nil {
+		return nil, err
+	}
+	cacheDir := root.Name()
+	if o.LegacyTmpDir != "" {
+		adoptLegacy(root, o.LegacyTmpDir, log)
 	}
 	if err := cleanStale(o.MountRoot, log); err != nil {
 		log.Warn("fusefs: cannot look for stale mounts", "err", err)
@@ -86,12 +89,13 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		ctx: bg, cancel: cancel,
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
 	}
-	m.cache = &cache{dir: cacheDir, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
+	m.cache = &cache{dir: cacheDir, root: root, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
 		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies,
 		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()
 		m.cache.closeAll()
+		root.Close()
 		return nil, err
 	}
 	m.wg.Add(2)
@@ -469,5 +473,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 	}
 	m.cache.closeAll()
+	m.cache.root.Close()
 	return firstErr
 }

@@ -39,7 +39,19 @@ type Options struct {
 	// <MountRoot>/.readonly/<user> for read-only views; required.
 	MountRoot string
 	// TmpDir holds the write-back cache, in <TmpDir>/sftpgate; required.
+	// TmpDir is created when missing; <TmpDir>/sftpgate must be the
+	// daemon's alone (owned by its user, not writable by group or others,
+	// not a symlink), or NewManager refuses to start (ErrUnsafeCacheDir).
 	TmpDir string
+	// LegacyTmpDir, if not empty, is where an older version kept its cache
+	// (<LegacyTmpDir>/sftpgate): when that directory passes the same
+	// checks, its local copies are moved into the cache before recovery.
+	// One that does not is logged and left alone.
+	LegacyTmpDir string
+	// ValidKey tells whether a journal found at start may name the object
+	// key in bucket (a configured workspace's); one it refuses is moved to
+	// conflicts/ and never acted upon. Nil accepts every key.
+	ValidKey func(bucket, key string) bool
 	// Lifespan is how long a clean local copy is kept after its last use;
 	// zero means 15 minutes.
 	Lifespan time.Duration
@@ -108,6 +120,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.TmpDir, err = filepath.Abs(o.TmpDir); err != nil {
 		return bad("TmpDir", err.Error())
+	}
+	if o.LegacyTmpDir != "" {
+		if o.LegacyTmpDir, err = filepath.Abs(o.LegacyTmpDir); err != nil {
+			return bad("LegacyTmpDir", err.Error())
+		}
 	}
 	if o.Lifespan == 0 {
 		o.Lifespan = 15 * time.Minute

@@ -2,9 +2,12 @@ package fusefs
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -15,25 +18,25 @@ import (
 // rest is removed.
 func (m *Manager) recoverJournals(ctx context.Context) error {
 	c := m.cache
-	ents, err := os.ReadDir(c.dir)
+	ents, err := readDirNames(c.root, ".")
 	if err != nil {
 		return err
 	}
+	slices.Sort(ents)
 	haveJournal := map[string]bool{}
-	for _, de := range ents {
-		name := de.Name()
+	for _, name := range ents {
 		switch {
 		case strings.HasSuffix(name, ".tmp"):
-			os.Remove(filepath.Join(c.dir, name))
+			c.root.Remove(name)
 		case strings.HasSuffix(name, ".json"):
 			id := strings.TrimSuffix(name, ".json")
 			haveJournal[id] = true
 			m.recoverOne(ctx, id)
 		}
 	}
-	for _, de := range ents {
-		if id, ok := strings.CutSuffix(de.Name(), ".data"); ok && !haveJournal[id] {
-			os.Remove(filepath.Join(c.dir, de.Name()))
+	for _, name := range ents {
+		if id, ok := strings.CutSuffix(name, ".data"); ok && !haveJournal[id] {
+			c.root.Remove(name)
 		}
 	}
 	return nil
@@ -43,15 +46,15 @@ func (m *Manager) recoverJournals(ctx context.Context) error {
 func (m *Manager) recoverOne(ctx context.Context, id string) {
 	c := m.cache
 	log := m.log.With("id", id)
-	j, err := readJournal(c.dir, id)
+	j, err := m.trustJournal(id)
 	if err != nil {
-		log.Warn("unreadable journal moved to conflicts", "err", err)
+		log.Warn("journal not trusted; moved to conflicts", "path", filepath.Join(c.dir, journalName(id)), "reason", err)
 		m.moveAside(id)
 		return
 	}
 	log = log.With("bucket", j.Bucket, "key", j.Key)
 	// Multipart uploads of a streaming upload the crash interrupted: the
-	// copy is uploaded whole again (when dirty), these are never completed.
+	// copy waits for a resume (when dirty), these are never completed.
 	var left []pendingUpload
 	for _, u := range j.Uploads {
 		if err := m.ob.abortUpload(u.Bucket, u.Key, u.ID); err != nil {
@@ -61,17 +64,17 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	}
 	if len(left) != len(j.Uploads) {
 		j.Uploads = left
-		if err := writeJournal(c.dir, id, j); err != nil {
+		if err := writeJournal(c.root, id, j); err != nil {
 			log.Warn("cannot write journal", "err", err)
 		}
 	}
-	f, err := os.OpenFile(dataPath(c.dir, id), os.O_RDWR, 0)
+	f, err := openRegular(c.root, dataName(id), os.O_RDWR)
 	if err != nil {
 		if j.Dirty {
 			log.Error("dirty journal without its data file", "err", err)
 			m.moveAside(id)
 		} else {
-			os.Remove(journalPath(c.dir, id))
+			c.root.Remove(journalName(id))
 		}
 		return
 	}
@@ -90,8 +93,8 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		// as an interrupted upload, cut to what was durable.
 		if time.Since(e.lastUse) >= m.o.Lifespan {
 			f.Close()
-			os.Remove(dataPath(c.dir, id))
-			os.Remove(journalPath(c.dir, id))
+			c.root.Remove(dataName(id))
+			c.root.Remove(journalName(id))
 			log.Info("interrupted upload not resumed within the lifespan; discarded", "size", st.Size())
 			return
 		}
@@ -103,8 +106,8 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		if j.TailMode && n <= j.TailFrom {
 			// Nothing new survived: the object is all there is.
 			f.Close()
-			os.Remove(dataPath(c.dir, id))
-			os.Remove(journalPath(c.dir, id))
+			c.root.Remove(dataName(id))
+			c.root.Remove(journalName(id))
 			log.Info("interrupted append left nothing durable; discarded")
 			return
 		}
@@ -128,8 +131,8 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	}
 	if time.Since(e.lastUse) >= m.o.Lifespan || (j.Complete && st.Size() != j.Size) {
 		f.Close()
-		os.Remove(dataPath(c.dir, id))
-		os.Remove(journalPath(c.dir, id))
+		c.root.Remove(dataName(id))
+		c.root.Remove(journalName(id))
 		return
 	}
 	m.register(e)
@@ -166,10 +169,45 @@ func (m *Manager) register(e *entry) {
 
 // moveAside moves the files of a local copy to conflicts/.
 func (m *Manager) moveAside(id string) {
-	dst := filepath.Join(m.cache.dir, "conflicts")
-	for _, p := range []string{dataPath(m.cache.dir, id), journalPath(m.cache.dir, id)} {
-		if err := os.Rename(p, filepath.Join(dst, filepath.Base(p))); err != nil && !os.IsNotExist(err) {
-			m.log.Error("cannot move a local copy to conflicts", "path", p, "err", err)
+	for _, name := range []string{dataName(id), journalName(id)} {
+		if err := m.cache.root.Rename(name, filepath.Join(conflictsDir, name)); err != nil && !os.IsNotExist(err) {
+			m.log.Error("cannot move a local copy to conflicts", "path", filepath.Join(m.cache.dir, name), "err", err)
 		}
 	}
+}
+
+// trustJournal reads the journal of id and checks it before anything is
+// done with it: the name is an id newID could have made; the journal is a
+// regular file of the daemon's user, under maxJournalSize, that parses;
+// every bucket/key it names (its object and its pending multipart
+// uploads) is accepted by Options.ValidKey; its data file, if any, is a
+// regular file of the daemon's user. Anyone able to write in the cache
+// directory could otherwise have recovery act on any object.
+func (m *Manager) trustJournal(id string) (journal, error) {
+	if !validID(id) {
+		return journal{}, fmt.Errorf("file name %q is not a local copy id", journalName(id))
+	}
+	j, err := readJournal(m.cache.root, id)
+	if err != nil {
+		return j, err
+	}
+	if j.Bucket == "" || j.Key == "" {
+		return j, fmt.Errorf("journal %s: no bucket or key", id)
+	}
+	if ok := m.o.ValidKey; ok != nil {
+		if !ok(j.Bucket, j.Key) {
+			return j, fmt.Errorf("journal %s: %s/%s is in no configured workspace", id, j.Bucket, j.Key)
+		}
+		for _, u := range j.Uploads {
+			if !ok(u.Bucket, u.Key) {
+				return j, fmt.Errorf("journal %s: upload to %s/%s, in no configured workspace", id, u.Bucket, u.Key)
+			}
+		}
+	}
+	if fi, err := m.cache.root.Lstat(dataName(id)); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || int(st.Uid) != os.Geteuid() {
+			return j, fmt.Errorf("data file %s is not a regular file of the daemon's user (%v)", dataName(id), fi.Mode())
+		}
+	}
+	return j, nil
 }

@@ -86,9 +86,9 @@ type entry struct {
 	writers     int // open handles for writing
 	// parked: the data file is closed while the copy is clean and idle
 	// (f nil); fileLocked opens it again.
-	parked bool
-	lastUse     time.Time
-	written     int64 // bytes written since the last free-space check
+	parked  bool
+	lastUse time.Time
+	written int64 // bytes written since the last free-space check
 	// fill is what the copy holds that is the file's content: the object
 	// it was taken from, and what was written or truncated since. durable
 	// is the prefix of it last fdatasync'd and recorded in the journal;
@@ -114,7 +114,10 @@ type entry struct {
 
 // cache is the write-back cache: every local copy, indexed by object.
 type cache struct {
+	// dir is the cache directory, for free space and messages; every file
+	// in it is opened through root, which never leaves it.
 	dir      string
+	root     *os.Root
 	ob       *objects
 	log      *slog.Logger
 	minFree  int64
@@ -169,7 +172,7 @@ func (c *cache) under(bucket, prefix string) []*entry {
 // newEntryLocked creates the files of a new entry; c.mu must be held.
 func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entry, error) {
 	id := newID()
-	f, err := os.OpenFile(dataPath(c.dir, id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := c.root.OpenFile(dataName(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("local copy: %w", err)
 	}
@@ -257,8 +260,8 @@ func (c *cache) drop(e *entry) {
 		e.f = nil
 	}
 	e.mu.Unlock()
-	os.Remove(dataPath(c.dir, e.id))
-	os.Remove(journalPath(c.dir, e.id))
+	c.root.Remove(dataName(e.id))
+	c.root.Remove(journalName(e.id))
 }
 
 // forget marks the entry of a removed or replaced object deleted: it is
@@ -334,7 +337,7 @@ func (c *cache) saveLocked(e *entry) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := writeJournal(c.dir, e.id, j); err != nil {
+	if err := writeJournal(c.root, e.id, j); err != nil {
 		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 	}
 }
@@ -395,7 +398,7 @@ func (e *entry) fileLocked() error {
 	if !e.parked || e.deleted {
 		return ErrNotFound
 	}
-	f, err := os.OpenFile(dataPath(e.c.dir, e.id), os.O_RDWR, 0)
+	f, err := openRegular(e.c.root, dataName(e.id), os.O_RDWR)
 	if err != nil {
 		return fmt.Errorf("local copy: %w", err)
 	}

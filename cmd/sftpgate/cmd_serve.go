@@ -102,7 +102,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return err
 	}
-	for _, dir := range []string{cfg.Workdir, cfg.MountRoot, cfg.TmpDir} {
+	for _, dir := range []string{cfg.Workdir, cfg.MountRoot} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
@@ -147,17 +147,25 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	}
 	defer stopStore()
 
+	// The journals found in the cache at start are trusted only for the
+	// keys of the workspaces configured now.
+	workspaces, err := st.Workspaces(ctx)
+	if err != nil {
+		return fmt.Errorf("list workspaces: %w", err)
+	}
 	mounts, err := fusefs.NewManager(ctx, fusefs.Options{
-		Client:      client,
-		Grants:      grantSource{st},
-		MountRoot:   cfg.MountRoot,
-		TmpDir:      cfg.TmpDir,
-		Lifespan:    cfg.TmpFilesLifespan,
-		IdleDelay:   mountIdleDelay,
-		PartSize:    cfg.UploadPartSize,
-		Concurrency: cfg.UploadConcurrency,
-		MinFree:     cfg.TmpMinFree,
-		Logger:      log.With("component", "fusefs"),
+		Client:       client,
+		Grants:       grantSource{st},
+		MountRoot:    cfg.MountRoot,
+		TmpDir:       cfg.TmpDir,
+		LegacyTmpDir: cfg.LegacyTmpDir,
+		ValidKey:     workspaceKeys(workspaces),
+		Lifespan:     cfg.TmpFilesLifespan,
+		IdleDelay:    mountIdleDelay,
+		PartSize:     cfg.UploadPartSize,
+		Concurrency:  cfg.UploadConcurrency,
+		MinFree:      cfg.TmpMinFree,
+		Logger:       log.With("component", "fusefs"),
 	})
 	if err != nil {
 		return fmt.Errorf("mount manager: %w", err)

@@ -64,8 +64,14 @@ type Config struct {
 	HostKeyFile string
 	// Port is the TCP port to listen on, 2022 by default.
 	Port int
-	// TmpDir holds the write-back cache; os.TempDir() by default.
+	// TmpDir holds the write-back cache; <workdir>/tmp by default (Cells
+	// uses os.TempDir(): a temporary directory shared with other local
+	// users lets them plant files in the cache).
 	TmpDir string
+	// LegacyTmpDir is os.TempDir() when tmpDir is not set, "" otherwise:
+	// the local copies an older version left in <LegacyTmpDir>/sftpgate
+	// are adopted at start.
+	LegacyTmpDir string
 	// TmpFilesLifespan is how long a clean local copy is kept for resumed
 	// uploads; 15 minutes by default.
 	TmpFilesLifespan time.Duration
@@ -130,7 +136,8 @@ func DefaultConfig(workdir string) *Config {
 	}
 	return &Config{
 		Port:               defaultPort,
-		TmpDir:             os.TempDir(),
+		TmpDir:             filepath.Join(workdir, "tmp"),
+		LegacyTmpDir:       os.TempDir(),
 		TmpFilesLifespan:   defaultTmpFilesLifespan,
 		Bind:               defaultBind,
 		MountRoot:          filepath.Join(workdir, "mounts"),
@@ -234,7 +241,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.boolean("enabled", &cfg.Enabled)
 	hostKeySet := p.str("hostKeyFile", &cfg.HostKeyFile) && cfg.HostKeyFile != ""
 	p.integer("port", &cfg.Port, 1, 65535)
-	p.str("tmpDir", &cfg.TmpDir)
+	tmpDirSet := p.str("tmpDir", &cfg.TmpDir) && cfg.TmpDir != ""
 	p.duration("tmpFilesLifespan", &cfg.TmpFilesLifespan)
 	p.str("bind", &cfg.Bind)
 	p.str("mountRoot", &cfg.MountRoot)
@@ -247,8 +254,10 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.size("tmpMinFree", &cfg.TmpMinFree, 0, 1<<62)
 
 	// "" means the default for the paths and the bind address.
-	if cfg.TmpDir == "" {
-		cfg.TmpDir = os.TempDir()
+	if !tmpDirSet {
+		cfg.TmpDir = filepath.Join(cfg.Workdir, "tmp")
+	} else {
+		cfg.LegacyTmpDir = ""
 	}
 	if cfg.MountRoot == "" {
 		cfg.MountRoot = filepath.Join(cfg.Workdir, "mounts")

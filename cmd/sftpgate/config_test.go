@@ -58,6 +58,7 @@ func TestConfigReferenceSnippet(t *testing.T) {
 	want.Enabled = true
 	want.HostKeyFile = key
 	want.TmpDir = "/path/to/custom/temp/directory"
+	want.LegacyTmpDir = "" // an explicit tmpDir: no older cache to adopt
 	want.Path = path
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v, want %+v", cfg, want)
@@ -90,7 +91,8 @@ func TestConfigDefaults(t *testing.T) {
 				{"enabled", cfg.Enabled, false},
 				{"hostKeyFile", cfg.HostKeyFile, ""},
 				{"port", cfg.Port, 2022},
-				{"tmpDir", cfg.TmpDir, os.TempDir()},
+				{"tmpDir", cfg.TmpDir, filepath.Join(dir, "tmp")},
+				{"legacy tmpDir", cfg.LegacyTmpDir, os.TempDir()},
 				{"tmpFilesLifespan", cfg.TmpFilesLifespan, 15 * time.Minute},
 				{"bind", cfg.Bind, "0.0.0.0"},
 				{"mountRoot", cfg.MountRoot, filepath.Join(dir, "mounts")},
@@ -134,6 +136,11 @@ func TestConfigValidValues(t *testing.T) {
 		{"port max", `"port": 65535`, func(c *Config) (any, any) { return c.Port, 65535 }},
 		{"tmpDir", `"tmpDir": "/var/tmp/sftp"`, func(c *Config) (any, any) { return c.TmpDir, "/var/tmp/sftp" }},
 		{"tmpDir relative", `"tmpDir": "tmp"`, func(c *Config) (any, any) { return c.TmpDir, filepath.Join(dir, "etc", "tmp") }},
+		// An explicit tmpDir wins, the system temporary directory included,
+		// and nothing is adopted from elsewhere.
+		{"tmpDir /tmp", `"tmpDir": "/tmp"`, func(c *Config) (any, any) { return c.TmpDir, "/tmp" }},
+		{"tmpDir /tmp no legacy", `"tmpDir": "/tmp"`, func(c *Config) (any, any) { return c.LegacyTmpDir, "" }},
+		{"tmpDir default legacy", `"port": 2022`, func(c *Config) (any, any) { return c.LegacyTmpDir, os.TempDir() }},
 		{"tmpFilesLifespan", `"tmpFilesLifespan": "1h30m"`, func(c *Config) (any, any) { return c.TmpFilesLifespan, 90 * time.Minute }},
 		{"bind IPv4", `"bind": "127.0.0.1"`, func(c *Config) (any, any) { return c.Addr(), "127.0.0.1:2022" }},
 		{"bind IPv6", `"bind": "::1", "port": 2200`, func(c *Config) (any, any) { return c.Addr(), "[::1]:2200" }},
