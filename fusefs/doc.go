@@ -17,8 +17,9 @@
 //   - Symlinks, hard links, mknod and extended attributes fail with EPERM
 //     (links, nodes) or ENOTSUP (xattrs), never silently.
 //   - RENAME_EXCHANGE is EINVAL; RENAME_NOREPLACE is honoured.
-//   - Writes go to a local sparse file; the object is uploaded on the last
-//     close and on fsync, and the upload error is returned from close/fsync.
+//   - Writes go to a local sparse file; every close and fsync of a handle
+//     that writes uploads it, and the upload error is returned from
+//     close/fsync. Nothing else publishes (the rule is in writeback.go).
 //     A file written sequentially from offset 0 is streamed: each part
 //     the writer has gone past is sent at once in a multipart upload that
 //     close completes (the object appears only then; its mtime is the one
@@ -29,13 +30,13 @@
 //     ETag needs no download; an append to an object of 5 MiB or more with
 //     no local copy uploads only the new bytes and joins them to the old
 //     object server-side (multipart upload with a copy part).
-//   - A file whose writer went away without closing it (InterruptedXattr,
-//     set by sftpd when an SFTP session ends with the file open: dropped
-//     connection, killed session, shutdown) is never uploaded as it is:
-//     no partial object is published. It keeps its partial size in the
-//     mount so that a client can resume; the next writer's close uploads
-//     the whole file. Not resumed within Lifespan, it is discarded (and
-//     logged); a restart keeps it for the rest of that time.
+//   - A handle whose writer went away without closing it
+//     (fsapi.InterruptIoctl, sent by sftpd when an SFTP session ends with
+//     the file open: dropped connection, killed session, shutdown)
+//     publishes nothing. When no writer is left, the copy waits as an
+//     interrupted upload cut to its contiguous written prefix, for a
+//     resume; not resumed within Lifespan, it is discarded (and logged). A
+//     crash leaves the same, cut to the prefix last made durable.
 //   - A read-only view (AcquireWith ReadOnly) is mounted at
 //     <MountRoot>/.readonly/<user>, so ".readonly" is not a valid user.
 //   - A view nobody holds is unmounted after IdleDelay, or at once by
