@@ -131,11 +131,7 @@ func (d *dirNode) where(ctx context.Context, write bool) (loc, string, error) {
 // the same name) or nothing.
 func (v *view) resolve(ctx context.Context, bucket, key string) (int, objInfo, error) {
 	if e := v.cache.lookup(bucket, key); e != nil {
-		e.mu.Lock()
-		live := (e.opens > 0 || e.dirty) && !e.deleted
-		info := objInfo{Key: key, Size: e.size, Mtime: e.mtime, Mode: e.mode, ETag: e.baseETag}
-		e.mu.Unlock()
-		if live {
+		if info, live := e.live(0); live {
 			return kindFile, info, nil
 		}
 	}
@@ -391,10 +387,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	p := prefix + name + "/"
 	stale := v.cache.under(l.bucket, p)
 	for _, e := range stale {
-		e.mu.Lock()
-		live := (e.opens > 0 || e.dirty) && !e.deleted
-		e.mu.Unlock()
-		if live {
+		if _, live := e.live(0); live {
 			return syscall.ENOTEMPTY
 		}
 	}

@@ -91,12 +91,7 @@ func (v *view) liveAttr(e *entry) (objInfo, bool) {
 	if e == nil {
 		return objInfo{}, false
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.deleted || !(e.opens > 0 || e.dirty || time.Since(e.lastUse) < v.attrTTL) {
-		return objInfo{}, false
-	}
-	return objInfo{Key: e.key, Size: e.size, Mtime: e.mtime, Mode: e.mode, ETag: e.baseETag}, true
+	return e.live(v.attrTTL)
 }
 
 // Getattr reports the file, from its local copy when it has a live one
@@ -110,10 +105,8 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	}
 	h, _ := fh.(*fileHandle)
 	if h != nil && h.e != nil {
-		h.e.mu.Lock()
-		size, mtime, mode, gone := h.e.size, h.e.mtime, h.e.mode, h.e.deleted
-		h.e.mu.Unlock()
-		v.fillFileAttr(&out.Attr, size, mtime, mode, wl.readOnly)
+		info, gone := h.e.info()
+		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, wl.readOnly)
 		if gone || f.gone.Load() {
 			out.Nlink = 0
 		}
@@ -157,24 +150,12 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	return 0
 }
 
-// openLive takes one open of e when it is open or dirty already.
-func openLive(e *entry) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.deleted || !(e.opens > 0 || e.dirty) {
-		return false
-	}
-	e.opens++
-	e.lastUse = time.Now()
-	return true
-}
-
 // openEntry returns the local copy of key with one open taken, for
 // writing (creating it from the object when needed; the old bytes are
 // fetched lazily) or, when forRead, only if a usable one exists (nil
 // otherwise). remote is the object's info when it was asked.
 func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
-	if e := v.cache.lookup(bucket, key); e != nil && openLive(e) {
+	if e := v.cache.lookup(bucket, key); e != nil && e.openLive() {
 		if trunc {
 			if err := e.truncate(0); err != nil {
 				v.cache.release(e)
@@ -200,10 +181,7 @@ func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead
 		if e == nil {
 			return nil, remote, nil
 		}
-		e.mu.Lock()
-		usable := e.complete && !e.deleted && e.baseExists && e.baseETag == remote.ETag
-		e.mu.Unlock()
-		if !usable {
+		if !e.holdsAll(remote.ETag) {
 			return nil, remote, nil
 		}
 	}
@@ -318,7 +296,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 			return err
 		}
 		own = true
-	} else if ce := v.cache.lookup(l.bucket, key); ce != nil && openLive(ce) {
+	} else if ce := v.cache.lookup(l.bucket, key); ce != nil && ce.openLive() {
 		e, own = ce, true
 	}
 	if e != nil {
@@ -326,10 +304,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 			defer v.cache.release(e)
 			// On a path with no writer and no interrupted upload, the
 			// change is an open, a change and a close: it publishes.
-			e.mu.Lock()
-			held := e.writers > 0 || e.interrupted
-			e.mu.Unlock()
-			if held {
+			if e.held() {
 				own = false
 			} else {
 				v.cache.openWriter(e)
@@ -374,12 +349,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 		return err
 	}
 	if ce := v.cache.lookup(l.bucket, key); ce != nil {
-		ce.mu.Lock()
-		if !ce.dirty && ce.opens == 0 && ce.baseETag == info.ETag {
-			ce.baseETag, ce.mtime, ce.mode = etag, newMtime, newMode
-			ce.c.saveLocked(ce)
-		}
-		ce.mu.Unlock()
+		ce.metaCopied(info.ETag, etag, newMtime, newMode)
 	}
 	info.ETag, info.Mtime, info.Mode = etag, newMtime, newMode
 	f.setInfo(info, time.Now())
@@ -520,9 +490,7 @@ func (h *fileHandle) uploadNow() error {
 		return err
 	}
 	if h.n != nil {
-		h.e.mu.Lock()
-		info := objInfo{Key: h.e.key, Size: h.e.size, Mtime: h.e.mtime, Mode: h.e.mode, ETag: h.e.baseETag}
-		h.e.mu.Unlock()
+		info, _ := h.e.info()
 		h.n.setInfo(info, time.Now())
 		// Every byte of this version went through this inode (a write
 		// open dropped the older pages), so what the kernel cached is it.

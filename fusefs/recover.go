@@ -123,9 +123,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		}
 		e.fill.reset(n)
 		m.register(e)
-		e.mu.Lock()
-		c.saveLocked(e)
-		e.mu.Unlock()
+		c.save(e)
 		log.Info("kept an interrupted upload for a resume", "size", n)
 		return
 	}

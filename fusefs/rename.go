@@ -104,10 +104,7 @@ func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objIn
 	if e != nil {
 		e.upMu.Lock()
 		defer e.upMu.Unlock()
-		e.mu.Lock()
-		pending := (e.dirty || !e.baseExists) && !e.deleted
-		e.mu.Unlock()
-		if pending {
+		if e.pending() {
 			if err := e.completeNow(ctx); err != nil {
 				return err
 			}
@@ -134,10 +131,7 @@ func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objIn
 // retargeted, so the next successful close publishes at the new key. The
 // destination's own object is replaced. The caller holds e.upMu.
 func (v *view) renamePending(ctx context.Context, e *entry, sb, sk, db, dk string) error {
-	e.mu.Lock()
-	published := e.baseExists
-	e.mu.Unlock()
-	if published {
+	if e.published() {
 		sinfo, err := v.ob.stat(ctx, sb, sk)
 		switch {
 		case err == nil:
@@ -172,10 +166,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 		defer e.upMu.Unlock()
 	}
 	for _, e := range entries {
-		e.mu.Lock()
-		dirty := e.dirty
-		e.mu.Unlock()
-		if dirty {
+		if e.pending() {
 			if err := e.completeNow(ctx); err != nil {
 				return err
 			}
@@ -216,10 +207,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 		return err
 	}
 	for _, e := range entries {
-		e.mu.Lock()
-		key, etag, exists := e.key, e.baseETag, e.baseExists
-		lazy := !e.complete && !e.dirty
-		e.mu.Unlock()
+		key, etag, exists, lazy := e.base()
 		if lazy {
 			// Its lazy fetch would need the old object's ETag at the new key.
 			v.cache.forget(e)

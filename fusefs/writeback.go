@@ -43,8 +43,10 @@ import (
 //     fdatasync'd and recorded in the journal as durable; after a crash the
 //     copy waits as an interrupted upload cut to that length.
 //
-// Only the methods of this file lock an entry; its journal is saved whole
-// from the entry (saveLocked).
+// Only the methods of this file (and of its streaming upload, stream.go)
+// lock an entry: the rest of the package asks through the accessors
+// below (live, info, held, pending...). The journal is saved whole from
+// the entry (saveLocked).
 //
 // Lock order: entry.upMu, then entry.mu, then cache.mu (or stream.mu).
 
@@ -324,6 +326,93 @@ func (c *cache) release(e *entry) {
 		}
 		c.drop(e)
 	}
+}
+
+// The accessors below are how the rest of the package reads an entry.
+
+// live returns what the copy shows when it is open or has changes no
+// close published (or was used within ttl): ok false otherwise.
+func (e *entry) live(ttl time.Duration) (objInfo, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deleted || !(e.opens > 0 || e.dirty || (ttl > 0 && time.Since(e.lastUse) < ttl)) {
+		return objInfo{}, false
+	}
+	return objInfo{Key: e.key, Size: e.size, Mtime: e.mtime, Mode: e.mode, ETag: e.baseETag}, true
+}
+
+// info returns what the copy shows, and whether it was deleted.
+func (e *entry) info() (objInfo, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return objInfo{Key: e.key, Size: e.size, Mtime: e.mtime, Mode: e.mode, ETag: e.baseETag}, e.deleted
+}
+
+// openLive takes one open of e when it is open or dirty already.
+func (e *entry) openLive() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deleted || !(e.opens > 0 || e.dirty) {
+		return false
+	}
+	e.opens++
+	e.lastUse = time.Now()
+	return true
+}
+
+// holdsAll reports whether the copy holds all of the object version etag.
+func (e *entry) holdsAll(etag string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.complete && !e.deleted && e.baseExists && e.baseETag == etag
+}
+
+// held reports whether a writer or an interrupted upload holds the copy.
+func (e *entry) held() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.writers > 0 || e.interrupted
+}
+
+// pending reports whether the copy holds what the store does not: changes
+// no close published, or a file never published.
+func (e *entry) pending() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return (e.dirty || !e.baseExists) && !e.deleted
+}
+
+// published reports whether the copy's object exists in the store.
+func (e *entry) published() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.baseExists
+}
+
+// base returns the copy's key and the object it is based on; lazy is true
+// for a clean copy that does not hold the object's bytes.
+func (e *entry) base() (key, etag string, exists, lazy bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.key, e.baseETag, e.baseExists, !e.complete && !e.dirty
+}
+
+// metaCopied records that the object old was copied onto itself as etag
+// with new metadata, when the copy is idle and clean on old.
+func (e *entry) metaCopied(old, etag string, mtime time.Time, mode uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.dirty && e.opens == 0 && e.baseETag == old {
+		e.baseETag, e.mtime, e.mode = etag, mtime, mode
+		e.c.saveLocked(e)
+	}
+}
+
+// save writes the journal.
+func (c *cache) save(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.saveLocked(e)
 }
 
 // saveLocked writes the journal; e.mu must be held.
