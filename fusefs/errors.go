@@ -52,6 +52,9 @@ var (
 	// ErrTooManyCopies is returned when a user has too many files being
 	// written or waiting as interrupted uploads (Options.MaxUserCopies).
 	ErrTooManyCopies = errors.New("fusefs: too many files being written")
+	// ErrCopyQuota is returned when a write would take the copies a user has
+	// being written past Options.MaxUserCopyBytes.
+	ErrCopyQuota = errors.New("fusefs: too much data being written by one user")
 	// ErrBusy is returned by Unmount while the view is held.
 	ErrBusy = errors.New("fusefs: view in use")
 	// ErrNotMounted is returned by Unmount when there is no such view.
@@ -110,6 +113,8 @@ func mapErr(err error) (syscall.Errno, bool) {
 		return syscall.EFBIG, true
 	case errors.Is(err, ErrTooManyCopies):
 		return syscall.EMFILE, true
+	case errors.Is(err, ErrCopyQuota):
+		return syscall.EDQUOT, true
 	case errors.Is(err, ErrBusy):
 		return syscall.EBUSY, true
 	case errors.Is(err, context.Canceled):

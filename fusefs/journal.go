@@ -43,6 +43,8 @@ type journal struct {
 	// Durable is the length of the copy's contiguous prefix last
 	// fdatasync'd: after a crash, a dirty copy is cut to it.
 	Durable int64 `json:"durable,omitempty"`
+	// User is the login the copy counts against (per-user limits).
+	User string `json:"user,omitempty"`
 }
 
 // maxJournalSize bounds the journals read at start: a bigger one is not

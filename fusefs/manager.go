@@ -89,8 +89,18 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		ctx: bg, cancel: cancel,
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
 	}
+	if o.MaxUserCopyBytes == 0 {
+		_, total, _, err := freeSpace(cacheDir)
+		if err != nil {
+			cancel()
+			root.Close()
+			return nil, err
+		}
+		o.MaxUserCopyBytes = int64(total / 4)
+	}
 	m.cache = &cache{dir: cacheDir, root: root, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
-		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies,
+		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies, maxUserBytes: o.MaxUserCopyBytes,
+		userBytes: map[string]int64{},
 		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()

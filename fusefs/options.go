@@ -79,6 +79,11 @@ type Options struct {
 	// waiting as interrupted uploads: an open for writing past it fails
 	// with EMFILE. Zero means 1024.
 	MaxUserCopies int
+	// MaxUserCopyBytes bounds the size of the copies one user has being
+	// written or waiting as interrupted uploads, added up: a write that
+	// would grow them past it fails with EDQUOT. Zero means a quarter of
+	// the size of the file system holding TmpDir; negative, no bound.
+	MaxUserCopyBytes int64
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -298,3 +298,38 @@ func TestUserCopiesLimit(t *testing.T) {
 		t.Fatalf("object 3: got %q, want empty", got)
 	}
 }
+
+// TestUserCopyBytesLimit: the bytes a user has being written are bounded;
+// a write past the bound is EDQUOT and changes nothing, its handle's close
+// fails, and finishing other uploads frees room.
+func TestUserCopyBytesLimit(t *testing.T) {
+	o := testOptions(t)
+	o.MaxUserCopyBytes = 2<<20 + 512<<10
+	w := mountWorkspace(t, o)
+	a := openW(t, filepath.Join(w.dir, "a"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	writeAt(t, a, pattern(1, 2<<20), 0)
+	b := openW(t, filepath.Join(w.dir, "b"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	defer b.Close()
+	// The kernel splits the write; what fits goes in, the rest is refused.
+	_, err := b.WriteAt(pattern(2, 1<<20), 0)
+	wantErrno(t, "write past the user's bound", err, syscall.EDQUOT)
+	if fi, err := b.Stat(); err != nil || fi.Size() > 512<<10 {
+		t.Fatalf("size after a refused write: %v, %v; want at most the 512 KiB left", fi, err)
+	}
+	wantErrno(t, "close of the refused handle", b.Close(), syscall.EDQUOT)
+	// Its copy waits as an interrupted upload and still counts: remove it.
+	if err := os.Remove(filepath.Join(w.dir, "b")); err != nil {
+		t.Fatalf("remove the interrupted upload: %v", err)
+	}
+	if _, err := statObject(w.bucket, w.key("b")); !isNoSuchKey(err) {
+		t.Fatalf("object of the refused upload: got %v, want NoSuchKey", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("close a: %v", err)
+	}
+	b = openW(t, filepath.Join(w.dir, "b"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	writeAt(t, b, pattern(2, 2<<20), 0)
+	if err := b.Close(); err != nil {
+		t.Fatalf("close b once a is published: %v", err)
+	}
+}

@@ -85,7 +85,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		m.moveAside(id)
 		return
 	}
-	e := &entry{id: id, c: c, f: f, bucket: j.Bucket, key: j.Key, baseETag: j.BaseETag, baseExists: j.BaseExists,
+	e := &entry{id: id, c: c, f: f, user: j.User, bucket: j.Bucket, key: j.Key, baseETag: j.BaseETag, baseExists: j.BaseExists,
 		size: j.Size, mtime: j.Mtime, mode: j.Mode, dirty: j.Dirty, complete: j.Complete,
 		tailMode: j.TailMode, tailFrom: j.TailFrom, uploads: j.Uploads, lastUse: st.ModTime()}
 	if j.Dirty {
@@ -124,6 +124,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		e.fill.reset(n)
 		m.register(e)
 		c.save(e)
+		e.account()
 		log.Info("kept an interrupted upload for a resume", "size", n)
 		return
 	}

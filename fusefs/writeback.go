@@ -88,7 +88,10 @@ type entry struct {
 	writers     int // open handles for writing
 	// parked: the data file is closed while the copy is clean and idle
 	// (f nil); fileLocked opens it again.
-	parked  bool
+	parked bool
+	// accounted is what the copy counts in cache.userBytes, for acctUser.
+	accounted int64
+	acctUser  string
 	lastUse time.Time
 	written int64 // bytes written since the last free-space check
 	// fill is what the copy holds that is the file's content: the object
@@ -127,6 +130,7 @@ type cache struct {
 	// maxClean bounds the clean copies kept; maxUserCopies, the copies a
 	// user has being written or interrupted (Options).
 	maxClean, maxUserCopies int
+	maxUserBytes            int64
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -140,6 +144,9 @@ type cache struct {
 	byKey    map[string]*entry
 	all      map[*entry]struct{}
 	inflight map[string]int // uploads in flight per user
+	// userBytes adds up, per user, the size of the copies being written
+	// or waiting as interrupted uploads (entry.accountLocked).
+	userBytes map[string]int64
 }
 
 func objKey(bucket, key string) string { return bucket + "\x00" + key }
@@ -229,6 +236,7 @@ func (c *cache) open(bucket, key, user string, remote *objInfo, trunc bool) (*en
 		e.opens++
 		e.user = user
 		e.lastUse = time.Now()
+		e.accountLocked()
 		e.mu.Unlock()
 		return c.opened(e, trunc)
 	}
@@ -257,6 +265,7 @@ func (c *cache) drop(e *entry) {
 	e.mu.Lock()
 	e.breakStreamLocked("local copy dropped")
 	e.deleted = true
+	e.accountLocked()
 	if e.f != nil {
 		e.f.Close()
 		e.f = nil
@@ -274,6 +283,7 @@ func (c *cache) forget(e *entry) {
 	open := e.opens > 0
 	e.deleted = true
 	e.dirty = false
+	e.accountLocked()
 	e.mu.Unlock()
 	c.mu.Lock()
 	if c.byKey[objKey(e.bucket, e.key)] == e {
@@ -422,7 +432,7 @@ func (c *cache) saveLocked(e *entry) {
 	}
 	j := journal{Bucket: e.bucket, Key: e.key, BaseETag: e.baseETag, BaseExists: e.baseExists,
 		Size: e.size, Mode: e.mode, Dirty: e.dirty, Complete: e.complete, TailMode: e.tailMode, TailFrom: e.tailFrom,
-		Uploads: e.uploads, Interrupted: e.interrupted, Durable: e.durable}
+		Uploads: e.uploads, Interrupted: e.interrupted, Durable: e.durable, User: e.user}
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
@@ -454,6 +464,7 @@ func (c *cache) mayWrite(bucket, key, user string) error {
 func (c *cache) openWriter(e *entry) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	e.writers++
 	if e.interrupted {
 		e.interrupted = false
@@ -476,6 +487,57 @@ func (c *cache) userCopies(user string) int {
 		e.mu.Unlock()
 	}
 	return n
+}
+
+// accountLocked brings the copy's part of cache.userBytes up to date: its
+// size while a writer or an interrupted upload holds it, else nothing.
+// e.mu must be held.
+func (e *entry) accountLocked() {
+	want := int64(0)
+	if !e.deleted && !e.noSpace && (e.writers > 0 || e.dirty) {
+		want = e.size
+	}
+	if want == e.accounted && e.acctUser == e.user {
+		return
+	}
+	c := e.c
+	c.mu.Lock()
+	if e.accounted != 0 {
+		if c.userBytes[e.acctUser] -= e.accounted; c.userBytes[e.acctUser] == 0 {
+			delete(c.userBytes, e.acctUser)
+		}
+	}
+	if want != 0 {
+		c.userBytes[e.user] += want
+	}
+	c.mu.Unlock()
+	e.accounted, e.acctUser = want, e.user
+}
+
+// account is accountLocked for a caller without e.mu.
+func (e *entry) account() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.accountLocked()
+}
+
+// growLocked fails with ErrCopyQuota when making the copy size bytes
+// long would take its user's copies past maxUserBytes. e.mu must be held.
+func (e *entry) growLocked(size int64) error {
+	if size <= e.size || e.c.maxUserBytes <= 0 {
+		return nil
+	}
+	c := e.c
+	c.mu.Lock()
+	total := c.userBytes[e.user]
+	c.mu.Unlock()
+	if e.acctUser == e.user {
+		total -= e.accounted
+	}
+	if total+size > c.maxUserBytes {
+		return fmt.Errorf("write: %w (limit %d bytes)", ErrCopyQuota, c.maxUserBytes)
+	}
+	return nil
 }
 
 // fileLocked makes sure the data file is open (a parked copy's is not);
@@ -518,6 +580,7 @@ func (e *entry) park() {
 func (c *cache) closeWriter(e *entry) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	e.writers--
 	if e.writers > 0 || !e.dirty || e.deleted || e.noSpace {
 		return
@@ -655,6 +718,7 @@ const appendOffset = -1
 func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	if err := e.fileLocked(); err != nil {
 		return 0, fmt.Errorf("write: %w", err)
 	}
@@ -672,6 +736,9 @@ func (e *entry) writeAt(ctx context.Context, p []byte, off int64) (int, error) {
 		if err := e.ensureCompleteLocked(ctx); err != nil {
 			return 0, err
 		}
+	}
+	if err := e.growLocked(off + int64(len(p))); err != nil {
+		return 0, err
 	}
 	if err := e.checkSpaceLocked(int64(len(p))); err != nil {
 		e.breakStreamLocked("no space")
@@ -737,6 +804,7 @@ func (e *entry) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 func (e *entry) truncate(size int64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	if err := e.fileLocked(); err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}
@@ -744,6 +812,9 @@ func (e *entry) truncate(size int64) error {
 		e.complete, e.tailMode = true, false
 	} else if err := e.ensureCompleteLocked(context.Background()); err != nil {
 		return err
+	}
+	if err := e.growLocked(size); err != nil {
+		return fmt.Errorf("truncate: %w", err)
 	}
 	if size > e.size {
 		if err := e.checkSpaceLocked(0); err != nil {
@@ -786,11 +857,17 @@ func (e *entry) truncate(size int64) error {
 func (e *entry) allocate(ctx context.Context, off, n int64, mode uint32) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	if err := e.fileLocked(); err != nil {
 		return fmt.Errorf("allocate: %w", err)
 	}
 	if err := e.ensureCompleteLocked(ctx); err != nil {
 		return err
+	}
+	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 {
+		if err := e.growLocked(off + n); err != nil {
+			return fmt.Errorf("allocate: %w", err)
+		}
 	}
 	if err := e.checkSpaceLocked(n); err != nil {
 		return err
@@ -813,6 +890,7 @@ func (e *entry) allocate(ctx context.Context, off, n int64, mode uint32) error {
 func (e *entry) setMeta(mtime *time.Time, mode *uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.accountLocked()
 	if mtime != nil {
 		e.mtime = *mtime
 	}
@@ -952,6 +1030,7 @@ func (c *cache) upload(e *entry) error {
 	}
 	e.mtimeSet = true
 	c.saveLocked(e)
+	e.accountLocked()
 	return nil
 }
 
