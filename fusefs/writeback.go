@@ -92,8 +92,8 @@ type entry struct {
 	// accounted is what the copy counts in cache.userBytes, for acctUser.
 	accounted int64
 	acctUser  string
-	lastUse time.Time
-	written int64 // bytes written since the last free-space check
+	lastUse   time.Time
+	written   int64 // bytes written since the last free-space check
 	// fill is what the copy holds that is the file's content: the object
 	// it was taken from, and what was written or truncated since. durable
 	// is the prefix of it last fdatasync'd and recorded in the journal;
