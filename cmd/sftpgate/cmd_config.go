@@ -92,6 +92,12 @@ func (c *Config) fields() []field {
 		{key: "uploadPartSize", value: formatSize(c.UploadPartSize)},
 		{key: "uploadConcurrency", value: c.UploadConcurrency},
 		{key: "tmpMinFree", value: formatSize(c.TmpMinFree)},
+		{key: "maxCachedFiles", value: c.MaxCachedFiles},
+		{key: "maxPendingFilesPerUser", value: c.MaxPendingFilesPerUser},
+		{key: "maxPendingBytesPerUser", value: formatSize(c.MaxPendingBytesPerUser)},
+	}
+	if c.MaxPendingBytesPerUser == 0 {
+		f[len(f)-1].text = "a quarter of tmpDir's file system"
 	}
 	if c.HostKeyFile == "" {
 		f[1].text = "(not set)"

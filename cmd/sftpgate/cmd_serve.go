@@ -154,18 +154,21 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		return fmt.Errorf("list workspaces: %w", err)
 	}
 	mounts, err := fusefs.NewManager(ctx, fusefs.Options{
-		Client:       client,
-		Grants:       grantSource{st},
-		MountRoot:    cfg.MountRoot,
-		TmpDir:       cfg.TmpDir,
-		LegacyTmpDir: cfg.LegacyTmpDir,
-		ValidKey:     workspaceKeys(workspaces),
-		Lifespan:     cfg.TmpFilesLifespan,
-		IdleDelay:    mountIdleDelay,
-		PartSize:     cfg.UploadPartSize,
-		Concurrency:  cfg.UploadConcurrency,
-		MinFree:      cfg.TmpMinFree,
-		Logger:       log.With("component", "fusefs"),
+		Client:           client,
+		Grants:           grantSource{st},
+		MountRoot:        cfg.MountRoot,
+		TmpDir:           cfg.TmpDir,
+		LegacyTmpDir:     cfg.LegacyTmpDir,
+		ValidKey:         workspaceKeys(workspaces),
+		Lifespan:         cfg.TmpFilesLifespan,
+		IdleDelay:        mountIdleDelay,
+		PartSize:         cfg.UploadPartSize,
+		Concurrency:      cfg.UploadConcurrency,
+		MinFree:          cfg.TmpMinFree,
+		MaxCleanFiles:    cfg.MaxCachedFiles,
+		MaxUserCopies:    cfg.MaxPendingFilesPerUser,
+		MaxUserCopyBytes: cfg.MaxPendingBytesPerUser,
+		Logger:           log.With("component", "fusefs"),
 	})
 	if err != nil {
 		return fmt.Errorf("mount manager: %w", err)

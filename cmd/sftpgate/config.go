@@ -101,6 +101,15 @@ type Config struct {
 	// TmpMinFree is the free space, in bytes, kept in TmpDir: new writes
 	// get ENOSPC below it; 512 MiB by default.
 	TmpMinFree int64
+	// MaxCachedFiles bounds the clean local copies kept in TmpDir for a
+	// resume (least recently used go first); 4096 by default.
+	MaxCachedFiles int
+	// MaxPendingFilesPerUser bounds the files one user has being written
+	// or waiting as interrupted uploads; 1024 by default.
+	MaxPendingFilesPerUser int
+	// MaxPendingBytesPerUser bounds the sizes of those files, added up;
+	// 0 (the default) means a quarter of the size of TmpDir's file system.
+	MaxPendingBytesPerUser int64
 	// Workdir is the working directory (identity store, default mounts and
 	// embedded data).
 	Workdir string
@@ -135,19 +144,21 @@ func DefaultConfig(workdir string) *Config {
 		workdir = abs
 	}
 	return &Config{
-		Port:               defaultPort,
-		TmpDir:             filepath.Join(workdir, "tmp"),
-		LegacyTmpDir:       os.TempDir(),
-		TmpFilesLifespan:   defaultTmpFilesLifespan,
-		Bind:               defaultBind,
-		MountRoot:          filepath.Join(workdir, "mounts"),
-		IdleTimeout:        defaultIdleTimeout,
-		MaxSessionsPerUser: defaultMaxSessionsPerUser,
-		UploadPartSize:     defaultUploadPartSize,
-		UploadConcurrency:  defaultUploadConcurrency,
-		TmpMinFree:         defaultTmpMinFree,
-		Workdir:            workdir,
-		Path:               filepath.Join(workdir, "pydio.json"),
+		Port:                   defaultPort,
+		TmpDir:                 filepath.Join(workdir, "tmp"),
+		LegacyTmpDir:           os.TempDir(),
+		TmpFilesLifespan:       defaultTmpFilesLifespan,
+		Bind:                   defaultBind,
+		MountRoot:              filepath.Join(workdir, "mounts"),
+		IdleTimeout:            defaultIdleTimeout,
+		MaxSessionsPerUser:     defaultMaxSessionsPerUser,
+		UploadPartSize:         defaultUploadPartSize,
+		UploadConcurrency:      defaultUploadConcurrency,
+		TmpMinFree:             defaultTmpMinFree,
+		MaxCachedFiles:         4096,
+		MaxPendingFilesPerUser: 1024,
+		Workdir:                workdir,
+		Path:                   filepath.Join(workdir, "pydio.json"),
 	}
 }
 
@@ -252,6 +263,9 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.size("uploadPartSize", &cfg.UploadPartSize, minUploadPartSize, maxUploadPartSize)
 	p.integer("uploadConcurrency", &cfg.UploadConcurrency, 1, maxUploadConcurrency)
 	p.size("tmpMinFree", &cfg.TmpMinFree, 0, 1<<62)
+	p.integer("maxCachedFiles", &cfg.MaxCachedFiles, 1, 1<<24)
+	p.integer("maxPendingFilesPerUser", &cfg.MaxPendingFilesPerUser, 1, 1<<24)
+	p.size("maxPendingBytesPerUser", &cfg.MaxPendingBytesPerUser, 0, 1<<62)
 
 	// "" means the default for the paths and the bind address.
 	if !tmpDirSet {
