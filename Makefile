@@ -27,7 +27,10 @@ minio: $(MINIO_STAMP)
 
 $(MINIO_STAMP):
 	@mkdir -p $(BIN)
-	GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+	@for i in 1 2 3; do \
+		GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION) && exit 0; \
+		echo "minio build failed (attempt $$i); retrying in 10s"; sleep 10; \
+	done; exit 1
 	@touch $@
 
 ## tools: the system packages the end-to-end tests use (fuse3, sshpass, sshfs, OpenSSH client)
