@@ -9,7 +9,7 @@ SFTPGATE      := $(BIN)/sftpgate
 DEVDIR        := $(CURDIR)/.sftpgate-dev
 # Unit packages run with the race detector; the end-to-end ones too, but
 # they move hundreds of MiB, so they get their own timeout.
-TEST_TIMEOUT  ?= 14m
+TEST_TIMEOUT  ?= 20m
 
 export SFTPGATE_MINIO_BIN := $(MINIO)
 export SFTPGATE_BIN       := $(SFTPGATE)
