@@ -78,6 +78,10 @@ func TestCompareBinaries(t *testing.T) {
 	res := newCompareResults()
 	loadBefore := loadAvg()
 	began := time.Now()
+	// Printed even when a round fails: the rounds done so far.
+	defer func() {
+		fmt.Print(res.table(bins, rounds, sizeMiB, m.Endpoint, loadBefore, loadAvg(), time.Since(began)))
+	}()
 	for r := range rounds {
 		up, down := compareDirect(t, m, direct, size)
 		res.add("minio-go PutObject (known size), MiB/s", "minio-go", up/mib)
@@ -95,7 +99,6 @@ func TestCompareBinaries(t *testing.T) {
 			}
 		}
 	}
-	fmt.Print(res.table(bins, rounds, sizeMiB, m.Endpoint, loadBefore, loadAvg(), time.Since(began)))
 }
 
 // compareOnce starts a daemon running b, measures it and records the
@@ -164,8 +167,8 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 	res.add("serve CPU, small files, ms/file", b.name, float64((cpu5-cpu4).Milliseconds())/compareSmallFiles)
 	res.add("serve CPU, whole life, s/GiB uploaded", b.name, life.Seconds()/uploaded)
 	res.add("serve peak RSS, MiB", b.name, float64(ru.Maxrss)/1024)
-	t.Logf("%s: upload %.1f MiB/s (CPU %.1fs), download %.1f MiB/s (CPU %.1fs), %d small files in %.2fs (CPU %.2fs), whole life CPU %.1fs",
-		b.name, rate(size, up)/mib, (cpu1 - cpu0).Seconds(), rate(size, down)/mib, (cpu3 - cpu2).Seconds(),
+	t.Logf("%s (load average %s): upload %.1f MiB/s (CPU %.1fs), download %.1f MiB/s (CPU %.1fs), %d small files in %.2fs (CPU %.2fs), whole life CPU %.1fs",
+		b.name, loadAvg(), rate(size, up)/mib, (cpu1 - cpu0).Seconds(), rate(size, down)/mib, (cpu3 - cpu2).Seconds(),
 		compareSmallFiles, small.Seconds(), (cpu5 - cpu4).Seconds(), life.Seconds())
 }
 
@@ -347,9 +350,12 @@ func (c *compareResults) add(metric, source string, v float64) {
 	bySource[source] = append(bySource[source], v)
 }
 
-// table formats the results: for each metric, each binary's median, the
-// ratio of each other binary's median to the first's, and the values of
-// every round with their spread ((max-min)/2 as a share of the median).
+// table formats the results: for each metric, each binary's median; for
+// each other binary, the ratio of its median to the first's and the
+// median (min-max) of the per-round ratios, each taken between two runs
+// of the same round, back to back, so that slow changes of the machine's
+// load cancel; then every round's values with their spread ((max-min)/2
+// as a share of the median).
 func (c *compareResults) table(bins []compareBin, rounds, sizeMiB int, endpoint, loadBefore, loadAfter string, took time.Duration) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nTestCompareBinaries: %d rounds, interleaved (odd rounds in reverse order), one MinIO at %s, %d MiB file, took %v\n",
@@ -364,7 +370,8 @@ func (c *compareResults) table(bins []compareBin, rounds, sizeMiB int, endpoint,
 		head = append(head, b.name+" median")
 	}
 	for _, b := range bins[1:] {
-		head = append(head, b.name+"/"+bins[0].name)
+		ratio := b.name + "/" + bins[0].name
+		head = append(head, ratio, ratio+" paired (min-max)")
 	}
 	for _, b := range bins {
 		head = append(head, b.name+" per round (spread)")
@@ -375,7 +382,7 @@ func (c *compareResults) table(bins []compareBin, rounds, sizeMiB int, endpoint,
 		if ref, ok := bySource["minio-go"]; ok {
 			// The reference: its median and rounds in the first binary's columns.
 			row := make([]string, len(head))
-			row[0], row[1], row[2*len(bins)] = metric, fmtValue(median(ref)), perRound(ref)
+			row[0], row[1], row[3*len(bins)-1] = metric, fmtValue(median(ref)), perRound(ref)
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 			continue
 		}
@@ -383,13 +390,21 @@ func (c *compareResults) table(bins []compareBin, rounds, sizeMiB int, endpoint,
 		for _, b := range bins {
 			row = append(row, fmtValue(median(bySource[b.name])))
 		}
-		base := median(bySource[bins[0].name])
+		base := bySource[bins[0].name]
 		for _, b := range bins[1:] {
-			r := "-"
-			if base != 0 {
-				r = fmt.Sprintf("%.3f", median(bySource[b.name])/base)
+			vs := bySource[b.name]
+			row = append(row, fmtRatio(median(vs), median(base)))
+			var paired []float64
+			for r := range min(len(vs), len(base)) {
+				if base[r] != 0 {
+					paired = append(paired, vs[r]/base[r])
+				}
 			}
-			row = append(row, r)
+			p := "-"
+			if len(paired) > 0 {
+				p = fmt.Sprintf("%.3f (%.2f-%.2f)", median(paired), slices.Min(paired), slices.Max(paired))
+			}
+			row = append(row, p)
 		}
 		for _, b := range bins {
 			row = append(row, perRound(bySource[b.name]))
@@ -398,6 +413,14 @@ func (c *compareResults) table(bins []compareBin, rounds, sizeMiB int, endpoint,
 	}
 	tw.Flush()
 	return sb.String()
+}
+
+// fmtRatio is v/base with three decimals, "-" when base is zero.
+func fmtRatio(v, base float64) string {
+	if base == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", v/base)
 }
 
 // median of vs (the mean of the two middle values for an even count).
