@@ -111,33 +111,33 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 	sizeLabel := fmt.Sprintf("%d MiB", size/mib)
 
 	// (1) Upload: create, concurrent writes, close (which uploads).
-	cpu0 := treeCPU(t, pid)
+	cpu0 := treeUsageOf(t, pid)
 	start := time.Now()
 	uploadSFTP(t, sc, "/personal-files/big.bin", compareSeed, size)
 	up := time.Since(start)
-	cpu1 := treeCPU(t, pid)
+	cpu1 := treeUsageOf(t, pid)
 	if info, err := statObject(g.minio, g.personalBucket, personalKey("alice", "big.bin")); err != nil || info.Size != size {
 		t.Fatalf("object after the upload: size %d, %v; want %d", info.Size, err, size)
 	}
 
 	// (2) Download of the same file, concurrent reads, checked.
-	cpu2 := treeCPU(t, pid)
+	cpu2 := treeUsageOf(t, pid)
 	start = time.Now()
 	sum, n := downloadSFTP(t, sc, "/personal-files/big.bin")
 	down := time.Since(start)
-	cpu3 := treeCPU(t, pid)
+	cpu3 := treeUsageOf(t, pid)
 	if n != size || sum != want {
 		t.Fatalf("download: got %d bytes sha256 %.12s, want %d bytes %.12s", n, sum, size, want)
 	}
 
 	// (3) Small files, one after the other.
-	cpu4 := treeCPU(t, pid)
+	cpu4 := treeUsageOf(t, pid)
 	start = time.Now()
 	for i := range compareSmallFiles {
 		uploadSFTP(t, sc, fmt.Sprintf("/personal-files/small-%03d.bin", i), uint64(compareSeed+1+i), compareSmallSize)
 	}
 	small := time.Since(start)
-	cpu5 := treeCPU(t, pid)
+	cpu5 := treeUsageOf(t, pid)
 	for i := range compareSmallFiles {
 		key := personalKey("alice", fmt.Sprintf("small-%03d.bin", i))
 		if info, err := statObject(g.minio, g.personalBucket, key); err != nil || info.Size != compareSmallSize {
@@ -162,14 +162,18 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 	res.add("upload "+sizeLabel+", MiB/s", b.name, rate(size, up)/mib)
 	res.add("download "+sizeLabel+", MiB/s", b.name, rate(size, down)/mib)
 	res.add(fmt.Sprintf("upload %d × %d KiB, files/s", compareSmallFiles, compareSmallSize>>10), b.name, compareSmallFiles/small.Seconds())
-	res.add("serve CPU, upload, s/GiB", b.name, (cpu1-cpu0).Seconds()/gib)
-	res.add("serve CPU, download, s/GiB", b.name, (cpu3-cpu2).Seconds()/gib)
-	res.add("serve CPU, small files, ms/file", b.name, float64((cpu5-cpu4).Milliseconds())/compareSmallFiles)
+	upU, downU, smallU := cpu1.sub(cpu0), cpu3.sub(cpu2), cpu5.sub(cpu4)
+	res.add("serve CPU, upload, s/GiB", b.name, upU.cpu.Seconds()/gib)
+	res.add("serve CPU, download, s/GiB", b.name, downU.cpu.Seconds()/gib)
+	res.add("serve CPU, small files, ms/file", b.name, float64(smallU.cpu.Microseconds())/1000/compareSmallFiles)
 	res.add("serve CPU, whole life, s/GiB uploaded", b.name, life.Seconds()/uploaded)
 	res.add("serve peak RSS, MiB", b.name, float64(ru.Maxrss)/1024)
-	t.Logf("%s (load average %s): upload %.1f MiB/s (CPU %.1fs), download %.1f MiB/s (CPU %.1fs), %d small files in %.2fs (CPU %.2fs), whole life CPU %.1fs",
-		b.name, loadAvg(), rate(size, up)/mib, (cpu1 - cpu0).Seconds(), rate(size, down)/mib, (cpu3 - cpu2).Seconds(),
-		compareSmallFiles, small.Seconds(), (cpu5 - cpu4).Seconds(), life.Seconds())
+	// How much the machine's other load held the daemon back: not a
+	// property of the binary, a gauge of the noise.
+	res.add("serve run-queue wait, upload, % of its time", b.name, 100*upU.wait.Seconds()/up.Seconds())
+	t.Logf("%s (load average %s): upload %.1f MiB/s (CPU %.1fs, run-queue wait %.1fs), download %.1f MiB/s (CPU %.1fs), %d small files in %.2fs (CPU %.2fs), whole life CPU %.1fs",
+		b.name, loadAvg(), rate(size, up)/mib, upU.cpu.Seconds(), upU.wait.Seconds(), rate(size, down)/mib, downU.cpu.Seconds(),
+		compareSmallFiles, small.Seconds(), smallU.cpu.Seconds(), life.Seconds())
 }
 
 // compareDirect uploads size bytes to bucket with minio-go (known size,
@@ -203,72 +207,90 @@ func compareDirect(t *testing.T, m *testenv.MinIO, bucket string, size int64) (u
 	return up, down
 }
 
-// treeCPU is the CPU time (user + system) used so far by pid and its
-// descendants: its own, that of the children it has waited for, and
-// treeCPU of each living child.
-func treeCPU(t testing.TB, pid int) time.Duration {
-	t.Helper()
-	d, err := procTreeCPU(pid, 0)
-	if err != nil {
-		t.Fatalf("CPU of process %d and its children: %v", pid, err)
-	}
-	return d
+// treeUsage is what a process tree has used so far.
+type treeUsage struct {
+	cpu  time.Duration // user + system, reaped children included
+	wait time.Duration // time its living threads were runnable but waiting for a CPU
 }
 
-// procTreeCPU is treeCPU's walk; depth bounds it.
-func procTreeCPU(pid, depth int) (time.Duration, error) {
+func (u treeUsage) sub(v treeUsage) treeUsage { return treeUsage{u.cpu - v.cpu, u.wait - v.wait} }
+
+// treeUsageOf reads the usage of pid and its descendants: its own CPU
+// time, that of the children it has waited for, and treeUsageOf each
+// living child; the run-queue wait of every living thread.
+func treeUsageOf(t testing.TB, pid int) treeUsage {
+	t.Helper()
+	u, err := procTreeUsage(pid, 0)
+	if err != nil {
+		t.Fatalf("usage of process %d and its children: %v", pid, err)
+	}
+	return u
+}
+
+// procTreeUsage is treeUsageOf's walk; depth bounds it.
+func procTreeUsage(pid, depth int) (treeUsage, error) {
+	var u treeUsage
 	if depth > 16 {
-		return 0, fmt.Errorf("process tree deeper than 16 under %d", pid)
+		return u, fmt.Errorf("process tree deeper than 16 under %d", pid)
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return u, err
 	}
 	// After the command name (which may hold spaces), field 3 (state) is
 	// first: utime, stime, cutime and cstime are fields 14 to 17.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 || i+2 > len(s) {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+		return u, fmt.Errorf("/proc/%d/stat: %q", pid, s)
 	}
 	fields := strings.Fields(s[i+2:])
 	if len(fields) < 15 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+		return u, fmt.Errorf("/proc/%d/stat: %q", pid, s)
 	}
 	var ticks int64
 	for _, f := range fields[11:15] {
 		v, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %q: %w", pid, s, err)
+			return u, fmt.Errorf("/proc/%d/stat: %q: %w", pid, s, err)
 		}
 		ticks += v
 	}
-	total := time.Duration(ticks) * clockTick
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	u.cpu = time.Duration(ticks) * clockTick
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	if err != nil {
-		return 0, err
+		return u, err
 	}
 	for _, task := range tasks {
-		kids, err := os.ReadFile(task)
+		// schedstat: time on a CPU, time waiting on a run queue (ns), slices.
+		if st, err := os.ReadFile(filepath.Join(task, "schedstat")); err == nil {
+			if f := strings.Fields(string(st)); len(f) >= 2 {
+				if ns, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					u.wait += time.Duration(ns)
+				}
+			}
+		}
+		kids, err := os.ReadFile(filepath.Join(task, "children"))
 		if err != nil {
 			continue // the thread has exited
 		}
 		for _, k := range strings.Fields(string(kids)) {
 			kid, err := strconv.Atoi(k)
 			if err != nil {
-				return 0, fmt.Errorf("%s: %q", task, kids)
+				return u, fmt.Errorf("%s/children: %q", task, kids)
 			}
-			d, err := procTreeCPU(kid, depth+1)
+			ku, err := procTreeUsage(kid, depth+1)
 			if err != nil {
 				if os.IsNotExist(err) {
 					continue // exited (its time is now in our cutime or soon will be)
 				}
-				return 0, err
+				return u, err
 			}
-			total += d
+			u.cpu += ku.cpu
+			u.wait += ku.wait
 		}
 	}
-	return total, nil
+	return u, nil
 }
 
 // parseCompareBins parses "name=path,name=path"; a relative path is from
