@@ -47,10 +47,13 @@ type compareBin struct{ name, path string }
 // order (old,new then new,old…), a fresh daemon; a pkg/sftp upload of one
 // big file streamed from a PRNG with concurrent writes, its download,
 // 200 small files uploaded one after the other, and the CPU time of the
-// daemon and every process it started for each of those phases. A direct
-// minio-go upload and download of the same size at the start of each
-// round is the reference. It prints medians, ratios to the first binary
-// and every round's values. Run by `make compare OLD=<rev>`.
+// daemon and every process it started for each of those phases and over
+// its whole life (start and shutdown included), its peak RSS, and how long
+// its threads waited for a CPU during the upload (the machine's noise). A
+// direct minio-go upload and download of the same size at the start of
+// each round is the reference. It prints medians, ratios to the first
+// binary (of the medians, and the median of the per-round ratios) and
+// every round's values. Run by `make compare OLD=<rev>`.
 func TestCompareBinaries(t *testing.T) {
 	spec := os.Getenv(envCompareBins)
 	if spec == "" {
@@ -111,33 +114,33 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 	sizeLabel := fmt.Sprintf("%d MiB", size/mib)
 
 	// (1) Upload: create, concurrent writes, close (which uploads).
-	cpu0 := treeUsageOf(t, pid)
+	u0 := treeUsageOf(t, pid)
 	start := time.Now()
 	uploadSFTP(t, sc, "/personal-files/big.bin", compareSeed, size)
 	up := time.Since(start)
-	cpu1 := treeUsageOf(t, pid)
+	u1 := treeUsageOf(t, pid)
 	if info, err := statObject(g.minio, g.personalBucket, personalKey("alice", "big.bin")); err != nil || info.Size != size {
 		t.Fatalf("object after the upload: size %d, %v; want %d", info.Size, err, size)
 	}
 
 	// (2) Download of the same file, concurrent reads, checked.
-	cpu2 := treeUsageOf(t, pid)
+	u2 := treeUsageOf(t, pid)
 	start = time.Now()
 	sum, n := downloadSFTP(t, sc, "/personal-files/big.bin")
 	down := time.Since(start)
-	cpu3 := treeUsageOf(t, pid)
+	u3 := treeUsageOf(t, pid)
 	if n != size || sum != want {
 		t.Fatalf("download: got %d bytes sha256 %.12s, want %d bytes %.12s", n, sum, size, want)
 	}
 
 	// (3) Small files, one after the other.
-	cpu4 := treeUsageOf(t, pid)
+	u4 := treeUsageOf(t, pid)
 	start = time.Now()
 	for i := range compareSmallFiles {
 		uploadSFTP(t, sc, fmt.Sprintf("/personal-files/small-%03d.bin", i), uint64(compareSeed+1+i), compareSmallSize)
 	}
 	small := time.Since(start)
-	cpu5 := treeUsageOf(t, pid)
+	u5 := treeUsageOf(t, pid)
 	for i := range compareSmallFiles {
 		key := personalKey("alice", fmt.Sprintf("small-%03d.bin", i))
 		if info, err := statObject(g.minio, g.personalBucket, key); err != nil || info.Size != compareSmallSize {
@@ -162,7 +165,7 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 	res.add("upload "+sizeLabel+", MiB/s", b.name, rate(size, up)/mib)
 	res.add("download "+sizeLabel+", MiB/s", b.name, rate(size, down)/mib)
 	res.add(fmt.Sprintf("upload %d × %d KiB, files/s", compareSmallFiles, compareSmallSize>>10), b.name, compareSmallFiles/small.Seconds())
-	upU, downU, smallU := cpu1.sub(cpu0), cpu3.sub(cpu2), cpu5.sub(cpu4)
+	upU, downU, smallU := u1.sub(u0), u3.sub(u2), u5.sub(u4)
 	res.add("serve CPU, upload, s/GiB", b.name, upU.cpu.Seconds()/gib)
 	res.add("serve CPU, download, s/GiB", b.name, downU.cpu.Seconds()/gib)
 	res.add("serve CPU, small files, ms/file", b.name, float64(smallU.cpu.Microseconds())/1000/compareSmallFiles)
