@@ -14,7 +14,7 @@ TEST_TIMEOUT  ?= 20m
 export SFTPGATE_MINIO_BIN := $(MINIO)
 export SFTPGATE_BIN       := $(SFTPGATE)
 
-.PHONY: all build test lint run bench minio tools clean
+.PHONY: all build test lint run bench compare minio tools clean
 
 all: build
 
@@ -61,6 +61,19 @@ test: tools minio build lint
 ## bench: throughput and memory benchmarks, printed as tables
 bench: tools minio build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+## compare: the speed of the tree against OLD (a git rev) in one run: both
+## binaries interleaved, ROUNDS rounds, medians (see README, Benchmarks)
+OLD    ?= 6a936e3
+ROUNDS ?= 5
+compare: tools minio build
+	@set -e; tmp=$$(mktemp -d); \
+	trap 'git worktree remove --force "$$tmp/src" >/dev/null 2>&1 || true; rm -rf "$$tmp"; git worktree prune' EXIT; \
+	git worktree add --detach --quiet "$$tmp/src" "$(OLD)"; \
+	echo "old: $(OLD) = $$(git -C "$$tmp/src" rev-parse --short HEAD); new: this tree, $$(git rev-parse --short HEAD)$$(git diff --quiet HEAD || echo ' + uncommitted changes')"; \
+	(cd "$$tmp/src" && $(GO) build -o $(BIN)/sftpgate-old ./cmd/sftpgate)
+	SFTPGATE_COMPARE_BINS="old=$(BIN)/sftpgate-old,new=$(SFTPGATE)" SFTPGATE_COMPARE_ROUNDS=$(ROUNDS) \
+		$(GO) test -count=1 -v -run '^TestCompareBinaries$$' -timeout 150m ./integration
 
 ## run: the quick start — a development gateway in .sftpgate-dev on port 2022
 run: build

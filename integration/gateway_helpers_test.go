@@ -117,6 +117,7 @@ type gwOptions struct {
 	lifespan    string // tmpFilesLifespan, "15m" when empty
 	bind        string // listen address, "127.0.0.1" when empty
 	metrics     bool   // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
+	bin         string // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -280,7 +281,7 @@ func (g *gateway) start() {
 		t.Fatal(err)
 	}
 	g.done = make(chan struct{})
-	g.cmd = exec.Command(sftpgateBinary(t), args...)
+	g.cmd = exec.Command(g.binPath(), args...)
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
 	g.cmd.Env = sftpgateEnv()
@@ -398,10 +399,18 @@ func (g *gateway) secret(s string) {
 	g.mu.Unlock()
 }
 
+// binPath is the path of the sftpgate binary this gateway runs.
+func (g *gateway) binPath() string {
+	if g.opts.bin != "" {
+		return g.opts.bin
+	}
+	return sftpgateBinary(g.t)
+}
+
 // cli runs `sftpgate --workdir <work> args...`.
 func (g *gateway) cli(args ...string) cliResult {
 	g.t.Helper()
-	return runSftpgate(g.t, append([]string{"--workdir", g.work}, args...)...)
+	return runBinary(g.t, g.binPath(), append([]string{"--workdir", g.work}, args...)...)
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0.

@@ -114,7 +114,12 @@ const cliTimeout = time.Minute
 // so that only --workdir chooses the working directory.
 func runSftpgate(t testing.TB, args ...string) cliResult {
 	t.Helper()
-	bin := sftpgateBinary(t)
+	return runBinary(t, sftpgateBinary(t), args...)
+}
+
+// runBinary is runSftpgate with the given sftpgate binary.
+func runBinary(t testing.TB, bin string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
