@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -105,6 +106,10 @@ func (ss *session) run(reqs <-chan *ssh.Request) {
 				req.Reply(false, nil)
 				continue
 			}
+			if c, ok := execChecksum(req); ok {
+				ss.checksum(req, reqs, c)
+				return
+			}
 			ss.log.Info("shell refused", "request", req.Type)
 			req.Reply(true, nil)
 			fmt.Fprintln(ss.ch.Stderr(), sftpOnlyMessage)
@@ -123,6 +128,33 @@ func (ss *session) run(reqs <-chan *ssh.Request) {
 		<-sftpDone
 	}
 	ss.finish(reqs)
+}
+
+// execChecksum reports whether req is an exec of a checksum command.
+func execChecksum(req *ssh.Request) (checksumCmd, bool) {
+	var p struct{ Command string }
+	if req.Type != "exec" || ssh.Unmarshal(req.Payload, &p) != nil {
+		return checksumCmd{}, false
+	}
+	return parseChecksum(p.Command)
+}
+
+// checksum runs a checksum command on the session and ends it; the
+// command stops when the client goes away.
+func (ss *session) checksum(req *ssh.Request, reqs <-chan *ssh.Request, c checksumCmd) {
+	srv := ss.conn.srv
+	req.Reply(true, nil)
+	ss.setOp(c.name)
+	ctx, cancel := context.WithCancel(srv.ctx)
+	defer cancel()
+	srv.wg.Add(1)
+	go func() {
+		defer srv.wg.Done()
+		ssh.DiscardRequests(reqs)
+		cancel()
+	}()
+	ss.runChecksum(ctx, c)
+	ss.ch.Close()
 }
 
 // finish closes the channel and answers (false) whatever requests still
