@@ -119,6 +119,9 @@ func TestGatewayFaultLoop(t *testing.T) {
 			}
 		}
 		g.checkFaultObjects(t, r, clients, verified)
+		if c := g.conflicts(); len(c) != 0 {
+			t.Errorf("round %d: conflicts after the restart: got %q, want none", r, c)
+		}
 		for _, c := range clients {
 			if c.pending != nil {
 				g.settle(t, r, c, &st)
