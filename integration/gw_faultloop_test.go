@@ -127,6 +127,13 @@ func TestGatewayFaultLoop(t *testing.T) {
 				g.settle(t, r, c, &st)
 			}
 		}
+		for _, c := range clients {
+			for p, f := range c.files {
+				if fi, err := c.sc.Stat(p); err != nil || fi.Size() != f.v.size() {
+					t.Errorf("round %d: client %d: stat %s after the restart: got %v, %v, want %d bytes", r, c.id, p, fi, err, f.v.size())
+				}
+			}
+		}
 		if t.Failed() {
 			t.Fatalf("round %d failed (replay with %s=%d)", r, envFaultSeed, seed)
 		}
@@ -489,6 +496,9 @@ func (g *gateway) settle(t *testing.T, round int, c *faultClient, st *faultStats
 	case "rename":
 		_, errNew := statObject(g.minio, g.personalBucket, keyOf(op.to))
 		_, errOld := statObject(g.minio, g.personalBucket, keyOf(op.path))
+		if errNew != nil && errOld != nil {
+			t.Errorf("round %d: client %d: after an interrupted rename of %s to %s, neither key holds the file (%v; %v)", round, c.id, op.path, op.to, errOld, errNew)
+		}
 		if errNew == nil {
 			c.files[op.to] = c.files[op.path]
 			delete(c.files, op.path)
