@@ -20,7 +20,7 @@ import (
 
 // checkpointWait is long enough for the write-back cache to have made
 // every acknowledged write durable (checkpoints about every second).
-const checkpointWait = 3 * time.Second
+const checkpointWait = 4 * time.Second
 
 // TestGatewayFaultDroppedWriter: session A opens f for writing and
 // writes; session B opens f for writing; A's TCP connection drops; B
