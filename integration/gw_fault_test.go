@@ -336,7 +336,8 @@ func TestGatewayFaultKillRenamed(t *testing.T) {
 // TestGatewayShutdownOpenWriters: SIGTERM with writers still open.
 // Files closed before the signal are in MinIO when the daemon has exited;
 // nothing an open handle wrote is published (a new file stays absent, a
-// file reopened with truncation keeps its object).
+// file reopened with truncation keeps its object), neither at the next
+// start; both are interrupted uploads that resume to the right object.
 func TestGatewayShutdownOpenWriters(t *testing.T) {
 	t.Parallel()
 	g := startGateway(t, gwOptions{})
@@ -395,5 +396,28 @@ func TestGatewayShutdownOpenWriters(t *testing.T) {
 	}
 	if got := g.stateOf(g.personalBucket, key("kept.txt")); got != kept {
 		t.Errorf("kept.txt after the restart: got %v, want %v", got, kept)
+	}
+
+	// Both were interrupted, not dropped: each resumes from the size the
+	// view shows to the right object.
+	for _, f := range []struct {
+		name string
+		seed uint64
+	}{{"new.bin", 901}, {"kept.txt", 902}} {
+		p := "/personal-files/" + f.name
+		n := g.viewSize(t, sc, "alice", p)
+		t.Logf("%s, open at SIGTERM with 3 MiB written: %d bytes after the restart", f.name, n)
+		if n > 3*mib {
+			t.Errorf("%s after the restart: got %d bytes, want at most the %d written", f.name, n, 3*mib)
+			continue
+		}
+		want := version{{f.seed, 3 * mib}}
+		if err := resumeFrom(sc, p, want, n); err != nil {
+			t.Errorf("resume %s from %d: %v", f.name, n, err)
+			continue
+		}
+		if got, w := g.stateOf(g.personalBucket, key(f.name)), stateOfVersion(want); got != w {
+			t.Errorf("%s resumed from %d: got %v, want %v", f.name, n, got, w)
+		}
 	}
 }
