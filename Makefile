@@ -14,7 +14,7 @@ TEST_TIMEOUT  ?= 20m
 export SFTPGATE_MINIO_BIN := $(MINIO)
 export SFTPGATE_BIN       := $(SFTPGATE)
 
-.PHONY: all build test lint run bench compare minio tools clean
+.PHONY: all build test soak lint run bench compare minio tools clean
 
 all: build
 
@@ -57,6 +57,12 @@ lint:
 ## test: every test, end-to-end ones included (real MinIO, real FUSE mounts, real SFTP clients)
 test: tools minio build lint
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## soak: only the kill -9 fault loop (TestGatewayFaultLoop), for ROUNDS rounds
+ROUNDS        ?= 200
+SOAK_TIMEOUT  ?= $(shell echo $$(( $(ROUNDS) * 15 + 300 )))s
+soak: tools minio build
+	SFTPGATE_FAULT_ROUNDS=$(ROUNDS) $(GO) test -race -count=1 -v -run '^TestGatewayFaultLoop$$' -timeout $(SOAK_TIMEOUT) ./integration
 
 ## bench: throughput and memory benchmarks, printed as tables
 bench: tools minio build
