@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Write combining. SFTP clients upload in requests of 32 KiB (OpenSSH,
@@ -106,11 +107,14 @@ type combiner struct {
 	mu   sync.Mutex
 	wins []*window // sorted by offset, at most combinePerHandle
 	err  error     // first failed write to dst, returned from then on
+
+	lastWrite atomic.Int64 // unix nanoseconds of the last write
 }
 
 // write stores p at off, writing complete windows to dst. An error is
 // that of an earlier or current write to dst.
 func (c *combiner) write(p []byte, off int64) error {
+	c.lastWrite.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {

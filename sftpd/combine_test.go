@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // recordingFile is a writerAt over a byte slice that records each write.
@@ -336,5 +337,33 @@ func TestAppendAtEndAfterGatheredWrites(t *testing.T) {
 	want := append(append(append([]byte{}, first...), second...), "tail"...)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("file: %d bytes (%v), want %d: the appended block must follow everything written before it", len(got), err, len(want))
+	}
+}
+
+// TestGatheredWritesIdleFlush: a short write that does not fill its window
+// reaches the file within about combineIdle when the client sends nothing
+// more, without a close.
+func TestGatheredWritesIdleFlush(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.sftp(t)
+	f, err := c.Create("/idle.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(bytes.Repeat([]byte("x"), 1000)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ts.root(t), "idle.bin")
+	deadline := time.Now().Add(5 * combineIdle)
+	for {
+		fi, err := os.Stat(path)
+		if err == nil && fi.Size() == 1000 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file after %v without a close: %v, %v; want the 1000 bytes written", 5*combineIdle, fi, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

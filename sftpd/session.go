@@ -234,6 +234,8 @@ func (ss *session) serveSFTP(root *os.Root) {
 	rs := sftp.NewRequestServer(rwc, h.sftpHandlers(), sftp.WithStartDirectory("/"), sftp.WithRSMaxTxPacket(maxReadLength))
 
 	stop := make(chan struct{})
+	srv.wg.Add(1)
+	go ss.watchGathered(h, stop)
 	if srv.cfg.IdleTimeout > 0 {
 		srv.wg.Add(1)
 		go ss.watchIdle(stop)
