@@ -23,6 +23,12 @@ func (m *Manager) recoverJournals(ctx context.Context) error {
 		return err
 	}
 	slices.Sort(ents)
+	// Renames first: a copy's journal may follow one.
+	for _, name := range ents {
+		if id, ok := strings.CutSuffix(name, ".rename"); ok {
+			m.recoverRename(ctx, id)
+		}
+	}
 	haveJournal := map[string]bool{}
 	for _, name := range ents {
 		switch {

@@ -111,19 +111,41 @@ func (v *view) renameFile(ctx context.Context, sb, sk, db, dk string, info objIn
 			return v.renamePending(ctx, e, sb, sk, db, dk)
 		}
 	}
-	etag, err := v.ob.copy(ctx, sb, sk, db, dk, info.Size, nil)
+	id := ""
+	if e != nil {
+		id = e.id
+	}
+	etag, done, err := v.moveObject(ctx, sb, sk, db, dk, info.Size, id)
 	if err != nil {
 		return err
 	}
-	if err := v.ob.remove(ctx, sb, sk); err != nil {
-		return err
-	}
+	defer done()
 	if e != nil {
 		v.cache.rekey(e, db, dk, etag, true)
 	} else if old := v.cache.lookup(db, dk); old != nil {
 		v.cache.forget(old)
 	}
 	return nil
+}
+
+// moveObject renames an object: a server-side copy and a delete, recorded
+// first so that a crash between them is finished or undone at the next
+// start (renamelog.go). entry is the local copy that follows, "" none;
+// the caller calls done once that copy's journal names the new key.
+func (v *view) moveObject(ctx context.Context, sb, sk, db, dk string, size int64, entry string) (etag string, done func(), err error) {
+	id, err := v.cache.beginRename(ctx, renameIntent{SrcBucket: sb, SrcKey: sk, DstBucket: db, DstKey: dk, Entry: entry})
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { v.cache.endRename(id) }
+	if etag, err = v.ob.copy(ctx, sb, sk, db, dk, size, nil); err == nil {
+		err = v.ob.remove(ctx, sb, sk)
+	}
+	if err != nil {
+		done()
+		return "", nil, err
+	}
+	return etag, done, nil
 }
 
 // renamePending moves a file whose copy holds changes no close published
@@ -135,14 +157,12 @@ func (v *view) renamePending(ctx context.Context, e *entry, sb, sk, db, dk strin
 		sinfo, err := v.ob.stat(ctx, sb, sk)
 		switch {
 		case err == nil:
-			etag, err := v.ob.copy(ctx, sb, sk, db, dk, sinfo.Size, nil)
+			etag, done, err := v.moveObject(ctx, sb, sk, db, dk, sinfo.Size, e.id)
 			if err != nil {
 				return err
 			}
-			if err := v.ob.remove(ctx, sb, sk); err != nil {
-				return err
-			}
 			v.cache.rekey(e, db, dk, etag, true)
+			done()
 			return nil
 		case !isNotFound(err):
 			return err
