@@ -309,6 +309,9 @@ func (f *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 
 func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, size int64, hasMtime bool, mtime time.Time, hasMode bool, mode uint32) error {
 	v := f.ws.v
+	if hasSize && (size < 0 || size > v.maxSize) {
+		return fmt.Errorf("truncate: %w", syscall.EFBIG)
+	}
 	l, key, err := f.where(ctx, true)
 	if err != nil {
 		return err
@@ -477,6 +480,9 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.write {
 		return 0, syscall.EBADF
+	}
+	if !h.append && off > h.v.maxSize-int64(len(data)) {
+		return 0, syscall.EFBIG
 	}
 	h.activate()
 	if h.append {

@@ -92,6 +92,11 @@ func (c *Config) fields() []field {
 		{key: "uploadPartSize", value: formatSize(c.UploadPartSize)},
 		{key: "uploadConcurrency", value: c.UploadConcurrency},
 		{key: "tmpMinFree", value: formatSize(c.TmpMinFree)},
+		{key: "maxHandlesPerSession", value: c.MaxHandlesPerSession},
+		{key: "maxHandlesPerUser", value: c.MaxHandlesPerUser},
+		{key: "maxFileSize", value: formatSize(c.MaxFileSize)},
+		{key: "maxWriteGatherPerSession", value: formatSize(c.MaxWriteGatherPerSession)},
+		{key: "maxWriteGatherPerUser", value: formatSize(c.MaxWriteGatherPerUser)},
 	}
 	if c.HostKeyFile == "" {
 		f[1].text = "(not set)"

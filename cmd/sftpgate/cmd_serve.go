@@ -157,6 +157,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		PartSize:    cfg.UploadPartSize,
 		Concurrency: cfg.UploadConcurrency,
 		MinFree:     cfg.TmpMinFree,
+		MaxFileSize: cfg.MaxFileSize,
 		Logger:      log.With("component", "fusefs"),
 	})
 	if err != nil {
@@ -177,14 +178,19 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
-		HostKeys:           []ssh.Signer{hostKey},
-		Auth:               authn,
-		Mounts:             mounts,
-		Logger:             log.With("component", "sftpd"),
-		IdleTimeout:        cfg.IdleTimeout,
-		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
-		GracePeriod:        sessionGrace,
-		OnSessionEnd:       onSessionEnd,
+		HostKeys:             []ssh.Signer{hostKey},
+		Auth:                 authn,
+		Mounts:               mounts,
+		Logger:               log.With("component", "sftpd"),
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxSessionsPerUser:   cfg.MaxSessionsPerUser,
+		MaxHandlesPerSession: cfg.MaxHandlesPerSession,
+		MaxHandlesPerUser:    cfg.MaxHandlesPerUser,
+		MaxFileSize:          cfg.MaxFileSize,
+		GatherPerSession:     cfg.MaxWriteGatherPerSession,
+		GatherPerUser:        cfg.MaxWriteGatherPerUser,
+		GracePeriod:          sessionGrace,
+		OnSessionEnd:         onSessionEnd,
 	})
 	if err != nil {
 		shutdownMounts()
