@@ -18,8 +18,8 @@ type dirLister struct {
 	path string
 
 	// mu guards the fields below.
-	mu   sync.Mutex
-	f    *os.File
+	mu     sync.Mutex
+	f      *os.File
 	pos    int64 // entries returned so far
 	done   bool
 	closed bool

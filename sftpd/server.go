@@ -84,17 +84,17 @@ type Config struct {
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultIdleTimeout        = 15 * time.Minute
+	DefaultIdleTimeout          = 15 * time.Minute
 	DefaultMaxSessionsPerUser   = 64
 	DefaultMaxHandlesPerSession = 256
 	DefaultMaxHandlesPerUser    = 512
 	DefaultMaxFileSize          = 5 << 40 // 5 TiB, the largest S3 object
 	DefaultGatherPerSession     = 8 << 20
 	DefaultGatherPerUser        = 16 << 20
-	DefaultHandshakeTimeout   = 30 * time.Second
-	DefaultMaxAuthTries       = 3
-	DefaultFailureDelay       = 500 * time.Millisecond
-	DefaultGracePeriod        = 10 * time.Second
+	DefaultHandshakeTimeout     = 30 * time.Second
+	DefaultMaxAuthTries         = 3
+	DefaultFailureDelay         = 500 * time.Millisecond
+	DefaultGracePeriod          = 10 * time.Second
 )
 
 // Server is an SSH server that serves only SFTP. Create it with New, run it
