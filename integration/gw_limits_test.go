@@ -145,20 +145,26 @@ func TestGatewayManyConnections(t *testing.T) {
 		allIn     = make(chan struct{}) // closed when the whole first wave is connected
 		closing   = make(chan struct{}) // closed when the first of the wave starts closing
 		closeOnce sync.Once
+		abort     = make(chan struct{}) // closed at the first error
+		abortOnce sync.Once
 		wg        sync.WaitGroup
 		errs      = make(chan error, wave+late)
 	)
+	fail := func(err error) {
+		errs <- err
+		abortOnce.Do(func() { close(abort) })
+	}
 	worker := func(i int, first bool) {
 		defer wg.Done()
 		c, err := g.login("alice", tok)
 		if err != nil {
-			errs <- fmt.Errorf("connection %d: login: %w", i, err)
+			fail(fmt.Errorf("connection %d: login: %w", i, err))
 			return
 		}
 		defer c.Close()
 		sc, err := newSFTPClient(c)
 		if err != nil {
-			errs <- fmt.Errorf("connection %d: sftp session: %w", i, err)
+			fail(fmt.Errorf("connection %d: sftp session: %w", i, err))
 			return
 		}
 		defer sc.Close()
@@ -170,23 +176,25 @@ func TestGatewayManyConnections(t *testing.T) {
 			mu.Unlock()
 			select {
 			case <-allIn:
+			case <-abort:
+				return
 			case <-time.After(2 * time.Minute):
-				errs <- fmt.Errorf("connection %d: the other connections of the wave did not come", i)
+				fail(fmt.Errorf("connection %d: the other connections of the wave did not come", i))
 				return
 			}
 		}
 		f, err := sc.Create(fmt.Sprintf("/personal-files/conn%02d.bin", i))
 		if err != nil {
-			errs <- fmt.Errorf("connection %d: create: %w", i, err)
+			fail(fmt.Errorf("connection %d: create: %w", i, err))
 			return
 		}
 		if _, err := io.Copy(f, prng(uint64(i), size)); err != nil {
 			f.Close()
-			errs <- fmt.Errorf("connection %d: write: %w", i, err)
+			fail(fmt.Errorf("connection %d: write: %w", i, err))
 			return
 		}
 		if err := f.Close(); err != nil {
-			errs <- fmt.Errorf("connection %d: close: %w", i, err)
+			fail(fmt.Errorf("connection %d: close: %w", i, err))
 			return
 		}
 		if first {
@@ -199,6 +207,7 @@ func TestGatewayManyConnections(t *testing.T) {
 	}
 	select {
 	case <-closing:
+	case <-abort:
 	case <-time.After(3 * time.Minute):
 		t.Error("no connection of the first wave finished its upload")
 	}
