@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -102,6 +103,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return err
 	}
+	warnLowNoFile(log, cfg)
 	for _, dir := range []string{cfg.Workdir, cfg.MountRoot, cfg.TmpDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -328,4 +330,18 @@ func (g grantSource) Workspaces(ctx context.Context, user string) ([]fusefs.Work
 		ws = append(ws, fusefs.Workspace{Slug: a.Slug, Bucket: a.Bucket, Prefix: a.Prefix, ReadOnly: a.ReadOnly})
 	}
 	return ws, nil
+}
+
+// warnLowNoFile logs a warning when the process may open fewer files than
+// two users at maxHandlesPerUser need (about two descriptors per handle
+// open for writing, see README "Limits").
+func warnLowNoFile(log *slog.Logger, cfg *Config) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if need := uint64(4*cfg.MaxHandlesPerUser + 256); rl.Cur < need {
+		log.Warn("open-file limit low for maxHandlesPerUser: raise RLIMIT_NOFILE (LimitNOFILE)",
+			"nofile", rl.Cur, "maxHandlesPerUser", cfg.MaxHandlesPerUser, "want_at_least", need)
+	}
 }
