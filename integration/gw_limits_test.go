@@ -321,6 +321,7 @@ func TestGatewayMaxFileSize(t *testing.T) {
 	}{
 		{"write of 1 byte at maxFileSize", func() error { _, err := df.WriteAt([]byte("z"), limit); return err }},
 		{"write of 1 byte at 2^62", func() error { _, err := df.WriteAt([]byte("z"), 1<<62); return err }},
+		{"write of 1 byte at 2^63-10", func() error { _, err := df.WriteAt([]byte("z"), 1<<63-10); return err }},
 		{"truncate to maxFileSize+1", func() error { return df.Truncate(limit + 1) }},
 	} {
 		if err := tt.op(); !errors.Is(err, syscall.EFBIG) {
