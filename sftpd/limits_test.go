@@ -290,3 +290,56 @@ func peak(p *atomic.Int64, v int64) {
 		}
 	}
 }
+
+// Opens racing in several sessions of one user get exactly the slots
+// there are: never more than a session's or the user's limit, and every
+// slot is used.
+func TestHandleLimitsConcurrent(t *testing.T) {
+	const sessions, tries, perSession, perUser = 3, 12, 8, 20
+	ts := startServer(t, func(c *Config) {
+		c.MaxHandlesPerSession = perSession
+		c.MaxHandlesPerUser = perUser
+	})
+	ts.root(t)
+	var (
+		mu     sync.Mutex
+		opened [sessions][]*sftp.File
+		wg     sync.WaitGroup
+	)
+	clients := make([]*sftp.Client, sessions)
+	for i := range clients {
+		clients[i] = ts.sftp(t)
+	}
+	for s := range sessions {
+		for i := range tries {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f, err := clients[s].OpenFile(fmt.Sprintf("/s%d-%d", s, i), os.O_WRONLY|os.O_CREATE)
+				if err != nil {
+					if !strings.Contains(err.Error(), "too many open files") {
+						t.Errorf("open: got %v, want success or too many open files", err)
+					}
+					return
+				}
+				mu.Lock()
+				opened[s] = append(opened[s], f)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	total := 0
+	for s := range sessions {
+		if n := len(opened[s]); n > perSession {
+			t.Errorf("session %d: got %d handles, want at most %d", s, n, perSession)
+		}
+		total += len(opened[s])
+		for _, f := range opened[s] {
+			f.Close()
+		}
+	}
+	if total != perUser {
+		t.Errorf("handles over the sessions: got %d, want exactly %d", total, perUser)
+	}
+}

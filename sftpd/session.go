@@ -44,15 +44,14 @@ func newSession(c *serverConn, us *userState, id string) *session {
 func (ss *session) acquireHandle() error {
 	cfg := &ss.conn.srv.cfg
 	var msg string
-	if n := ss.handles.Add(1); n > int64(cfg.MaxHandlesPerSession) {
+	if !addBelow(&ss.handles, int64(cfg.MaxHandlesPerSession)) {
 		msg = fmt.Sprintf("too many open files (limit %d per session)", cfg.MaxHandlesPerSession)
-	} else if n := ss.user.handles.Add(1); n > int64(cfg.MaxHandlesPerUser) {
-		ss.user.handles.Add(-1)
+	} else if !addBelow(&ss.user.handles, int64(cfg.MaxHandlesPerUser)) {
+		ss.handles.Add(-1)
 		msg = fmt.Sprintf("too many open files (limit %d per user)", cfg.MaxHandlesPerUser)
 	} else {
 		return nil
 	}
-	ss.handles.Add(-1)
 	// One line per session (and one per 1000 refusals after it), so that
 	// a client looping on a refused open cannot flood the log.
 	if n := ss.refusals.Add(1); n%1000 == 1 {
