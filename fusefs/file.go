@@ -277,6 +277,9 @@ func (f *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 
 func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, size int64, hasMtime bool, mtime time.Time, hasMode bool, mode uint32) error {
 	v := f.ws.v
+	if hasSize && (size < 0 || size > v.maxSize) {
+		return fmt.Errorf("truncate: %w", syscall.EFBIG)
+	}
 	l, key, err := f.where(ctx, true)
 	if err != nil {
 		return err
@@ -450,6 +453,10 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	if h.interrupted.Load() {
 		return 0, syscall.EIO
+	}
+	if !h.append && off > h.v.maxSize-int64(len(data)) {
+		h.poisonWith(syscall.EFBIG)
+		return 0, syscall.EFBIG
 	}
 	if h.append {
 		off = appendOffset // at the end, decided under the entry's lock

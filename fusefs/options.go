@@ -66,6 +66,9 @@ type Options struct {
 	// MinFree is the free space kept in TmpDir: writes that would go under
 	// it fail with ENOSPC. Zero means 512 MiB; negative disables the check.
 	MinFree int64
+	// MaxFileSize is the largest size a write or a truncate may give a
+	// file; past it they fail with EFBIG. Zero means 5 TiB (the S3 limit).
+	MaxFileSize int64
 	// AttrTTL is the kernel's attribute and entry cache TTL, and how long
 	// an object's attributes are trusted; zero means 1 second.
 	AttrTTL time.Duration
@@ -110,6 +113,8 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("AttrTTL", "negative")
 	case o.GrantsTTL < 0:
 		return bad("GrantsTTL", "negative")
+	case o.MaxFileSize < 0:
+		return bad("MaxFileSize", "negative")
 	case o.Concurrency < 0:
 		return bad("Concurrency", "negative")
 	case o.MaxCleanFiles < 0:
@@ -145,6 +150,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MinFree == 0 {
 		o.MinFree = 512 << 20
+	}
+	if o.MaxFileSize == 0 {
+		o.MaxFileSize = 5 << 40
 	}
 	if o.AttrTTL == 0 {
 		o.AttrTTL = time.Second

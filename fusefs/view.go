@@ -24,6 +24,7 @@ type view struct {
 	attrTTL  time.Duration
 	grantTTL time.Duration
 	tmpDir   string
+	maxSize  int64 // largest file size a write or truncate may make
 	uid, gid uint32
 	born     time.Time
 

@@ -424,7 +424,7 @@ func TestCLIConfigCheck(t *testing.T) {
 		t.Fatalf("config check --json: got %q: %v", r.stdout, err)
 	}
 	sec := doc.Services["pydio.gateway.sftp"]
-	if sec["port"] != float64(2200) || sec["enabled"] != true || sec["idleTimeout"] != "15m0s" || sec["maxSessionsPerUser"] != float64(10) {
+	if sec["port"] != float64(2200) || sec["enabled"] != true || sec["idleTimeout"] != "15m0s" || sec["maxSessionsPerUser"] != float64(64) || sec["maxHandlesPerSession"] != float64(256) || sec["maxFileSize"] != "5TiB" {
 		t.Errorf("config check --json: got %v", sec)
 	}
 	if m, _ := sec["minio"].(map[string]any); m["secretKey"] != "****" || m["endpoint"] != "127.0.0.1:9000" {

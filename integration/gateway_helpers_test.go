@@ -25,6 +25,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 
 	"github.com/sftpgate/sftpgate/internal/testenv"
 )
@@ -110,14 +111,16 @@ func removeStaleMinIODirs() {
 // gwOptions changes the configuration of a test gateway. The zero value
 // is the default configuration.
 type gwOptions struct {
-	idleTimeout string // "15m" when empty
-	maxSessions int    // 10 when zero
-	rsaHostKey  bool   // RSA 2048 host key (as in the Cells doc) instead of Ed25519
-	logJSON     bool   // serve --log-format json
-	lifespan    string // tmpFilesLifespan, "15m" when empty
-	bind        string // listen address, "127.0.0.1" when empty
-	metrics     bool   // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
-	bin         string // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
+	idleTimeout string         // "15m" when empty
+	maxSessions int            // 10 when zero; negative leaves the key out (the daemon's default)
+	rsaHostKey  bool           // RSA 2048 host key (as in the Cells doc) instead of Ed25519
+	logJSON     bool           // serve --log-format json
+	lifespan    string         // tmpFilesLifespan, "15m" when empty
+	bind        string         // listen address, "127.0.0.1" when empty
+	metrics     bool           // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
+	keys        map[string]any // more keys of the section (they replace the harness's)
+	nofile      uint64         // RLIMIT_NOFILE (soft and hard) of the daemon; unchanged when zero
+	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -224,6 +227,12 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 			"secure":    false,
 		},
 	}
+	if maxSessions < 0 {
+		delete(section, "maxSessionsPerUser")
+	}
+	for k, v := range opts.keys {
+		section[k] = v
+	}
 	if opts.metrics {
 		port, err := testenv.FreePort()
 		if err != nil {
@@ -291,6 +300,17 @@ func (g *gateway) start() {
 	if err := g.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start sftpgate serve: %v", err)
+	}
+	if n := g.opts.nofile; n > 0 {
+		// Set on the running process: whether the Go runtime's raise of
+		// the soft limit to the hard one at start comes before or after,
+		// both end at n.
+		if err := unix.Prlimit(g.cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}, nil); err != nil {
+			g.cmd.Process.Kill()
+			g.cmd.Wait()
+			logf.Close()
+			t.Fatalf("prlimit nofile %d on the daemon: %v", n, err)
+		}
 	}
 	cmd, done := g.cmd, g.done
 	go func() {

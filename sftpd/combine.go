@@ -17,7 +17,10 @@ import (
 // same upload written in 1 MiB blocks. A combiner gathers a handle's
 // writes in aligned 1 MiB windows and writes a window with one pwrite as
 // soon as it is complete; what is left is written when the handle is read,
-// closed, or anything else in the session looks at a file.
+// closed, or anything else in the session looks at a file. The windows
+// held are bounded per session and per user (Config.GatherPerSession,
+// GatherPerUser) and for the process (combineBudgetSize): a write that
+// finds its budget spent goes straight to the file.
 const (
 	combineWindow     = 1 << 20 // bytes per window, aligned on its size
 	combinePerHandle  = 3       // windows a handle may hold
@@ -143,14 +146,19 @@ func (c *combiner) writeInWindow(p []byte, off, wOff int64) error {
 				return err
 			}
 		}
+		// Over the session's, the user's or the process's budget, the
+		// write goes straight to the file: memory never grows past them.
+		if !c.pending.take() {
+			return c.writeAt(p, off)
+		}
 		buf := getWindowBuf()
 		if buf == nil {
+			c.pending.give()
 			return c.writeAt(p, off)
 		}
 		w = &window{off: wOff, buf: buf}
 		c.wins = append(c.wins, w)
 		slices.SortFunc(c.wins, func(a, b *window) int { return cmp.Compare(a.off, b.off) })
-		c.pending.add(1)
 	}
 	start := int(off - wOff)
 	copy(w.buf[start:], p)
@@ -193,7 +201,7 @@ func (c *combiner) flushWindow(w *window) error {
 	}
 	c.wins = slices.DeleteFunc(c.wins, func(x *window) bool { return x == w })
 	putWindowBuf(w.buf)
-	c.pending.add(-1)
+	c.pending.give()
 	return err
 }
 
@@ -208,7 +216,7 @@ func (c *combiner) flush() error {
 	// file is never published (see file.Close).
 	for _, w := range c.wins {
 		putWindowBuf(w.buf)
-		c.pending.add(-1)
+		c.pending.give()
 	}
 	c.wins = nil
 	return c.err
@@ -230,13 +238,61 @@ func (c *combiner) writeAt(p []byte, off int64) error {
 // wrote; the counter makes that free when nothing is held.
 type pendingWrites struct {
 	windows atomic.Int64 // windows held by the session's combiners
+	// limits bounds windows; nil: only the process's budget applies.
+	limits *gatherLimits
 
 	// mu guards combiners; it is never held while a combiner's is.
 	mu        sync.Mutex
 	combiners map[*combiner]struct{}
 }
 
-func (pw *pendingWrites) add(n int64) { pw.windows.Add(n) }
+// gatherLimits bounds the windows of one session and of all the sessions
+// of its user.
+type gatherLimits struct {
+	session   int64         // windows the session may hold
+	user      *atomic.Int64 // windows held by the user's sessions
+	userLimit int64         // windows they may hold together
+}
+
+// take counts one more window for the session, or reports false (and
+// counts nothing) when the session or its user holds its limit. The
+// counts never go past the limits, not even for a moment.
+func (pw *pendingWrites) take() bool {
+	l := pw.limits
+	if l == nil {
+		pw.windows.Add(1)
+		return true
+	}
+	if !addBelow(&pw.windows, l.session) {
+		return false
+	}
+	if !addBelow(l.user, l.userLimit) {
+		pw.windows.Add(-1)
+		return false
+	}
+	return true
+}
+
+// addBelow adds one to n unless that would take it past limit.
+func addBelow(n *atomic.Int64, limit int64) bool {
+	for {
+		v := n.Load()
+		if v >= limit {
+			return false
+		}
+		if n.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
+}
+
+// give uncounts a window of take.
+func (pw *pendingWrites) give() {
+	pw.windows.Add(-1)
+	if l := pw.limits; l != nil {
+		l.user.Add(-1)
+	}
+}
 
 // register adds c to the set.
 func (pw *pendingWrites) register(c *combiner) {

@@ -84,6 +84,11 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, failure("negative offset")
 	}
+	// Refused before the file is touched: its size stays as it was.
+	limit := f.h.maxFileSize()
+	if off > limit-int64(len(p)) {
+		return 0, f.h.fail("write", f.path, f.h.tooLarge())
+	}
 	if f.appendMode {
 		f.amu.Lock()
 		if f.amode == appendUndecided {
@@ -99,6 +104,9 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 			fi, err := f.f.Stat()
 			if err != nil {
 				return 0, f.h.fail("write", f.path, err)
+			}
+			if fi.Size() > limit-int64(len(p)) {
+				return 0, f.h.fail("write", f.path, f.h.tooLarge())
 			}
 			return f.wrote(f.f.WriteAt(p, fi.Size()))
 		}
@@ -146,6 +154,7 @@ func (f *file) Close() error {
 			f.markInterrupted()
 		}
 		err := closeFile(f.f)
+		f.h.sess.releaseHandle()
 		if ferr != nil {
 			err = ferr
 		}

@@ -75,8 +75,12 @@ func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	h.pending.flush()
 	p := sessionPath(r.Filepath)
 	h.sess.setOp("download " + p)
+	if err := h.sess.acquireHandle(); err != nil {
+		return nil, h.fail("open", p, err)
+	}
 	f, err := h.root.Open(rootRel(p))
 	if err != nil {
+		h.sess.releaseHandle()
 		return nil, h.fail("open", p, err)
 	}
 	return h.newFile(f, p, true, false, false), nil
@@ -115,15 +119,21 @@ func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 	if pf.Trunc {
 		flag |= os.O_TRUNC
 	}
+	if err := h.sess.acquireHandle(); err != nil {
+		return nil, h.fail("open", p, err)
+	}
 	f, err := h.root.OpenFile(rootRel(p), flag, 0o644)
 	if err != nil {
+		h.sess.releaseHandle()
 		return nil, h.fail("open", p, err)
 	}
 	fl := h.newFile(f, p, read, true, pf.Append)
 	if pf.Append {
 		fi, err := f.Stat()
 		if err != nil {
+			h.pending.unregister(fl.comb)
 			f.Close()
+			h.sess.releaseHandle()
 			return nil, h.fail("open", p, err)
 		}
 		fl.base = fi.Size()
@@ -227,8 +237,8 @@ func (h *handlers) setstat(r *sftp.Request, p string) error {
 	a := r.Attributes()
 	name := rootRel(p)
 	if af.Size {
-		if a.Size > 1<<62 {
-			return h.fail("truncate", p, failure("size out of range"))
+		if a.Size > uint64(h.maxFileSize()) {
+			return h.fail("truncate", p, h.tooLarge())
 		}
 		if err := h.truncate(name, int64(a.Size)); err != nil {
 			return h.fail("truncate", p, err)
@@ -245,6 +255,14 @@ func (h *handlers) setstat(r *sftp.Request, p string) error {
 		}
 	}
 	return nil
+}
+
+// maxFileSize is the largest size a write or truncate may give a file.
+func (h *handlers) maxFileSize() int64 { return h.sess.conn.srv.cfg.MaxFileSize }
+
+// tooLarge is the status of a write or truncate past maxFileSize.
+func (h *handlers) tooLarge() error {
+	return failure(fmt.Sprintf("file too large (maximum file size %d bytes)", h.maxFileSize()))
 }
 
 func (h *handlers) truncate(name string, size int64) error {

@@ -18,10 +18,11 @@ type dirLister struct {
 	path string
 
 	// mu guards the fields below.
-	mu   sync.Mutex
-	f    *os.File
-	pos  int64 // entries returned so far
-	done bool
+	mu     sync.Mutex
+	f      *os.File
+	pos    int64 // entries returned so far
+	done   bool
+	closed bool
 }
 
 var (
@@ -30,8 +31,12 @@ var (
 )
 
 func (h *handlers) openDir(p string) (*dirLister, error) {
+	if err := h.sess.acquireHandle(); err != nil {
+		return nil, h.fail("opendir", p, err)
+	}
 	f, err := h.root.Open(rootRel(p))
 	if err != nil {
+		h.sess.releaseHandle()
 		return nil, h.fail("opendir", p, err)
 	}
 	fi, err := f.Stat()
@@ -40,6 +45,7 @@ func (h *handlers) openDir(p string) (*dirLister, error) {
 	}
 	if err != nil {
 		f.Close()
+		h.sess.releaseHandle()
 		return nil, h.fail("opendir", p, err)
 	}
 	return &dirLister{h: h, path: p, f: f}, nil
@@ -73,10 +79,15 @@ func (d *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 	return n, nil
 }
 
-// Close closes the directory.
+// Close closes the directory and gives back its handle slot.
 func (d *dirLister) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.h.sess.releaseHandle()
 	return d.f.Close()
 }
 

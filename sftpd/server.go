@@ -9,6 +9,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -40,8 +41,27 @@ type Config struct {
 	// a connection with no session). Zero means 15 minutes; negative never.
 	IdleTimeout time.Duration
 	// MaxSessionsPerUser bounds a user's open session channels over all
-	// connections. Zero means 10.
+	// connections. Zero means 64.
 	MaxSessionsPerUser int
+	// MaxHandlesPerSession bounds the files and directories one SFTP
+	// session has open; an open past it fails with "too many open files".
+	// Zero means 256.
+	MaxHandlesPerSession int
+	// MaxHandlesPerUser bounds the files and directories open over all of
+	// a user's sessions. Zero means 512.
+	MaxHandlesPerUser int
+	// MaxFileSize is the largest size a write or a truncate may give a
+	// file; past it they fail before the file is touched. Zero means
+	// 5 TiB (the S3 limit).
+	MaxFileSize int64
+	// GatherPerSession bounds the memory holding one session's gathered
+	// writes (rounded down to whole 1 MiB windows; below 1 MiB writes go
+	// straight to the file). Past it, writes go straight to the file. Zero
+	// means 8 MiB.
+	GatherPerSession int64
+	// GatherPerUser bounds the memory holding the gathered writes of all
+	// of a user's sessions, as GatherPerSession. Zero means 16 MiB.
+	GatherPerUser int64
 	// HandshakeTimeout bounds the SSH handshake and authentication. Zero
 	// means 30 seconds.
 	HandshakeTimeout time.Duration
@@ -64,12 +84,17 @@ type Config struct {
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultIdleTimeout        = 15 * time.Minute
-	DefaultMaxSessionsPerUser = 10
-	DefaultHandshakeTimeout   = 30 * time.Second
-	DefaultMaxAuthTries       = 3
-	DefaultFailureDelay       = 500 * time.Millisecond
-	DefaultGracePeriod        = 10 * time.Second
+	DefaultIdleTimeout          = 15 * time.Minute
+	DefaultMaxSessionsPerUser   = 64
+	DefaultMaxHandlesPerSession = 256
+	DefaultMaxHandlesPerUser    = 512
+	DefaultMaxFileSize          = 5 << 40 // 5 TiB, the largest S3 object
+	DefaultGatherPerSession     = 8 << 20
+	DefaultGatherPerUser        = 16 << 20
+	DefaultHandshakeTimeout     = 30 * time.Second
+	DefaultMaxAuthTries         = 3
+	DefaultFailureDelay         = 500 * time.Millisecond
+	DefaultGracePeriod          = 10 * time.Second
 )
 
 // Server is an SSH server that serves only SFTP. Create it with New, run it
@@ -90,7 +115,15 @@ type Server struct {
 	listeners    map[net.Listener]struct{}
 	conns        map[*serverConn]struct{}
 	sessions     map[string]*session
-	perUser      map[string]int
+	perUser      map[string]*userState
+}
+
+// userState is what the sessions of one user share: the counts their
+// limits apply to. It exists while the user has a session.
+type userState struct {
+	sessions int          // live sessions; guarded by Server.mu
+	handles  atomic.Int64 // open handles over all sessions
+	windows  atomic.Int64 // gathered-write windows over all sessions
 }
 
 // SessionInfo describes a live session, for administration.
@@ -115,6 +148,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: no mounter", ErrBadConfig)
 	case cfg.MaxSessionsPerUser < 0:
 		return nil, fmt.Errorf("%w: MaxSessionsPerUser %d is negative", ErrBadConfig, cfg.MaxSessionsPerUser)
+	case cfg.MaxHandlesPerSession < 0:
+		return nil, fmt.Errorf("%w: MaxHandlesPerSession %d is negative", ErrBadConfig, cfg.MaxHandlesPerSession)
+	case cfg.MaxHandlesPerUser < 0:
+		return nil, fmt.Errorf("%w: MaxHandlesPerUser %d is negative", ErrBadConfig, cfg.MaxHandlesPerUser)
+	case cfg.MaxFileSize < 0:
+		return nil, fmt.Errorf("%w: MaxFileSize %d is negative", ErrBadConfig, cfg.MaxFileSize)
+	case cfg.GatherPerSession < 0:
+		return nil, fmt.Errorf("%w: GatherPerSession %d is negative", ErrBadConfig, cfg.GatherPerSession)
+	case cfg.GatherPerUser < 0:
+		return nil, fmt.Errorf("%w: GatherPerUser %d is negative", ErrBadConfig, cfg.GatherPerUser)
 	case cfg.MaxAuthTries < 0:
 		return nil, fmt.Errorf("%w: MaxAuthTries %d is negative", ErrBadConfig, cfg.MaxAuthTries)
 	case cfg.HandshakeTimeout < 0:
@@ -134,6 +177,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxSessionsPerUser == 0 {
 		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
+	if cfg.MaxHandlesPerSession == 0 {
+		cfg.MaxHandlesPerSession = DefaultMaxHandlesPerSession
+	}
+	if cfg.MaxHandlesPerUser == 0 {
+		cfg.MaxHandlesPerUser = DefaultMaxHandlesPerUser
+	}
+	if cfg.MaxFileSize == 0 {
+		cfg.MaxFileSize = DefaultMaxFileSize
+	}
+	if cfg.GatherPerSession == 0 {
+		cfg.GatherPerSession = DefaultGatherPerSession
+	}
+	if cfg.GatherPerUser == 0 {
+		cfg.GatherPerUser = DefaultGatherPerUser
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
@@ -161,7 +219,7 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
 		sessions:  make(map[string]*session),
-		perUser:   make(map[string]int),
+		perUser:   make(map[string]*userState),
 	}, nil
 }
 
@@ -338,13 +396,18 @@ func (s *Server) reserveSession(c *serverConn) (*session, ssh.RejectionReason, s
 	if s.shuttingDown {
 		return nil, ssh.ResourceShortage, "server is shutting down"
 	}
-	if s.perUser[c.user] >= s.cfg.MaxSessionsPerUser {
+	us := s.perUser[c.user]
+	if us == nil {
+		us = &userState{}
+		s.perUser[c.user] = us
+	}
+	if us.sessions >= s.cfg.MaxSessionsPerUser {
 		return nil, ssh.ResourceShortage, fmt.Sprintf("too many sessions for %s (limit %d)", c.user, s.cfg.MaxSessionsPerUser)
 	}
-	s.perUser[c.user]++
+	us.sessions++
 	c.nsess++
 	c.nextSess++
-	return newSession(c, fmt.Sprintf("%s-%d", c.id, c.nextSess)), 0, ""
+	return newSession(c, us, fmt.Sprintf("%s-%d", c.id, c.nextSess)), 0, ""
 }
 
 // addSession registers a session whose channel is accepted and counts its
@@ -365,7 +428,7 @@ func (s *Server) endSession(ss *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sessions, ss.id)
-	if s.perUser[ss.conn.user]--; s.perUser[ss.conn.user] <= 0 {
+	if ss.user.sessions--; ss.user.sessions <= 0 && s.perUser[ss.conn.user] == ss.user {
 		delete(s.perUser, ss.conn.user)
 	}
 	ss.conn.nsess--

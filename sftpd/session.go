@@ -23,6 +23,10 @@ type session struct {
 	since time.Time
 	log   *slog.Logger
 	ch    ssh.Channel // set by addSession, before run starts and before Kill can see it
+	user  *userState  // shared with the user's other sessions
+
+	handles  atomic.Int64 // open file and directory handles
+	refusals atomic.Int64 // opens refused by a handle limit, for the log
 
 	bytesUp, bytesDown atomic.Int64
 	op                 atomic.Pointer[string]
@@ -30,10 +34,38 @@ type session struct {
 	busy               atomic.Int32 // operations that may run long without traffic (close)
 }
 
-func newSession(c *serverConn, id string) *session {
-	ss := &session{id: id, conn: c, since: time.Now(), log: c.log.With("session", id)}
+func newSession(c *serverConn, us *userState, id string) *session {
+	ss := &session{id: id, conn: c, user: us, since: time.Now(), log: c.log.With("session", id)}
 	ss.touch()
 	return ss
+}
+
+// acquireHandle takes one of the session's and the user's handle slots,
+// or returns the "too many open files" status that names the limit.
+func (ss *session) acquireHandle() error {
+	cfg := &ss.conn.srv.cfg
+	var msg string
+	if !addBelow(&ss.handles, int64(cfg.MaxHandlesPerSession)) {
+		msg = fmt.Sprintf("too many open files (limit %d per session)", cfg.MaxHandlesPerSession)
+	} else if !addBelow(&ss.user.handles, int64(cfg.MaxHandlesPerUser)) {
+		ss.handles.Add(-1)
+		msg = fmt.Sprintf("too many open files (limit %d per user)", cfg.MaxHandlesPerUser)
+	} else {
+		return nil
+	}
+	// One line per session (and one per 1000 refusals after it), so that
+	// a client looping on a refused open cannot flood the log.
+	if n := ss.refusals.Add(1); n%1000 == 1 {
+		ss.log.Warn("open refused", "reason", msg, "refusals", n,
+			"session_handles", ss.handles.Load(), "user_handles", ss.user.handles.Load())
+	}
+	return &statusError{code: sftp.ErrSSHFxFailure, msg: msg}
+}
+
+// releaseHandle gives back a slot of acquireHandle.
+func (ss *session) releaseHandle() {
+	ss.handles.Add(-1)
+	ss.user.handles.Add(-1)
 }
 
 func (ss *session) touch() { ss.lastActive.Store(time.Now().UnixNano()) }
@@ -230,6 +262,11 @@ func (ss *session) refuseSFTP(req *ssh.Request, what string, err error) chan str
 func (ss *session) serveSFTP(root *os.Root) {
 	srv := ss.conn.srv
 	h := &handlers{root: root, sess: ss}
+	h.pending.limits = &gatherLimits{
+		session:   srv.cfg.GatherPerSession / combineWindow,
+		user:      &ss.user.windows,
+		userLimit: srv.cfg.GatherPerUser / combineWindow,
+	}
 	rwc := &activityChannel{Channel: ss.ch, sess: ss}
 	rs := sftp.NewRequestServer(rwc, h.sftpHandlers(), sftp.WithStartDirectory("/"), sftp.WithRSMaxTxPacket(maxReadLength))
 

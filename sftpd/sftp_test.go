@@ -474,7 +474,7 @@ func TestDirListerPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	h := &handlers{root: root, sess: newSession(&serverConn{srv: &Server{}, log: discardLogger()}, "t")}
+	h := &handlers{root: root, sess: newSession(&serverConn{srv: &Server{cfg: Config{MaxHandlesPerSession: 1, MaxHandlesPerUser: 1}}, log: discardLogger()}, &userState{}, "t")}
 	d, err := h.openDir("/")
 	if err != nil {
 		t.Fatal(err)

@@ -187,6 +187,11 @@ func TestNewConfigErrors(t *testing.T) {
 		{"no mounts", Config{HostKeys: []ssh.Signer{key}, Auth: auth}},
 		{"negative sessions", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, MaxSessionsPerUser: -1}},
 		{"negative delay", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, FailureDelay: -time.Second}},
+		{"negative handles per session", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, MaxHandlesPerSession: -1}},
+		{"negative handles per user", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, MaxHandlesPerUser: -1}},
+		{"negative file size", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, MaxFileSize: -1}},
+		{"negative gather per session", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, GatherPerSession: -1}},
+		{"negative gather per user", Config{HostKeys: []ssh.Signer{key}, Auth: auth, Mounts: mounts, GatherPerUser: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,8 +204,10 @@ func TestNewConfigErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.cfg.IdleTimeout != DefaultIdleTimeout || s.cfg.MaxSessionsPerUser != 10 || s.cfg.MaxAuthTries != 3 ||
-		s.cfg.FailureDelay != 500*time.Millisecond || s.cfg.GracePeriod != 10*time.Second || s.cfg.HandshakeTimeout != 30*time.Second {
+	if s.cfg.IdleTimeout != DefaultIdleTimeout || s.cfg.MaxSessionsPerUser != 64 || s.cfg.MaxAuthTries != 3 ||
+		s.cfg.FailureDelay != 500*time.Millisecond || s.cfg.GracePeriod != 10*time.Second || s.cfg.HandshakeTimeout != 30*time.Second ||
+		s.cfg.MaxHandlesPerSession != 256 || s.cfg.MaxHandlesPerUser != 512 || s.cfg.MaxFileSize != 5<<40 ||
+		s.cfg.GatherPerSession != 8<<20 || s.cfg.GatherPerUser != 16<<20 {
 		t.Errorf("defaults: got %+v", s.cfg)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -102,6 +103,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return err
 	}
+	warnLowNoFile(log, cfg)
 	for _, dir := range []string{cfg.Workdir, cfg.MountRoot} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -168,6 +170,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		MaxCleanFiles:    cfg.MaxCachedFiles,
 		MaxUserCopies:    cfg.MaxPendingFilesPerUser,
 		MaxUserCopyBytes: cfg.MaxPendingBytesPerUser,
+		MaxFileSize:      cfg.MaxFileSize,
 		Logger:           log.With("component", "fusefs"),
 	})
 	if err != nil {
@@ -188,14 +191,19 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
-		HostKeys:           []ssh.Signer{hostKey},
-		Auth:               authn,
-		Mounts:             mounts,
-		Logger:             log.With("component", "sftpd"),
-		IdleTimeout:        cfg.IdleTimeout,
-		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
-		GracePeriod:        sessionGrace,
-		OnSessionEnd:       onSessionEnd,
+		HostKeys:             []ssh.Signer{hostKey},
+		Auth:                 authn,
+		Mounts:               mounts,
+		Logger:               log.With("component", "sftpd"),
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxSessionsPerUser:   cfg.MaxSessionsPerUser,
+		MaxHandlesPerSession: cfg.MaxHandlesPerSession,
+		MaxHandlesPerUser:    cfg.MaxHandlesPerUser,
+		MaxFileSize:          cfg.MaxFileSize,
+		GatherPerSession:     cfg.MaxWriteGatherPerSession,
+		GatherPerUser:        cfg.MaxWriteGatherPerUser,
+		GracePeriod:          sessionGrace,
+		OnSessionEnd:         onSessionEnd,
 	})
 	if err != nil {
 		shutdownMounts()
@@ -333,4 +341,18 @@ func (g grantSource) Workspaces(ctx context.Context, user string) ([]fusefs.Work
 		ws = append(ws, fusefs.Workspace{Slug: a.Slug, Bucket: a.Bucket, Prefix: a.Prefix, ReadOnly: a.ReadOnly})
 	}
 	return ws, nil
+}
+
+// warnLowNoFile logs a warning when the process may open fewer files than
+// two users at maxHandlesPerUser need (about two descriptors per handle
+// open for writing, see README "Limits").
+func warnLowNoFile(log *slog.Logger, cfg *Config) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if need := uint64(4*cfg.MaxHandlesPerUser + 256); rl.Cur < need {
+		log.Warn("open-file limit low for maxHandlesPerUser: raise RLIMIT_NOFILE (LimitNOFILE)",
+			"nofile", rl.Cur, "maxHandlesPerUser", cfg.MaxHandlesPerUser, "want_at_least", need)
+	}
 }

@@ -29,7 +29,12 @@ const (
 	defaultTmpFilesLifespan   = 15 * time.Minute
 	defaultBind               = "0.0.0.0"
 	defaultIdleTimeout        = 15 * time.Minute
-	defaultMaxSessionsPerUser = 10
+	defaultMaxSessionsPerUser = 64
+	defaultMaxHandlesPerSess  = 256
+	defaultMaxHandlesPerUser  = 512
+	defaultMaxFileSize        = 5 << 40 // the largest S3 object
+	defaultGatherPerSession   = 8 << 20
+	defaultGatherPerUser      = 16 << 20
 	defaultUploadPartSize     = 16 << 20
 	defaultUploadConcurrency  = 4
 	defaultTmpMinFree         = 512 << 20
@@ -37,6 +42,9 @@ const (
 	minUploadPartSize    = 5 << 20
 	maxUploadPartSize    = 5 << 30
 	maxUploadConcurrency = 64
+	maxLimitCount        = 1 << 20 // sessions or handles
+	minGather            = 1 << 20 // one gathering window
+	maxGather            = 1 << 30
 )
 
 // errInvalidConfig is wrapped by every error that ParseConfig returns for a
@@ -83,9 +91,24 @@ type Config struct {
 	// IdleTimeout closes SSH sessions idle that long; 15 minutes by
 	// default.
 	IdleTimeout time.Duration
-	// MaxSessionsPerUser limits concurrent sessions of one user; 10 by
+	// MaxSessionsPerUser limits concurrent sessions of one user; 64 by
 	// default.
 	MaxSessionsPerUser int
+	// MaxHandlesPerSession limits the files and directories one SFTP
+	// session has open; 256 by default.
+	MaxHandlesPerSession int
+	// MaxHandlesPerUser limits the files and directories open over all of
+	// a user's sessions; 512 by default, at least MaxHandlesPerSession.
+	MaxHandlesPerUser int
+	// MaxFileSize is the largest size a write or truncate may give a file;
+	// 5 TiB (the S3 limit) by default, which is also the most it may be.
+	MaxFileSize int64
+	// MaxWriteGatherPerSession bounds the memory gathering one session's
+	// out-of-order writes; 8 MiB by default, 1 MiB to 1 GiB.
+	MaxWriteGatherPerSession int64
+	// MaxWriteGatherPerUser bounds it over all of a user's sessions; 16 MiB
+	// by default, 1 MiB to 1 GiB, at least MaxWriteGatherPerSession.
+	MaxWriteGatherPerUser int64
 	// MinIO is the S3 server holding the buckets; nil means the embedded
 	// store with its data in <workdir>/data.
 	MinIO *MinIOConfig
@@ -144,21 +167,26 @@ func DefaultConfig(workdir string) *Config {
 		workdir = abs
 	}
 	return &Config{
-		Port:                   defaultPort,
-		TmpDir:                 filepath.Join(workdir, "tmp"),
-		LegacyTmpDir:           os.TempDir(),
-		TmpFilesLifespan:       defaultTmpFilesLifespan,
-		Bind:                   defaultBind,
-		MountRoot:              filepath.Join(workdir, "mounts"),
-		IdleTimeout:            defaultIdleTimeout,
-		MaxSessionsPerUser:     defaultMaxSessionsPerUser,
-		UploadPartSize:         defaultUploadPartSize,
-		UploadConcurrency:      defaultUploadConcurrency,
-		TmpMinFree:             defaultTmpMinFree,
-		MaxCachedFiles:         4096,
-		MaxPendingFilesPerUser: 1024,
-		Workdir:                workdir,
-		Path:                   filepath.Join(workdir, "pydio.json"),
+		Port:                     defaultPort,
+		TmpDir:                   filepath.Join(workdir, "tmp"),
+		LegacyTmpDir:             os.TempDir(),
+		TmpFilesLifespan:         defaultTmpFilesLifespan,
+		Bind:                     defaultBind,
+		MountRoot:                filepath.Join(workdir, "mounts"),
+		IdleTimeout:              defaultIdleTimeout,
+		MaxSessionsPerUser:       defaultMaxSessionsPerUser,
+		UploadPartSize:           defaultUploadPartSize,
+		UploadConcurrency:        defaultUploadConcurrency,
+		TmpMinFree:               defaultTmpMinFree,
+		MaxHandlesPerSession:     defaultMaxHandlesPerSess,
+		MaxHandlesPerUser:        defaultMaxHandlesPerUser,
+		MaxFileSize:              defaultMaxFileSize,
+		MaxWriteGatherPerSession: defaultGatherPerSession,
+		MaxWriteGatherPerUser:    defaultGatherPerUser,
+		MaxCachedFiles:           4096,
+		MaxPendingFilesPerUser:   1024,
+		Workdir:                  workdir,
+		Path:                     filepath.Join(workdir, "pydio.json"),
 	}
 }
 
@@ -257,7 +285,12 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.str("bind", &cfg.Bind)
 	p.str("mountRoot", &cfg.MountRoot)
 	p.duration("idleTimeout", &cfg.IdleTimeout)
-	p.integer("maxSessionsPerUser", &cfg.MaxSessionsPerUser, 1, 1<<20)
+	p.integer("maxSessionsPerUser", &cfg.MaxSessionsPerUser, 1, maxLimitCount)
+	p.integer("maxHandlesPerSession", &cfg.MaxHandlesPerSession, 1, maxLimitCount)
+	p.integer("maxHandlesPerUser", &cfg.MaxHandlesPerUser, 1, maxLimitCount)
+	p.size("maxFileSize", &cfg.MaxFileSize, 1, defaultMaxFileSize)
+	p.size("maxWriteGatherPerSession", &cfg.MaxWriteGatherPerSession, minGather, maxGather)
+	p.size("maxWriteGatherPerUser", &cfg.MaxWriteGatherPerUser, minGather, maxGather)
 	p.minio(&cfg.MinIO)
 	p.str("metricsAddr", &cfg.MetricsAddr)
 	p.size("uploadPartSize", &cfg.UploadPartSize, minUploadPartSize, maxUploadPartSize)
@@ -292,6 +325,12 @@ func (p *parser) parseInto(cfg *Config, base string) {
 		if err := checkHostPort(cfg.MetricsAddr, true); err != nil {
 			p.problem("metricsAddr", fmt.Sprintf("%q: %v", cfg.MetricsAddr, err))
 		}
+	}
+	if cfg.MaxHandlesPerUser < cfg.MaxHandlesPerSession {
+		p.problem("maxHandlesPerUser", fmt.Sprintf("%d is below maxHandlesPerSession (%d)", cfg.MaxHandlesPerUser, cfg.MaxHandlesPerSession))
+	}
+	if cfg.MaxWriteGatherPerUser < cfg.MaxWriteGatherPerSession {
+		p.problem("maxWriteGatherPerUser", fmt.Sprintf("%s is below maxWriteGatherPerSession (%s)", formatSize(cfg.MaxWriteGatherPerUser), formatSize(cfg.MaxWriteGatherPerSession)))
 	}
 	if cfg.Enabled {
 		if !hostKeySet {

@@ -52,6 +52,12 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Errorf("got uploadPartSize %d, want 5MiB-5GiB", cfg.UploadPartSize)
 		case cfg.UploadConcurrency < 1 || cfg.UploadConcurrency > maxUploadConcurrency:
 			t.Errorf("got uploadConcurrency %d, want 1-64", cfg.UploadConcurrency)
+		case cfg.MaxHandlesPerSession < 1 || cfg.MaxHandlesPerUser < cfg.MaxHandlesPerSession:
+			t.Errorf("got maxHandlesPerSession %d, maxHandlesPerUser %d, want 1 ≤ per session ≤ per user", cfg.MaxHandlesPerSession, cfg.MaxHandlesPerUser)
+		case cfg.MaxFileSize < 1 || cfg.MaxFileSize > defaultMaxFileSize:
+			t.Errorf("got maxFileSize %d, want 1B-5TiB", cfg.MaxFileSize)
+		case cfg.MaxWriteGatherPerSession < minGather || cfg.MaxWriteGatherPerUser < cfg.MaxWriteGatherPerSession || cfg.MaxWriteGatherPerUser > maxGather:
+			t.Errorf("got maxWriteGatherPerSession %d, maxWriteGatherPerUser %d, want 1MiB ≤ per session ≤ per user ≤ 1GiB", cfg.MaxWriteGatherPerSession, cfg.MaxWriteGatherPerUser)
 		case cfg.TmpMinFree < 0:
 			t.Errorf("got tmpMinFree %d, want ≥ 0", cfg.TmpMinFree)
 		case !filepath.IsAbs(cfg.TmpDir) || !filepath.IsAbs(cfg.MountRoot):
