@@ -38,7 +38,8 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 // Close; reads through the buffer see what the peer sent.
 func TestBatchConnOrderAndClose(t *testing.T) {
 	peer, nc := tcpPair(t)
-	bc := newBatchConn(nc)
+	bc := newBatchConn(nc, 0, nil)
+	bc.startBatching()
 	var want bytes.Buffer
 	got := make(chan []byte, 1)
 	go func() {
@@ -79,7 +80,8 @@ func TestBatchConnOrderAndClose(t *testing.T) {
 // queued) and Close returns without waiting.
 func TestBatchConnSendError(t *testing.T) {
 	_, nc := tcpPair(t)
-	bc := newBatchConn(nc)
+	bc := newBatchConn(nc, 0, nil)
+	bc.startBatching()
 	nc.Close() // as the idle watcher and Shutdown do, under the SSH layer
 	deadline := time.Now().Add(10 * time.Second)
 	var err error

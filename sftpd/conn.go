@@ -3,8 +3,12 @@ package sftpd
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -18,6 +22,10 @@ type serverConn struct {
 	remote string
 	log    *slog.Logger
 	user   string // set once the handshake has succeeded
+	src    netip.Addr
+
+	// preauthOnce gives back the connection's pre-auth slot, once.
+	preauthOnce sync.Once
 
 	// Server.mu guards the fields below.
 	nsess    int       // live sessions
@@ -25,7 +33,7 @@ type serverConn struct {
 	lastEnd  time.Time // when the last session ended (or the login)
 }
 
-func newServerConn(s *Server, nc net.Conn) *serverConn {
+func newServerConn(s *Server, nc net.Conn, src netip.Addr) *serverConn {
 	id := newID()
 	remote := nc.RemoteAddr().String()
 	return &serverConn{
@@ -33,6 +41,7 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 		id:     id,
 		nc:     nc,
 		remote: remote,
+		src:    src,
 		log:    s.log.With("conn", id, "remote", remote),
 	}
 }
@@ -44,22 +53,42 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// releasePreauth gives back the connection's pre-auth slot (at login or
+// at the end, whichever comes first).
+func (c *serverConn) releasePreauth() {
+	c.preauthOnce.Do(func() { c.srv.gate.release(c.src) })
+}
+
 // serve runs the connection: handshake, then channels until it closes.
 func (c *serverConn) serve() {
 	s := c.srv
 	defer s.wg.Done()
 	defer s.forgetConn(c)
 	defer c.nc.Close()
+	defer c.releasePreauth()
 
+	// The whole handshake and login must fit in HandshakeTimeout
+	// (loginGraceTime); until the login succeeds the connection holds a
+	// pre-auth slot and no buffer of its own.
 	if err := c.nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
-	bc := newBatchConn(c.nc)
+	var stall time.Duration
+	if s.cfg.IdleTimeout > 0 {
+		stall = s.cfg.IdleTimeout
+	}
+	bc := newBatchConn(c.nc, stall, func() {
+		c.log.Info("client stopped reading, closing connection", "stalled", stall)
+	})
 	defer bc.Close()
 	sc, chans, reqs, err := ssh.NewServerConn(bc, c.sshConfig())
 	if err != nil {
-		c.log.Info("handshake failed", "err", err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.log.Info("handshake failed: loginGraceTime passed", "loginGraceTime", s.cfg.HandshakeTimeout)
+		} else {
+			c.log.Info("handshake failed", "err", err)
+		}
 		return
 	}
 	defer sc.Close()
@@ -67,6 +96,8 @@ func (c *serverConn) serve() {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
+	c.releasePreauth()
+	bc.startBatching()
 	c.user = sc.User()
 	c.log = c.log.With("user", c.user)
 	s.mu.Lock()
