@@ -177,14 +177,20 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
-		HostKeys:           []ssh.Signer{hostKey},
-		Auth:               authn,
-		Mounts:             mounts,
-		Logger:             log.With("component", "sftpd"),
-		IdleTimeout:        cfg.IdleTimeout,
-		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
-		GracePeriod:        sessionGrace,
-		OnSessionEnd:       onSessionEnd,
+		HostKeys:             []ssh.Signer{hostKey},
+		Auth:                 authn,
+		Mounts:               mounts,
+		Logger:               log.With("component", "sftpd"),
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxSessionsPerUser:   cfg.MaxSessionsPerUser,
+		HandshakeTimeout:     cfg.LoginGraceTime,
+		MaxStartups:          cfg.MaxStartups,
+		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+		KeyExchanges:         cfg.KexAlgorithms,
+		Ciphers:              cfg.Ciphers,
+		MACs:                 cfg.MACs,
+		GracePeriod:          sessionGrace,
+		OnSessionEnd:         onSessionEnd,
 	})
 	if err != nil {
 		shutdownMounts()
