@@ -110,13 +110,15 @@ func removeStaleMinIODirs() {
 // gwOptions changes the configuration of a test gateway. The zero value
 // is the default configuration.
 type gwOptions struct {
-	idleTimeout string // "15m" when empty
-	maxSessions int    // 10 when zero
-	rsaHostKey  bool   // RSA 2048 host key (as in the Cells doc) instead of Ed25519
-	logJSON     bool   // serve --log-format json
-	lifespan    string // tmpFilesLifespan, "15m" when empty
-	bind        string // listen address, "127.0.0.1" when empty
-	metrics     bool   // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
+	idleTimeout string         // "15m" when empty
+	maxSessions int            // 10 when zero
+	rsaHostKey  bool           // RSA 2048 host key (as in the Cells doc) instead of Ed25519
+	logJSON     bool           // serve --log-format json
+	lifespan    string         // tmpFilesLifespan, "15m" when empty
+	bind        string         // listen address, "127.0.0.1" when empty
+	metrics     bool           // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
+	extra       map[string]any // more keys of the section, set as given
+	nofile      int            // when positive, the daemon runs under prlimit --nofile=N:N
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -231,6 +233,9 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 		g.metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		section["metricsAddr"] = g.metrics
 	}
+	for k, v := range opts.extra {
+		section[k] = v
+	}
 	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": section}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -281,6 +286,11 @@ func (g *gateway) start() {
 	}
 	g.done = make(chan struct{})
 	g.cmd = exec.Command(sftpgateBinary(t), args...)
+	if g.opts.nofile > 0 {
+		// prlimit execs the daemon: same pid, limits set before it starts.
+		n := strconv.Itoa(g.opts.nofile)
+		g.cmd = exec.Command("prlimit", append([]string{"--nofile=" + n + ":" + n, sftpgateBinary(t)}, args...)...)
+	}
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
 	g.cmd.Env = sftpgateEnv()

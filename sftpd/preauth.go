@@ -82,6 +82,8 @@ type preauthGate struct {
 	bySource map[netip.Addr]int
 	// dropped counts drops since the last log line, by reason.
 	dropped map[string]int
+	// logged holds the reasons logged since lastLog.
+	logged  map[string]bool
 	lastLog time.Time
 }
 
@@ -91,6 +93,7 @@ func newPreauthGate(limits MaxStartups, perSource int) *preauthGate {
 		perSource: perSource,
 		bySource:  make(map[netip.Addr]int),
 		dropped:   make(map[string]int),
+		logged:    make(map[string]bool),
 	}
 }
 
@@ -146,16 +149,21 @@ func (g *preauthGate) release(src netip.Addr) {
 	}
 }
 
-// noteDrop counts a drop; every dropLogEvery it returns the drops counted
-// since the last time, to be logged, and true.
+// noteDrop counts a drop. At the first drop for a reason, and then every
+// dropLogEvery, it returns the drops counted since the last time, to be
+// logged, and true.
 func (g *preauthGate) noteDrop(reason string, now time.Time) (map[string]int, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.dropped[reason]++
-	if now.Sub(g.lastLog) < dropLogEvery {
+	switch {
+	case now.Sub(g.lastLog) >= dropLogEvery:
+		g.lastLog = now
+		clear(g.logged)
+	case g.logged[reason]:
 		return nil, false
 	}
-	g.lastLog = now
+	g.logged[reason] = true
 	out := g.dropped
 	g.dropped = make(map[string]int)
 	return out, true
