@@ -299,4 +299,3 @@ func TestGatewayPreauthFlood(t *testing.T) {
 		t.Errorf("daemon fds after the flood: got %d, want about %d as before", fd2, fd0)
 	}
 }
-
