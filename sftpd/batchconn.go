@@ -189,15 +189,20 @@ type writerFunc func(p []byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // writeSocket writes p to the socket, pushing the write deadline back by
-// stall every time some bytes were written. A write that moves nothing
-// for stall closes the connection.
+// stall every time bytes moved: some of p was written, or the peer took
+// some of what the socket had queued (the kernel wakes a blocked writer
+// only once much of a large send buffer is free, so the queue is what
+// shows a slow reader's progress). A write during which nothing moves for
+// stall closes the connection.
 func (c *batchConn) writeSocket(p []byte) (int, error) {
 	written := 0
 	for {
+		queued, known := -1, false
 		if by := c.closeBy.Load(); by != 0 {
 			c.Conn.SetWriteDeadline(time.Unix(0, by))
 		} else if c.stall > 0 {
 			c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+			queued, known = unsentBytes(c.Conn)
 		}
 		n, err := c.Conn.Write(p[written:])
 		written += n
@@ -209,6 +214,9 @@ func (c *batchConn) writeSocket(p []byte) (int, error) {
 		}
 		if n > 0 {
 			continue // the peer reads, slowly: give it another period
+		}
+		if now, ok := unsentBytes(c.Conn); known && ok && now < queued {
+			continue // the peer took queued bytes
 		}
 		if c.onStall != nil {
 			c.onStall()

@@ -142,12 +142,23 @@ func (c *serverConn) serve() {
 	c.log.Info("disconnected")
 }
 
+// maxSessionCloseGrace bounds how long a session may take to end after
+// its idle timeout closed its channel (the grace is IdleTimeout if
+// shorter). A peer that reads answers the close at once; one that stopped
+// reading never does (the server's writes wait for a window adjustment
+// that does not come), and its connection is closed.
+const maxSessionCloseGrace = 10 * time.Second
+
 // watchIdle closes the connection once it has had no session for
-// IdleTimeout.
+// IdleTimeout, or once one of its sessions has been silent (and not busy)
+// for IdleTimeout + the close grace: the session's idle timeout closed its
+// channel and the client did not answer, it has stopped reading.
 func (c *serverConn) watchIdle(done <-chan struct{}) {
 	s := c.srv
 	defer s.wg.Done()
 	idle := s.cfg.IdleTimeout
+	grace := min(idle, maxSessionCloseGrace)
+	poll := grace / 2
 	t := time.NewTimer(idle)
 	defer t.Stop()
 	for {
@@ -158,10 +169,15 @@ func (c *serverConn) watchIdle(done <-chan struct{}) {
 		}
 		s.mu.Lock()
 		n, since := c.nsess, time.Since(c.lastEnd)
+		stuck := n > 0 && s.stuckSessionLocked(c, idle+grace)
 		s.mu.Unlock()
 		switch {
+		case stuck:
+			c.log.Info("client stopped reading, closing connection", "stalled", idle+grace)
+			c.nc.Close()
+			return
 		case n > 0:
-			t.Reset(idle)
+			t.Reset(poll)
 		case since < idle:
 			t.Reset(idle - since)
 		default:
@@ -170,4 +186,15 @@ func (c *serverConn) watchIdle(done <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// stuckSessionLocked reports whether a session of c has had no traffic
+// for longer than d while not busy. s.mu must be held.
+func (s *Server) stuckSessionLocked(c *serverConn, d time.Duration) bool {
+	for _, ss := range s.sessions {
+		if ss.conn == c && ss.busy.Load() == 0 && time.Since(time.Unix(0, ss.lastActive.Load())) > d {
+			return true
+		}
+	}
+	return false
 }
