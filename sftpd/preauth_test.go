@@ -151,3 +151,23 @@ func TestPreauthGate(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseMaxStartups: a configuration string never panics the parser,
+// and what it accepts is consistent and prints back the same.
+func FuzzParseMaxStartups(f *testing.F) {
+	for _, s := range []string{"128:30:512", "64", "1:0:1", "::", "9999999999999999999:1:1", "-1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMaxStartups(s)
+		if err != nil {
+			return
+		}
+		if m.Start < 1 || m.Full < m.Start || m.Rate < 0 || m.Rate > 100 {
+			t.Fatalf("ParseMaxStartups(%q) = %v: inconsistent", s, m)
+		}
+		if back, err := ParseMaxStartups(m.String()); err != nil || back != m {
+			t.Fatalf("ParseMaxStartups(%q).String() = %q parses as %v, %v", s, m.String(), back, err)
+		}
+	})
+}
