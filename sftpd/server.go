@@ -76,13 +76,13 @@ type Config struct {
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultIdleTimeout        = 15 * time.Minute
-	DefaultMaxSessionsPerUser = 10
-	DefaultHandshakeTimeout   = 30 * time.Second
-	DefaultMaxStartupsPerSrc  = 32
-	DefaultMaxAuthTries       = 3
-	DefaultFailureDelay       = 500 * time.Millisecond
-	DefaultGracePeriod        = 10 * time.Second
+	DefaultIdleTimeout          = 15 * time.Minute
+	DefaultMaxSessionsPerUser   = 10
+	DefaultHandshakeTimeout     = 30 * time.Second
+	DefaultMaxStartupsPerSource = 32
+	DefaultMaxAuthTries         = 3
+	DefaultFailureDelay         = 500 * time.Millisecond
+	DefaultGracePeriod          = 10 * time.Second
 )
 
 // Server is an SSH server that serves only SFTP. Create it with New, run it
@@ -149,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
 	}
 	if cfg.MaxStartupsPerSource == 0 {
-		cfg.MaxStartupsPerSource = DefaultMaxStartupsPerSrc
+		cfg.MaxStartupsPerSource = DefaultMaxStartupsPerSource
 	}
 	for _, a := range []struct {
 		kind string
