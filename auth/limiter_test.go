@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -22,8 +23,8 @@ func failN(l *Limiter, login, remote string, n int) {
 func TestLimiterDefaults(t *testing.T) {
 	l := NewLimiter(LimiterConfig{}, nil)
 	want := LimiterConfig{
-		MaxFailures: DefaultMaxFailures, MaxAddrFailures: DefaultMaxAddrFailures,
-		Window: DefaultWindow, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff,
+		MaxFailures: DefaultMaxFailures, MaxAddrFailures: DefaultMaxAddrFailures, MaxNetFailures: DefaultMaxNetFailures,
+		Window: DefaultWindow, Backoff: DefaultBackoff, MaxBackoff: DefaultMaxBackoff, MaxEntries: DefaultMaxEntries,
 	}
 	if l.cfg != want {
 		t.Errorf("got %+v, want %+v", l.cfg, want)
@@ -31,7 +32,7 @@ func TestLimiterDefaults(t *testing.T) {
 }
 
 func TestLimiter(t *testing.T) {
-	cfg := LimiterConfig{MaxFailures: 3, MaxAddrFailures: 6, Window: time.Minute, Backoff: 10 * time.Second, MaxBackoff: 35 * time.Second}
+	cfg := LimiterConfig{MaxFailures: 3, MaxAddrFailures: 6, MaxNetFailures: 10, Window: time.Minute, Backoff: 10 * time.Second, MaxBackoff: 35 * time.Second}
 	type step struct {
 		advance time.Duration
 		op      string // "fail", "ok", "allow", "deny"
@@ -91,15 +92,18 @@ func TestLimiter(t *testing.T) {
 			{advance: 5 * time.Second, op: "fail", login: "a", remote: "10.0.0.1:1", n: 10},
 			{advance: 5 * time.Second, op: "allow", login: "a", remote: "10.0.0.1:1"},
 		}},
-		{"success resets pair and address", []step{
+		{"success clears the pair, not the address", []step{
 			{op: "fail", login: "a", remote: "10.0.0.1:1", n: 2},
 			{op: "fail", login: "b", remote: "10.0.0.1:1", n: 2},
 			{op: "ok", login: "a", remote: "10.0.0.1:2"},
-			{op: "fail", login: "a", remote: "10.0.0.1:1", n: 2},
+			{op: "fail", login: "a", remote: "10.0.0.1:1", n: 1},
+			// the pair restarted at the success: 1 < 3
 			{op: "allow", login: "a", remote: "10.0.0.1:1"},
-			{op: "fail", login: "c", remote: "10.0.0.1:1", n: 2},
-			// address count restarted at the success: 2+2 < 6
+			// the address did not: 5 failures, then a 6th locks it
 			{op: "allow", login: "d", remote: "10.0.0.1:1"},
+			{op: "fail", login: "c", remote: "10.0.0.1:1", n: 1},
+			{op: "deny", login: "d", remote: "10.0.0.1:1"},
+			{op: "deny", login: "a", remote: "10.0.0.1:1"},
 		}},
 		{"success after a lockout restarts the back-off", []step{
 			{op: "fail", login: "a", remote: "10.0.0.1:1", n: 3},
@@ -112,6 +116,25 @@ func TestLimiter(t *testing.T) {
 			{op: "fail", login: "a", remote: "[2001:db8:1:2:ffff::9]:22", n: 1},
 			{op: "deny", login: "a", remote: "2001:db8:1:2::77"},
 			{op: "allow", login: "a", remote: "[2001:db8:1:3::1]:22"},
+		}},
+		{"ipv6 /48 counted across its /64s", []step{
+			// 10 /64s of one /48, one failure each: under the /64 limit,
+			// at the /48 one
+			{op: "fail", login: "a", remote: "[2001:db8:5:0::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:1::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:2::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:3::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:4::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:5::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:6::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:7::1]:22", n: 1},
+			{op: "fail", login: "a", remote: "[2001:db8:5:8::1]:22", n: 1},
+			{op: "allow", login: "b", remote: "[2001:db8:5:ffff::1]:22"},
+			{op: "fail", login: "a", remote: "[2001:db8:5:9::1]:22", n: 1},
+			{op: "deny", login: "b", remote: "[2001:db8:5:ffff::1]:22"},
+			// another /48 is not affected
+			{op: "allow", login: "b", remote: "[2001:db8:6::1]:22"},
+			{advance: 10 * time.Second, op: "allow", login: "b", remote: "[2001:db8:5:ffff::1]:22"},
 		}},
 		{"ipv4-mapped ipv6 is ipv4", []step{
 			{op: "fail", login: "a", remote: "[::ffff:10.0.0.1]:22", n: 3},
@@ -221,4 +244,100 @@ func FuzzAddrKey(f *testing.F) {
 			t.Fatalf("AddrKey(%q) has %d bytes, want at most %d", s, len(k), maxKeyLen)
 		}
 	})
+}
+
+// TestLimiterBoundedMemory: failures from 100,000 distinct addresses (half
+// IPv4, half IPv6 in distinct /48s) leave at most MaxEntries keys, and the
+// heap grows by a bounded amount.
+func TestLimiterBoundedMemory(t *testing.T) {
+	const addrs = 100000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	l, _ := newTestLimiter(LimiterConfig{})
+	for i := range addrs {
+		remote := fmt.Sprintf("10.%d.%d.%d:22", i>>16&0xff, i>>8&0xff, i&0xff)
+		if i%2 == 1 {
+			remote = fmt.Sprintf("[2001:%x:%x::1]:22", i>>16, i&0xffff)
+		}
+		l.Failure(fmt.Sprintf("user%d", i%1000), remote)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	n := l.size()
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d addresses: %d keys held (bound %d), heap +%.1f MiB (%.0f B per key)",
+		addrs, n, DefaultMaxEntries, float64(grown)/(1<<20), float64(grown)/float64(max(n, 1)))
+	if n > DefaultMaxEntries {
+		t.Errorf("got %d keys, want at most %d", n, DefaultMaxEntries)
+	}
+	if n < DefaultMaxEntries/2 {
+		t.Errorf("got %d keys, want the table used (about %d)", n, DefaultMaxEntries)
+	}
+	const maxHeap = 32 << 20
+	if grown > maxHeap {
+		t.Errorf("heap grew by %d bytes, want at most %d", grown, maxHeap)
+	}
+	runtime.KeepAlive(l)
+}
+
+// TestLimiterEvictsLeastRecentlyUsed: a key in use survives a flood of new
+// keys; an old quiet one goes.
+func TestLimiterEvictsLeastRecentlyUsed(t *testing.T) {
+	l, _ := newTestLimiter(LimiterConfig{MaxFailures: 3, MaxAddrFailures: 1000, MaxEntries: 100})
+	failN(l, "old", "10.9.0.1:1", 2)
+	failN(l, "kept", "10.9.0.2:1", 2)
+	for i := range 200 {
+		l.Allow("kept", "10.9.0.2:1") // used: moves to the front
+		l.Failure("x", fmt.Sprintf("10.8.%d.%d:1", i/250, i%250))
+	}
+	if got := l.size(); got > 100 {
+		t.Errorf("got %d keys, want at most 100", got)
+	}
+	l.Failure("kept", "10.9.0.2:1")
+	if l.Allow("kept", "10.9.0.2:1") {
+		t.Errorf("a key in use was forgotten: 3rd failure did not lock the pair out")
+	}
+	l.Failure("old", "10.9.0.1:1")
+	if !l.Allow("old", "10.9.0.1:1") {
+		t.Errorf("an old quiet key was kept: its 3rd failure locked the pair out")
+	}
+}
+
+// TestLimiterInsider: a user with a valid account who logs in once every
+// 19 failures of other logins from the same address is refused once the
+// address has had MaxAddrFailures failures: successes do not reset it.
+func TestLimiterInsider(t *testing.T) {
+	l, clk := newTestLimiter(LimiterConfig{})
+	const remote = "10.7.0.1:22"
+	ran, refused := 0, 0
+	for round := range 20 {
+		for i := range 20 {
+			login := fmt.Sprintf("victim%d-%d", round, i)
+			good := i == 19
+			if good {
+				login = "insider"
+			}
+			if !l.Allow(login, remote) {
+				refused++
+				continue
+			}
+			ran++
+			if good {
+				l.Success(login, remote)
+			} else {
+				l.Failure(login, remote)
+			}
+			clk.Advance(time.Second)
+		}
+	}
+	t.Logf("insider pattern: %d attempts ran, %d refused", ran, refused)
+	if refused == 0 {
+		t.Fatalf("got no refusal, want the address locked out")
+	}
+	// Within the first window (10 minutes, 1 s per attempt) at most
+	// MaxAddrFailures failures and the insider's logins may run.
+	if max := DefaultMaxAddrFailures + DefaultMaxAddrFailures/19 + 1; ran > max*3 {
+		t.Errorf("got %d attempts run, want far fewer (about %d per window)", ran, max)
+	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sys/unix"
 
 	"github.com/sftpgate/sftpgate/internal/testenv"
 )
@@ -119,8 +118,9 @@ type gwOptions struct {
 	bind        string         // listen address, "127.0.0.1" when empty
 	metrics     bool           // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
 	keys        map[string]any // more keys of the section (they replace the harness's)
-	nofile      uint64         // RLIMIT_NOFILE (soft and hard) of the daemon; unchanged when zero
+	nofile      int            // when positive, the daemon runs under prlimit --nofile=N:N
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
+	extra       map[string]any // more keys of the section, set as given
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -241,6 +241,9 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 		g.metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		section["metricsAddr"] = g.metrics
 	}
+	for k, v := range opts.extra {
+		section[k] = v
+	}
 	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": section}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -291,6 +294,11 @@ func (g *gateway) start() {
 	}
 	g.done = make(chan struct{})
 	g.cmd = exec.Command(g.binPath(), args...)
+	if g.opts.nofile > 0 {
+		// prlimit execs the daemon: same pid, limits set before it starts.
+		n := strconv.Itoa(g.opts.nofile)
+		g.cmd = exec.Command("prlimit", append([]string{"--nofile=" + n + ":" + n, g.binPath()}, args...)...)
+	}
 	g.cmd.Stdout = logf
 	g.cmd.Stderr = logf
 	g.cmd.Env = sftpgateEnv()
@@ -300,17 +308,6 @@ func (g *gateway) start() {
 	if err := g.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start sftpgate serve: %v", err)
-	}
-	if n := g.opts.nofile; n > 0 {
-		// Set on the running process: whether the Go runtime's raise of
-		// the soft limit to the hard one at start comes before or after,
-		// both end at n.
-		if err := unix.Prlimit(g.cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}, nil); err != nil {
-			g.cmd.Process.Kill()
-			g.cmd.Wait()
-			logf.Close()
-			t.Fatalf("prlimit nofile %d on the daemon: %v", n, err)
-		}
 	}
 	cmd, done := g.cmd, g.done
 	go func() {

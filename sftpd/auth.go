@@ -2,6 +2,9 @@ package sftpd
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +20,7 @@ var errRefused = errors.New("sftpd: login refused")
 func (c *serverConn) sshConfig() *ssh.ServerConfig {
 	s := c.srv
 	cfg := &ssh.ServerConfig{
-		Config:        ssh.Config{Ciphers: serverCiphers},
+		Config:        ssh.Config{KeyExchanges: s.cfg.KeyExchanges, Ciphers: s.cfg.Ciphers, MACs: s.cfg.MACs},
 		MaxAuthTries:  s.cfg.MaxAuthTries,
 		ServerVersion: "SSH-2.0-sftpgate",
 		PasswordCallback: func(meta ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
@@ -43,7 +46,28 @@ func (c *serverConn) sshConfig() *ssh.ServerConfig {
 	return cfg
 }
 
-// serverCiphers are the ciphers offered, AES only. A client takes the
+// Algorithm kinds, as named in errors (and as the configuration keys).
+const (
+	AlgoKeyExchange = "kexAlgorithms"
+	AlgoCipher      = "ciphers"
+	AlgoMAC         = "macs"
+)
+
+// DefaultKeyExchanges are the key exchanges offered by default: the
+// hybrid post-quantum one, curve25519, the NIST curves and the 4096-bit
+// Diffie-Hellman group with SHA-512; nothing with SHA-1 and no 2048-bit
+// group.
+var DefaultKeyExchanges = []string{
+	ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519,
+	ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384, ssh.KeyExchangeECDHP521,
+	ssh.KeyExchangeDH16SHA512,
+}
+
+// DefaultMACs are the MACs offered by default: encrypt-then-MAC SHA-2
+// only (the AES-GCM ciphers need none).
+var DefaultMACs = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}
+
+// DefaultCiphers are the ciphers offered by default, AES only. A client takes the
 // first of its own list that the server offers, and OpenSSH lists
 // chacha20-poly1305 first, which golang.org/x/crypto runs without
 // assembly: for a 512 MiB OpenSSH sftp put the daemon spent 4.6 s of CPU
@@ -52,7 +76,7 @@ func (c *serverConn) sshConfig() *ssh.ServerConfig {
 // that has chacha20 also has these. Dropping it also takes away one of
 // the two modes the Terrapin attack needs against clients without strict
 // key exchange.
-var serverCiphers = []string{
+var DefaultCiphers = []string{
 	ssh.CipherAES128GCM, ssh.CipherAES256GCM,
 	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
@@ -96,4 +120,41 @@ func refusalReason(err error, secret string) string {
 		reason = strings.ReplaceAll(reason, secret, "[redacted]")
 	}
 	return reason
+}
+
+// KnownAlgorithms returns the names golang.org/x/crypto/ssh implements for
+// kind (AlgoKeyExchange, AlgoCipher or AlgoMAC), the insecure ones
+// included (an administrator may need one for an old client).
+func KnownAlgorithms(kind string) []string {
+	sup, insec := ssh.SupportedAlgorithms(), ssh.InsecureAlgorithms()
+	switch kind {
+	case AlgoKeyExchange:
+		return append(append(sup.KeyExchanges, "curve25519-sha256@libssh.org"), insec.KeyExchanges...)
+	case AlgoCipher:
+		return append(sup.Ciphers, insec.Ciphers...)
+	case AlgoMAC:
+		return append(sup.MACs, insec.MACs...)
+	}
+	return nil
+}
+
+// CheckAlgorithms returns an error naming kind and the first unknown or
+// repeated name of list, or saying that list is empty.
+func CheckAlgorithms(kind string, list []string) error {
+	known := KnownAlgorithms(kind)
+	if known == nil {
+		return fmt.Errorf("sftpd: unknown algorithm kind %q", kind)
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("%s: the list is empty", kind)
+	}
+	for i, name := range list {
+		if !slices.Contains(known, name) {
+			return fmt.Errorf("%s: unknown algorithm %s (known: %s)", kind, strconv.Quote(CleanLogText(name)), strings.Join(known, ", "))
+		}
+		if slices.Contains(list[:i], name) {
+			return fmt.Errorf("%s: %q is listed twice", kind, name)
+		}
+	}
+	return nil
 }

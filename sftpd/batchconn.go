@@ -2,9 +2,12 @@ package sftpd
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -104,41 +107,138 @@ func (b *batchWriter) Close() error {
 	return b.err
 }
 
-// batchConn is the TCP connection as the SSH transport sees it:
-// golang.org/x/crypto/ssh reads each packet in two or three small reads,
-// here served from a buffer, and writes each packet (at most 32 KiB) with
-// its own flush, here merged by a batchWriter. A bulk transfer costs a few
-// system calls per MiB instead of about a hundred; measured on a 1 GiB
-// transfer, the daemon used 0.3 to 0.5 s less CPU.
+// errWriteStalled is the error of a write that made no progress for the
+// stall timeout.
+var errWriteStalled = errors.New("sftpd: peer stopped reading: write stalled")
+
+// batchConn is the TCP connection as the SSH transport sees it.
+//
+// Until startBatching is called (once the user is authenticated), reads
+// and writes go straight to the socket: a connection that has not logged
+// in costs no buffer and no goroutine here.
+//
+// Then golang.org/x/crypto/ssh reads each packet in two or three small
+// reads, here served from a buffer, and writes each packet (at most 32
+// KiB) with its own flush, here merged by a batchWriter. A bulk transfer
+// costs a few system calls per MiB instead of about a hundred; measured on
+// a 1 GiB transfer, the daemon used 0.3 to 0.5 s less CPU.
+//
+// Writes of the batching stage carry a deadline of stall (if positive)
+// that is pushed back whenever bytes move: a peer that reads, however
+// slowly, is served; one that stops reading for stall has the connection
+// closed (onStall is called first).
 type batchConn struct {
 	net.Conn
+	stall   time.Duration
+	onStall func()
+
+	batching atomic.Bool
+	// r is the read buffer, made by the first Read after startBatching;
+	// only the reading goroutine touches it.
 	r *bufio.Reader
-	w *batchWriter
+
+	// wmu guards w.
+	wmu sync.Mutex
+	w   *batchWriter
+
+	closeBy atomic.Int64 // unix nanos: the close's write deadline, once closing
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-func newBatchConn(nc net.Conn) *batchConn {
-	return &batchConn{
-		Conn: nc,
-		r:    bufio.NewReaderSize(nc, batchReadSize),
-		w:    newBatchWriter(nc),
-	}
+func newBatchConn(nc net.Conn, stall time.Duration, onStall func()) *batchConn {
+	return &batchConn{Conn: nc, stall: stall, onStall: onStall}
 }
 
-// Read reads from the buffer, refilled with one read of the socket.
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// startBatching switches the connection to buffered reads and batched,
+// stall-bounded writes.
+func (c *batchConn) startBatching() { c.batching.Store(true) }
 
-// Write queues p for sending.
-func (c *batchConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+// Read reads from the buffer, refilled with one read of the socket (or
+// from the socket itself before startBatching).
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		if !c.batching.Load() {
+			return c.Conn.Read(p)
+		}
+		c.r = bufio.NewReaderSize(c.Conn, batchReadSize)
+	}
+	return c.r.Read(p)
+}
+
+// Write queues p for sending (or writes it before startBatching).
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	w := c.w
+	if w == nil && c.batching.Load() && c.closeBy.Load() == 0 {
+		w = newBatchWriter(writerFunc(c.writeSocket))
+		c.w = w
+	}
+	c.wmu.Unlock()
+	if w == nil {
+		return c.Conn.Write(p)
+	}
+	return w.Write(p)
+}
+
+// writerFunc turns a function into an io.Writer.
+type writerFunc func(p []byte) (int, error)
+
+// Write calls f.
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// writeSocket writes p to the socket, pushing the write deadline back by
+// stall every time bytes moved: some of p was written, or the peer took
+// some of what the socket had queued (the kernel wakes a blocked writer
+// only once much of a large send buffer is free, so the queue is what
+// shows a slow reader's progress). A write during which nothing moves for
+// stall closes the connection.
+func (c *batchConn) writeSocket(p []byte) (int, error) {
+	written := 0
+	for {
+		queued, known := -1, false
+		if by := c.closeBy.Load(); by != 0 {
+			c.Conn.SetWriteDeadline(time.Unix(0, by))
+		} else if c.stall > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(c.stall))
+			queued, known = unsentBytes(c.Conn)
+		}
+		n, err := c.Conn.Write(p[written:])
+		written += n
+		if err == nil {
+			return written, nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) || c.closeBy.Load() != 0 {
+			return written, err
+		}
+		if n > 0 {
+			continue // the peer reads, slowly: give it another period
+		}
+		if now, ok := unsentBytes(c.Conn); known && ok && now < queued {
+			continue // the peer took queued bytes
+		}
+		if c.onStall != nil {
+			c.onStall()
+		}
+		c.Conn.Close()
+		return written, errWriteStalled
+	}
+}
 
 // Close sends what is queued (for batchCloseWait at most), then closes
 // the socket.
 func (c *batchConn) Close() error {
 	c.closeOnce.Do(func() {
-		c.Conn.SetWriteDeadline(time.Now().Add(batchCloseWait))
-		c.w.Close()
+		by := time.Now().Add(batchCloseWait)
+		c.closeBy.Store(by.UnixNano())
+		c.Conn.SetWriteDeadline(by)
+		c.wmu.Lock()
+		w := c.w
+		c.wmu.Unlock()
+		if w != nil {
+			w.Close()
+		}
 		c.closeErr = c.Conn.Close()
 	})
 	return c.closeErr

@@ -3,8 +3,12 @@ package sftpd
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
+	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -18,6 +22,10 @@ type serverConn struct {
 	remote string
 	log    *slog.Logger
 	user   string // set once the handshake has succeeded
+	src    netip.Addr
+
+	// preauthOnce gives back the connection's pre-auth slot, once.
+	preauthOnce sync.Once
 
 	// Server.mu guards the fields below.
 	nsess    int       // live sessions
@@ -25,7 +33,7 @@ type serverConn struct {
 	lastEnd  time.Time // when the last session ended (or the login)
 }
 
-func newServerConn(s *Server, nc net.Conn) *serverConn {
+func newServerConn(s *Server, nc net.Conn, src netip.Addr) *serverConn {
 	id := newID()
 	remote := nc.RemoteAddr().String()
 	return &serverConn{
@@ -33,6 +41,7 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 		id:     id,
 		nc:     nc,
 		remote: remote,
+		src:    src,
 		log:    s.log.With("conn", id, "remote", remote),
 	}
 }
@@ -44,22 +53,42 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// releasePreauth gives back the connection's pre-auth slot (at login or
+// at the end, whichever comes first).
+func (c *serverConn) releasePreauth() {
+	c.preauthOnce.Do(func() { c.srv.gate.release(c.src) })
+}
+
 // serve runs the connection: handshake, then channels until it closes.
 func (c *serverConn) serve() {
 	s := c.srv
 	defer s.wg.Done()
 	defer s.forgetConn(c)
 	defer c.nc.Close()
+	defer c.releasePreauth()
 
+	// The whole handshake and login must fit in HandshakeTimeout
+	// (loginGraceTime); until the login succeeds the connection holds a
+	// pre-auth slot and no buffer of its own.
 	if err := c.nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout)); err != nil {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
-	bc := newBatchConn(c.nc)
+	var stall time.Duration
+	if s.cfg.IdleTimeout > 0 {
+		stall = s.cfg.IdleTimeout
+	}
+	bc := newBatchConn(c.nc, stall, func() {
+		c.log.Info("client stopped reading, closing connection", "stalled", stall)
+	})
 	defer bc.Close()
 	sc, chans, reqs, err := ssh.NewServerConn(bc, c.sshConfig())
 	if err != nil {
-		c.log.Info("handshake failed", "err", err)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.log.Info("handshake failed: loginGraceTime passed", "loginGraceTime", s.cfg.HandshakeTimeout)
+		} else {
+			c.log.Info("handshake failed", "err", err)
+		}
 		return
 	}
 	defer sc.Close()
@@ -67,6 +96,8 @@ func (c *serverConn) serve() {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
+	c.releasePreauth()
+	bc.startBatching()
 	c.user = sc.User()
 	c.log = c.log.With("user", c.user)
 	s.mu.Lock()
@@ -111,12 +142,23 @@ func (c *serverConn) serve() {
 	c.log.Info("disconnected")
 }
 
+// maxSessionCloseGrace bounds how long a session may take to end after
+// its idle timeout closed its channel (the grace is IdleTimeout if
+// shorter). A peer that reads answers the close at once; one that stopped
+// reading never does (the server's writes wait for a window adjustment
+// that does not come), and its connection is closed.
+const maxSessionCloseGrace = 10 * time.Second
+
 // watchIdle closes the connection once it has had no session for
-// IdleTimeout.
+// IdleTimeout, or once one of its sessions has been silent (and not busy)
+// for IdleTimeout + the close grace: the session's idle timeout closed its
+// channel and the client did not answer, it has stopped reading.
 func (c *serverConn) watchIdle(done <-chan struct{}) {
 	s := c.srv
 	defer s.wg.Done()
 	idle := s.cfg.IdleTimeout
+	grace := min(idle, maxSessionCloseGrace)
+	poll := grace / 2
 	t := time.NewTimer(idle)
 	defer t.Stop()
 	for {
@@ -127,10 +169,15 @@ func (c *serverConn) watchIdle(done <-chan struct{}) {
 		}
 		s.mu.Lock()
 		n, since := c.nsess, time.Since(c.lastEnd)
+		stuck := n > 0 && s.stuckSessionLocked(c, idle+grace)
 		s.mu.Unlock()
 		switch {
+		case stuck:
+			c.log.Info("client stopped reading, closing connection", "stalled", idle+grace)
+			c.nc.Close()
+			return
 		case n > 0:
-			t.Reset(idle)
+			t.Reset(poll)
 		case since < idle:
 			t.Reset(idle - since)
 		default:
@@ -139,4 +186,15 @@ func (c *serverConn) watchIdle(done <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// stuckSessionLocked reports whether a session of c has had no traffic
+// for longer than d while not busy. s.mu must be held.
+func (s *Server) stuckSessionLocked(c *serverConn, d time.Duration) bool {
+	for _, ss := range s.sessions {
+		if ss.conn == c && ss.busy.Load() == 0 && time.Since(time.Unix(0, ss.lastActive.Load())) > d {
+			return true
+		}
+	}
+	return false
 }

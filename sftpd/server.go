@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -62,9 +63,20 @@ type Config struct {
 	// GatherPerUser bounds the memory holding the gathered writes of all
 	// of a user's sessions, as GatherPerSession. Zero means 16 MiB.
 	GatherPerUser int64
-	// HandshakeTimeout bounds the SSH handshake and authentication. Zero
+	// HandshakeTimeout bounds the SSH handshake and authentication, from
+	// the TCP accept to a successful login (OpenSSH's LoginGraceTime). Zero
 	// means 30 seconds.
 	HandshakeTimeout time.Duration
+	// MaxStartups bounds the connections that have not authenticated yet
+	// (see MaxStartups). Zero means DefaultMaxStartups (128:30:512).
+	MaxStartups MaxStartups
+	// MaxStartupsPerSource bounds the unauthenticated connections from one
+	// IPv4 address or IPv6 /64; more are dropped at accept. Zero means 32.
+	MaxStartupsPerSource int
+	// KeyExchanges, Ciphers and MACs are the algorithms offered, in order
+	// of preference; nil means DefaultKeyExchanges, DefaultCiphers and
+	// DefaultMACs. Every name must be one of KnownAlgorithms.
+	KeyExchanges, Ciphers, MACs []string
 	// MaxAuthTries is the number of failed authentications after which a
 	// connection is closed. Zero means 3.
 	MaxAuthTries int
@@ -92,6 +104,7 @@ const (
 	DefaultGatherPerSession     = 8 << 20
 	DefaultGatherPerUser        = 16 << 20
 	DefaultHandshakeTimeout     = 30 * time.Second
+	DefaultMaxStartupsPerSource = 32
 	DefaultMaxAuthTries         = 3
 	DefaultFailureDelay         = 500 * time.Millisecond
 	DefaultGracePeriod          = 10 * time.Second
@@ -108,6 +121,9 @@ type Server struct {
 
 	// closing is closed when Shutdown starts.
 	closing chan struct{}
+
+	// gate admits the connections that have not authenticated.
+	gate *preauthGate
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -166,6 +182,33 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: FailureDelay %v is negative", ErrBadConfig, cfg.FailureDelay)
 	case cfg.GracePeriod < 0:
 		return nil, fmt.Errorf("%w: GracePeriod %v is negative", ErrBadConfig, cfg.GracePeriod)
+	case cfg.MaxStartupsPerSource < 0:
+		return nil, fmt.Errorf("%w: MaxStartupsPerSource %d is negative", ErrBadConfig, cfg.MaxStartupsPerSource)
+	}
+	if cfg.MaxStartups == (MaxStartups{}) {
+		cfg.MaxStartups = DefaultMaxStartups
+	}
+	if err := cfg.MaxStartups.check(); err != nil {
+		return nil, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
+	}
+	if cfg.MaxStartupsPerSource == 0 {
+		cfg.MaxStartupsPerSource = DefaultMaxStartupsPerSource
+	}
+	for _, a := range []struct {
+		kind string
+		list *[]string
+		def  []string
+	}{
+		{AlgoKeyExchange, &cfg.KeyExchanges, DefaultKeyExchanges},
+		{AlgoCipher, &cfg.Ciphers, DefaultCiphers},
+		{AlgoMAC, &cfg.MACs, DefaultMACs},
+	} {
+		if *a.list == nil {
+			*a.list = a.def
+		}
+		if err := CheckAlgorithms(a.kind, *a.list); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+		}
 	}
 	for i, k := range cfg.HostKeys {
 		if k == nil {
@@ -209,6 +252,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	log = newCleanLogger(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		cfg:       cfg,
@@ -216,6 +260,7 @@ func New(cfg Config) (*Server, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		closing:   make(chan struct{}),
+		gate:      newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
 		sessions:  make(map[string]*session),
@@ -265,7 +310,18 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		c, ok := s.trackConn(nc)
+		src := sourceOf(nc.RemoteAddr())
+		if reason, ok := s.gate.admit(src); !ok {
+			// Dropped at once: no goroutine, no buffer, the descriptor
+			// freed before the next accept.
+			nc.Close()
+			if counts, log := s.gate.noteDrop(reason, time.Now()); log {
+				s.log.Warn("pre-auth connections dropped", "dropped", counts, "unauthenticated", s.gate.unauthenticated(),
+					"maxStartups", s.cfg.MaxStartups.String(), "maxStartupsPerSource", s.cfg.MaxStartupsPerSource)
+			}
+			continue
+		}
+		c, ok := s.trackConn(nc, src)
 		if !ok {
 			nc.Close()
 			return ErrServerClosed
@@ -276,13 +332,14 @@ func (s *Server) Serve(l net.Listener) error {
 
 // trackConn registers a new connection and counts its goroutine, unless
 // the server is shutting down.
-func (s *Server) trackConn(nc net.Conn) (*serverConn, bool) {
+func (s *Server) trackConn(nc net.Conn, src netip.Addr) (*serverConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shuttingDown {
+		s.gate.release(src)
 		return nil, false
 	}
-	c := newServerConn(s, nc)
+	c := newServerConn(s, nc, src)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true

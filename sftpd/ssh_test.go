@@ -355,7 +355,7 @@ func TestIdleSessionWithoutSftp(t *testing.T) {
 // handshake (OpenSSH, which lists it first, then takes AES).
 func TestCiphers(t *testing.T) {
 	ts := startServer(t, nil)
-	for _, cipher := range serverCiphers {
+	for _, cipher := range DefaultCiphers {
 		cfg := clientConfig(testUser, ssh.Password(testToken))
 		cfg.Ciphers = []string{cipher}
 		c, err := ssh.Dial("tcp", ts.addr, cfg)

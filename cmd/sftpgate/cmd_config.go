@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -92,6 +93,12 @@ func (c *Config) fields() []field {
 		{key: "uploadPartSize", value: formatSize(c.UploadPartSize)},
 		{key: "uploadConcurrency", value: c.UploadConcurrency},
 		{key: "tmpMinFree", value: formatSize(c.TmpMinFree)},
+		{key: "maxStartups", value: c.MaxStartups.String()},
+		{key: "maxStartupsPerSource", value: c.MaxStartupsPerSource},
+		{key: "loginGraceTime", value: c.LoginGraceTime.String()},
+		{key: "kexAlgorithms", value: c.KexAlgorithms},
+		{key: "ciphers", value: c.Ciphers},
+		{key: "macs", value: c.MACs},
 		{key: "maxHandlesPerSession", value: c.MaxHandlesPerSession},
 		{key: "maxHandlesPerUser", value: c.MaxHandlesPerUser},
 		{key: "maxFileSize", value: formatSize(c.MaxFileSize)},
@@ -137,6 +144,9 @@ func writeConfigText(w io.Writer, c *Config) error {
 				continue
 			}
 			text := f.text
+			if list, ok := f.value.([]string); ok && text == "" {
+				text = strings.Join(list, ",")
+			}
 			if text == "" {
 				text = fmt.Sprint(f.value)
 				if s, ok := f.value.(string); ok && s == "" {

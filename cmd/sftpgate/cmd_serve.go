@@ -202,6 +202,12 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		MaxFileSize:          cfg.MaxFileSize,
 		GatherPerSession:     cfg.MaxWriteGatherPerSession,
 		GatherPerUser:        cfg.MaxWriteGatherPerUser,
+		HandshakeTimeout:     cfg.LoginGraceTime,
+		MaxStartups:          cfg.MaxStartups,
+		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+		KeyExchanges:         cfg.KexAlgorithms,
+		Ciphers:              cfg.Ciphers,
+		MACs:                 cfg.MACs,
 		GracePeriod:          sessionGrace,
 		OnSessionEnd:         onSessionEnd,
 	})

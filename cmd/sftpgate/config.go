@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sftpgate/sftpgate/sftpd"
 )
 
 // The configuration lives in the section services."pydio.gateway.sftp" of a
@@ -38,6 +40,8 @@ const (
 	defaultUploadPartSize     = 16 << 20
 	defaultUploadConcurrency  = 4
 	defaultTmpMinFree         = 512 << 20
+	defaultLoginGraceTime     = 30 * time.Second
+	defaultMaxStartupsPerSrc  = 32
 
 	minUploadPartSize    = 5 << 20
 	maxUploadPartSize    = 5 << 30
@@ -133,6 +137,19 @@ type Config struct {
 	// MaxPendingBytesPerUser bounds the sizes of those files, added up;
 	// 0 (the default) means a quarter of the size of TmpDir's file system.
 	MaxPendingBytesPerUser int64
+	// MaxStartups bounds the connections that have not logged in yet,
+	// "start:rate:full" as OpenSSH's MaxStartups; "128:30:512" by default.
+	MaxStartups sftpd.MaxStartups
+	// MaxStartupsPerSource bounds the connections that have not logged in
+	// yet from one IPv4 address or IPv6 /64; 32 by default.
+	MaxStartupsPerSource int
+	// LoginGraceTime bounds the SSH handshake and login of a connection;
+	// 30 seconds by default.
+	LoginGraceTime time.Duration
+	// KexAlgorithms, Ciphers and MACs are the SSH algorithms offered, in
+	// order of preference; sftpd.DefaultKeyExchanges, DefaultCiphers and
+	// DefaultMACs by default.
+	KexAlgorithms, Ciphers, MACs []string
 	// Workdir is the working directory (identity store, default mounts and
 	// embedded data).
 	Workdir string
@@ -185,6 +202,12 @@ func DefaultConfig(workdir string) *Config {
 		MaxWriteGatherPerUser:    defaultGatherPerUser,
 		MaxCachedFiles:           4096,
 		MaxPendingFilesPerUser:   1024,
+		MaxStartups:              sftpd.DefaultMaxStartups,
+		MaxStartupsPerSource:     defaultMaxStartupsPerSrc,
+		LoginGraceTime:           defaultLoginGraceTime,
+		KexAlgorithms:            slices.Clone(sftpd.DefaultKeyExchanges),
+		Ciphers:                  slices.Clone(sftpd.DefaultCiphers),
+		MACs:                     slices.Clone(sftpd.DefaultMACs),
 		Workdir:                  workdir,
 		Path:                     filepath.Join(workdir, "pydio.json"),
 	}
@@ -299,6 +322,12 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.integer("maxCachedFiles", &cfg.MaxCachedFiles, 1, 1<<24)
 	p.integer("maxPendingFilesPerUser", &cfg.MaxPendingFilesPerUser, 1, 1<<24)
 	p.size("maxPendingBytesPerUser", &cfg.MaxPendingBytesPerUser, 0, 1<<62)
+	p.maxStartups("maxStartups", &cfg.MaxStartups)
+	p.integer("maxStartupsPerSource", &cfg.MaxStartupsPerSource, 1, 1<<20)
+	p.duration("loginGraceTime", &cfg.LoginGraceTime)
+	p.algorithms(sftpd.AlgoKeyExchange, &cfg.KexAlgorithms)
+	p.algorithms(sftpd.AlgoCipher, &cfg.Ciphers)
+	p.algorithms(sftpd.AlgoMAC, &cfg.MACs)
 
 	// "" means the default for the paths and the bind address.
 	if !tmpDirSet {
@@ -491,6 +520,44 @@ func (p *parser) size(key string, dst *int64, lo, hi int64) {
 		return
 	}
 	*dst = n
+}
+
+// maxStartups reads a "start:rate:full" string (or a single number).
+func (p *parser) maxStartups(key string, dst *sftpd.MaxStartups) {
+	raw, ok := p.get(key)
+	if !ok {
+		return
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		p.wrongType(key, `string "start:rate:full" (e.g. "128:30:512")`, raw)
+		return
+	}
+	m, err := sftpd.ParseMaxStartups(s)
+	if err != nil {
+		p.problem(key, err.Error())
+		return
+	}
+	*dst = m
+}
+
+// algorithms reads a list of SSH algorithm names of kind (also the key),
+// each one known to the SSH library.
+func (p *parser) algorithms(kind string, dst *[]string) {
+	raw, ok := p.get(kind)
+	if !ok {
+		return
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		p.wrongType(kind, "array of strings", raw)
+		return
+	}
+	if err := sftpd.CheckAlgorithms(kind, list); err != nil {
+		p.problem(kind, strings.TrimPrefix(err.Error(), kind+": "))
+		return
+	}
+	*dst = list
 }
 
 // minio reads the "minio" object: absent or null leaves *dst nil.

@@ -18,6 +18,7 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"services": {"pydio.gateway.sftp": {"port": "2022", "tmpDir": 3, "bind": "::1"}}}`,
 		`{"services": {"pydio.gateway.sftp": {"minio": {"endpoint": "127.0.0.1:9000", "accessKey": "a", "secretKey": "b"}}}}`,
 		`{"services": {"pydio.gateway.sftp": {"uploadPartSize": "64MiB", "tmpMinFree": 1024, "x": 1}}}`,
+		`{"services": {"pydio.gateway.sftp": {"maxStartups": "10:30:100", "maxStartupsPerSource": 4, "loginGraceTime": "5s", "macs": ["hmac-sha2-256"], "ciphers": [], "kexAlgorithms": "x"}}}`,
 		"{\n  \"services\": {\n    \"pydio.gateway.sftp\": {\n      \"port\": 2022,\n",
 	} {
 		f.Add([]byte(seed))
@@ -64,6 +65,12 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Errorf("got tmpDir %q, mountRoot %q, want absolute paths", cfg.TmpDir, cfg.MountRoot)
 		case cfg.Enabled && cfg.HostKeyFile == "":
 			t.Error("got enabled without hostKeyFile")
+		case cfg.MaxStartups.Start < 1 || cfg.MaxStartups.Full < cfg.MaxStartups.Start || cfg.MaxStartups.Rate < 0 || cfg.MaxStartups.Rate > 100:
+			t.Errorf("got maxStartups %v, want 1 ≤ start ≤ full, rate 0-100", cfg.MaxStartups)
+		case cfg.MaxStartupsPerSource < 1 || cfg.LoginGraceTime <= 0:
+			t.Errorf("got maxStartupsPerSource %d, loginGraceTime %v, want positive", cfg.MaxStartupsPerSource, cfg.LoginGraceTime)
+		case len(cfg.KexAlgorithms) == 0 || len(cfg.Ciphers) == 0 || len(cfg.MACs) == 0:
+			t.Errorf("got empty algorithm lists %v %v %v", cfg.KexAlgorithms, cfg.Ciphers, cfg.MACs)
 		case cfg.MinIO != nil && (cfg.MinIO.Endpoint == "" || cfg.MinIO.AccessKey == "" || cfg.MinIO.SecretKey == ""):
 			t.Errorf("got incomplete minio %+v", *cfg.MinIO)
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sftpgate/sftpgate/sftpd"
 )
 
 // writeKey writes a fake host key file and returns its path.
@@ -179,6 +181,15 @@ func TestConfigValidValues(t *testing.T) {
 		{"uploadConcurrency", `"uploadConcurrency": 64`, func(c *Config) (any, any) { return c.UploadConcurrency, 64 }},
 		{"tmpMinFree", `"tmpMinFree": "2GiB"`, func(c *Config) (any, any) { return c.TmpMinFree, int64(2 << 30) }},
 		{"tmpMinFree zero", `"tmpMinFree": "0"`, func(c *Config) (any, any) { return c.TmpMinFree, int64(0) }},
+		{"maxStartups", `"maxStartups": "10:50:20"`, func(c *Config) (any, any) { return c.MaxStartups, sftpd.MaxStartups{Start: 10, Rate: 50, Full: 20} }},
+		{"maxStartups single", `"maxStartups": "64"`, func(c *Config) (any, any) { return c.MaxStartups, sftpd.MaxStartups{Start: 64, Rate: 100, Full: 64} }},
+		{"maxStartupsPerSource", `"maxStartupsPerSource": 4`, func(c *Config) (any, any) { return c.MaxStartupsPerSource, 4 }},
+		{"loginGraceTime", `"loginGraceTime": "5s"`, func(c *Config) (any, any) { return c.LoginGraceTime, 5 * time.Second }},
+		{"kexAlgorithms", `"kexAlgorithms": ["curve25519-sha256"]`, func(c *Config) (any, any) { return strings.Join(c.KexAlgorithms, ","), "curve25519-sha256" }},
+		{"ciphers", `"ciphers": ["aes256-ctr", "chacha20-poly1305@openssh.com"]`, func(c *Config) (any, any) {
+			return strings.Join(c.Ciphers, ","), "aes256-ctr,chacha20-poly1305@openssh.com"
+		}},
+		{"macs legacy", `"macs": ["hmac-sha2-256", "hmac-sha1"]`, func(c *Config) (any, any) { return strings.Join(c.MACs, ","), "hmac-sha2-256,hmac-sha1" }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, warnings, err := ParseConfig(sectionJSON(tt.body), path, dir)
@@ -241,6 +252,15 @@ func TestConfigErrors(t *testing.T) {
 		{"uploadPartSize unit", string(sectionJSON(`"uploadPartSize": "16XB"`)), []string{s + `uploadPartSize: invalid size "16XB": unknown unit "XB"`}},
 		{"uploadPartSize bool", string(sectionJSON(`"uploadPartSize": true`)), []string{s + "uploadPartSize: expected size string", "got bool"}},
 		{"uploadPartSize negative", string(sectionJSON(`"uploadPartSize": -1`)), []string{s + "uploadPartSize: a size in bytes must be a whole non-negative number"}},
+		{"maxStartups bad", string(sectionJSON(`"maxStartups": "10:30"`)), []string{s + `maxStartups: "10:30": want "start:rate:full"`}},
+		{"maxStartups full below start", string(sectionJSON(`"maxStartups": "10:30:5"`)), []string{s + "maxStartups:", "full (5) must be at least start (10)"}},
+		{"maxStartups rate", string(sectionJSON(`"maxStartups": "10:101:20"`)), []string{s + "maxStartups:", "rate is a percentage"}},
+		{"maxStartupsPerSource zero", string(sectionJSON(`"maxStartupsPerSource": 0`)), []string{s + "maxStartupsPerSource: must be between 1"}},
+		{"loginGraceTime zero", string(sectionJSON(`"loginGraceTime": "0s"`)), []string{s + "loginGraceTime: must be positive"}},
+		{"kexAlgorithms unknown", string(sectionJSON(`"kexAlgorithms": ["curve25519-sha256", "dh-42"]`)), []string{s + `kexAlgorithms: unknown algorithm "dh-42"`}},
+		{"ciphers not a list", string(sectionJSON(`"ciphers": "aes128-ctr"`)), []string{s + "ciphers: expected array of strings, got string"}},
+		{"macs empty", string(sectionJSON(`"macs": []`)), []string{s + "macs: the list is empty"}},
+		{"macs unknown", string(sectionJSON(`"macs": ["hmac-md5"]`)), []string{s + `macs: unknown algorithm "hmac-md5"`}},
 		{"tmpMinFree bad", string(sectionJSON(`"tmpMinFree": "lots"`)), []string{s + `tmpMinFree: invalid size "lots"`}},
 		{"tmpMinFree overflow", string(sectionJSON(`"tmpMinFree": "99999999999TiB"`)), []string{s + "tmpMinFree: invalid size", "too large"}},
 		{"metricsAddr no port", string(sectionJSON(`"metricsAddr": "localhost"`)), []string{s + `metricsAddr: "localhost": not a host:port address`}},
