@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -152,7 +151,7 @@ func (ss *session) runChecksum(ctx context.Context, c checksumCmd) {
 	} else {
 		name = c.path
 		if err := ss.hashFile(ctx, c.path, h); err != nil {
-			ss.log.Info("checksum refused", "command", c.name, "path", logText(c.path), "err", err)
+			ss.log.Info("checksum refused", "command", c.name, "path", CleanLogText(c.path), "err", err)
 			fmt.Fprintf(ss.ch.Stderr(), "%s: %s: %s\n", c.name, c.path, checksumError(err))
 			status = 1
 			return
@@ -165,7 +164,7 @@ func (ss *session) runChecksum(ctx context.Context, c checksumCmd) {
 		sum = "\\" + sum
 	}
 	fmt.Fprintf(ss.ch, "%s  %s\n", sum, name)
-	ss.log.Info("checksum", "command", c.name, "path", logText(c.path))
+	ss.log.Info("checksum", "command", c.name, "path", CleanLogText(c.path))
 }
 
 // hashFile hashes the file at p (a path of the session, / being the root
@@ -214,15 +213,6 @@ func (ss *session) hashFile(ctx context.Context, p string, h hash.Hash) error {
 			return err
 		}
 	}
-}
-
-// logText is a client-supplied string as it may reach a log line: at most
-// 256 bytes, quoted.
-func logText(s string) string {
-	if len(s) > 256 {
-		s = s[:256] + "…"
-	}
-	return strconv.Quote(s)
 }
 
 // checksumError is the message coreutils prints for err.
