@@ -1,0 +1,251 @@
+package fusefs
+
+// The FUSE watchdog: what frees a killed daemon.
+//
+// sftpgate serves its FUSE mounts and, through sftpd, uses them. When the
+// daemon is killed (kill -9, the OOM killer) while a session has a file
+// open on a mount, the kernel closes that file during the exit of the
+// process, and a close means a FLUSH request to the file's FUSE server:
+// the dying process itself. Nobody will ever answer, so the exiting thread
+// waits in request_wait_answer for good. The /dev/fuse descriptor, which
+// would abort the connection when closed, is never reached; the SSH
+// listener and the sessions' sockets are never closed either: clients hang
+// rather than see their connection drop, the port stays taken, and the
+// process remains a zombie with a thread stuck until someone writes to
+// /sys/fs/fuse/connections/<id>/abort.
+//
+// Nothing inside the process can help (it is dying), so the daemon runs a
+// small child process, the watchdog (RunWatchdog, `sftpgate
+// internal-fuse-watchdog`), which:
+//   - identifies the daemon by pid and start time (field 22 of
+//     /proc/<pid>/stat): a reused pid is never mistaken for it;
+//   - polls every 100 ms. While the daemon lives, it records the daemon's
+//     mounts (its /proc/<pid>/mountinfo, type fuse.sftpgate, source
+//     sftpgate:<user>, under the mount root): mount id, mount point and
+//     the connection id, the minor device number of the mount;
+//   - once the daemon's main thread is exiting (PF_EXITING in field 9: the
+//     stuck thread may be the main thread itself), has a SIGKILL pending
+//     (field 31: a thread that was waiting for a FUSE answer when the kill
+//     came keeps waiting, uninterruptibly, before it even starts to exit),
+//     is a zombie (the main thread is done, others are stuck), or is gone,
+//     it writes "1" to each
+//     recorded connection's abort file and detaches the mount
+//     (umount2 MNT_DETACH), then exits. Every stuck request fails at once,
+//     the exit goes on, the sockets close, the parent reaps the daemon.
+//     A mount is acted on only while the mount table still shows it with
+//     the same mount id, mount point and connection: a mount of a newer
+//     daemon is never touched;
+//   - ignores SIGTERM, SIGINT and SIGHUP (stopping is the daemon's
+//     business), runs in its own process group, and asks the kernel not to
+//     pick it for an OOM kill; the daemon starts it again if it dies, and
+//     tells it to stop after a clean shutdown.
+//
+// Polling was chosen over anything the daemon would have to do at death
+// (it can do nothing then) and over pidfd/ptrace notifications (a pidfd
+// becomes readable only once the whole process is dead, which is exactly
+// what never happens here). The cost is one read of a 300-byte /proc file
+// and of the daemon's mountinfo every 100 ms.
+//
+// When the watchdog is killed together with the daemon (a kill of the whole
+// control group, say), the next start does the same work: the stale
+// control socket is probed, the stale mounts under the mount root are
+// aborted and detached (cleanStale), and the old process is waited for.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+)
+
+// pfExiting is the PF_EXITING flag of a task (include/linux/sched.h).
+const pfExiting = 0x4
+
+// sigkillBit is SIGKILL in a signal mask.
+const sigkillBit = 1 << (9 - 1)
+
+// ProcStat is what the watchdog reads of /proc/<pid>/stat.
+type ProcStat struct {
+	Comm      string // field 2, without its parentheses
+	State     byte   // field 3: R, S, D, Z, X, ...
+	Flags     uint64 // field 9: the kernel's PF_* flags
+	Threads   int    // field 20
+	StartTime uint64 // field 22: clock ticks after boot
+	Pending   uint64 // field 31: the signals pending for the main thread
+}
+
+// Exiting reports whether the process is on its way out: its main thread
+// is exiting, a zombie or dead, or has a SIGKILL pending. The kernel
+// queues SIGKILL on every thread of a process that is killed (or that
+// exits from another thread), and a thread waiting for a FUSE answer its
+// own process will never give cannot take it: it stays pending there.
+func (s ProcStat) Exiting() bool {
+	return s.State == 'Z' || s.State == 'X' || s.Flags&pfExiting != 0 || s.Pending&sigkillBit != 0
+}
+
+// Done reports whether the process has finished exiting (a zombie with no
+// thread left but its main one): it holds no file any more.
+func (s ProcStat) Done() bool {
+	return s.State == 'X' || (s.State == 'Z' && s.Threads <= 1)
+}
+
+// errBadStat is returned for a /proc/<pid>/stat that cannot be parsed.
+var errBadStat = errors.New("fusefs: malformed /proc stat")
+
+// ParseProcStat parses the content of /proc/<pid>/stat. The command name
+// (field 2) may hold spaces and parentheses: it ends at the last ')'.
+func ParseProcStat(b []byte) (ProcStat, error) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return ProcStat{}, errBadStat
+	}
+	rest := bytes.Fields(b[end+1:])
+	// rest[0] is field 3; field n is rest[n-3].
+	if len(rest) < 31-3+1 || len(rest[0]) != 1 {
+		return ProcStat{}, errBadStat
+	}
+	st := ProcStat{Comm: string(b[open+1 : end]), State: rest[0][0]}
+	var err error
+	if st.Flags, err = strconv.ParseUint(string(rest[9-3]), 10, 64); err != nil {
+		return ProcStat{}, fmt.Errorf("%w: flags: %v", errBadStat, err)
+	}
+	if st.Threads, err = strconv.Atoi(string(rest[20-3])); err != nil {
+		return ProcStat{}, fmt.Errorf("%w: threads: %v", errBadStat, err)
+	}
+	if st.StartTime, err = strconv.ParseUint(string(rest[22-3]), 10, 64); err != nil {
+		return ProcStat{}, fmt.Errorf("%w: start time: %v", errBadStat, err)
+	}
+	if st.Pending, err = strconv.ParseUint(string(rest[31-3]), 10, 64); err != nil {
+		return ProcStat{}, fmt.Errorf("%w: signal: %v", errBadStat, err)
+	}
+	return st, nil
+}
+
+// ReadProcStat reads and parses /proc/<pid>/stat.
+func ReadProcStat(pid int) (ProcStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ProcStat{}, fmt.Errorf("fusefs: process %d: %w", pid, err)
+	}
+	st, err := ParseProcStat(b)
+	if err != nil {
+		return ProcStat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return st, nil
+}
+
+// WatchdogConfig says which daemon a watchdog watches.
+type WatchdogConfig struct {
+	// Pid and StartTime (field 22 of its /proc stat) identify the daemon.
+	Pid       int
+	StartTime uint64
+	// MountRoot is the daemon's mount root: only its views under it are
+	// watched.
+	MountRoot string
+	// Interval between two looks at the daemon; 100 ms if zero.
+	Interval time.Duration
+	// Logger gets what the watchdog does; slog.Default() if nil.
+	Logger *slog.Logger
+}
+
+// WatchdogInterval is the default WatchdogConfig.Interval.
+const WatchdogInterval = 100 * time.Millisecond
+
+// RunWatchdog watches the daemon until it is gone, then aborts and
+// detaches the FUSE mounts it served (see the comment at the top of this
+// file). It returns nil once the daemon is gone, or when ctx is done (the
+// daemon asked it to stop after a clean shutdown).
+func RunWatchdog(ctx context.Context, c WatchdogConfig) error {
+	if c.Interval <= 0 {
+		c.Interval = WatchdogInterval
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("daemon", c.Pid)
+	mountinfo := "/proc/" + strconv.Itoa(c.Pid) + "/mountinfo"
+	var recorded []fuseMount
+	tick := time.NewTicker(c.Interval)
+	defer tick.Stop()
+	for {
+		if !c.alive() {
+			unstick(recorded, log)
+			return nil
+		}
+		ms, err := readFuseMounts(mountinfo, c.MountRoot)
+		// A daemon dying between the two reads may show an empty table:
+		// keep what was recorded unless it still lives.
+		if err == nil && c.alive() {
+			recorded = recorded[:0]
+			for _, m := range ms {
+				if m.own() {
+					recorded = append(recorded, m)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// alive reports whether the daemon runs and is not exiting.
+func (c WatchdogConfig) alive() bool {
+	st, err := ReadProcStat(c.Pid)
+	return err == nil && st.StartTime == c.StartTime && !st.Exiting()
+}
+
+// unstick aborts the connections of the recorded mounts that the mount
+// table still shows as they were recorded, and detaches them.
+func unstick(recorded []fuseMount, log *slog.Logger) {
+	if len(recorded) == 0 {
+		log.Debug("fusefs watchdog: the daemon is gone, it left no mount")
+		return
+	}
+	now, err := readFuseMounts("/proc/self/mountinfo", "")
+	if err != nil {
+		log.Error("fusefs watchdog: cannot read the mount table, the daemon's mounts are left alone", "err", err)
+		return
+	}
+	log.Warn("fusefs watchdog: the daemon died, aborting its FUSE connections", "mounts", len(recorded))
+	for _, r := range recorded {
+		still, minorInUse := false, false
+		for _, m := range now {
+			if m.minor == r.minor {
+				minorInUse = true
+				still = still || (m.id == r.id && m.dir == r.dir)
+			}
+		}
+		switch {
+		case still:
+		case !minorInUse:
+			// Detached already (a busy unmount) but maybe still open and
+			// stuck: the connection has no mount point left that a newer
+			// daemon could have mounted.
+			if _, err := os.Stat(fusectlDir + "/" + r.minor); err != nil {
+				continue
+			}
+		default:
+			log.Info("fusefs watchdog: connection now serves another mount, left alone", "dir", r.dir, "conn", r.minor)
+			continue
+		}
+		if err := abortConn(r.minor); err != nil {
+			log.Error("fusefs watchdog: cannot abort a connection", "dir", r.dir, "conn", r.minor, "err", err)
+		} else {
+			log.Info("fusefs watchdog: connection aborted", "dir", r.dir, "conn", r.minor)
+		}
+		if still {
+			if err := lazyUnmount(r.dir); err != nil {
+				log.Error("fusefs watchdog: cannot detach a mount", "dir", r.dir, "err", err)
+			}
+		}
+	}
+}
