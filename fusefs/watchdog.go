@@ -43,8 +43,9 @@ package fusefs
 // Polling was chosen over anything the daemon would have to do at death
 // (it can do nothing then) and over pidfd/ptrace notifications (a pidfd
 // becomes readable only once the whole process is dead, which is exactly
-// what never happens here). The cost is one read of a 300-byte /proc file
-// and of the daemon's mountinfo every 100 ms.
+// what never happens here). The cost is two pread(2) every 100 ms, of the
+// daemon's stat (300 bytes) and mountinfo (parsed only when it changed),
+// on files kept open, with no allocation.
 //
 // When the watchdog is killed together with the daemon (a kill of the whole
 // control group, say), the next start does the same work: the stale
@@ -60,6 +61,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pfExiting is the PF_EXITING flag of a task (include/linux/sched.h).
@@ -169,24 +172,61 @@ func RunWatchdog(ctx context.Context, c WatchdogConfig) error {
 		log = slog.Default()
 	}
 	log = log.With("daemon", c.Pid)
-	mountinfo := "/proc/" + strconv.Itoa(c.Pid) + "/mountinfo"
+	// Both files stay open: a look is one pread(2) of the stat file (no
+	// allocation), and a file of a /proc/<pid> directory keeps referring
+	// to that process, never to another one given the same pid later.
+	dir := "/proc/" + strconv.Itoa(c.Pid)
+	statFD, err := unix.Open(dir+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil // gone already
+	}
+	defer unix.Close(statFD)
+	buf := make([]byte, 4096)
+	alive := func() bool {
+		n, err := unix.Pread(statFD, buf, 0)
+		if err != nil {
+			return false // ESRCH: reaped
+		}
+		st, err := ParseProcStat(buf[:n])
+		return err == nil && st.StartTime == c.StartTime && !st.Exiting()
+	}
+	if !alive() {
+		return nil // gone already, or a reused pid
+	}
+	miFD, err := unix.Open(dir+"/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if alive() {
+			return fmt.Errorf("fusefs watchdog: mountinfo: %w", err)
+		}
+		return nil
+	}
+	defer unix.Close(miFD)
 	var recorded []fuseMount
+	var last, cur []byte // the mount table as last parsed, and as read now
 	tick := time.NewTicker(c.Interval)
 	defer tick.Stop()
 	for {
-		if !c.alive() {
+		if !alive() {
 			unstick(recorded, log)
 			return nil
 		}
-		ms, err := readFuseMounts(mountinfo, c.MountRoot)
+		// Parsed again only when it changed. (The kernel's POLLPRI on
+		// mountinfo was not raised here for mounts made by another
+		// process, so the table is read every time.)
+		cur, err = preadAll(miFD, cur[:0])
 		// A daemon dying between the two reads may show an empty table:
 		// keep what was recorded unless it still lives.
-		if err == nil && c.alive() {
-			recorded = recorded[:0]
-			for _, m := range ms {
-				if m.own() {
-					recorded = append(recorded, m)
+		if err == nil && !bytes.Equal(cur, last) && alive() {
+			ms, perr := parseFuseMounts(bytes.NewReader(cur), c.MountRoot)
+			if perr == nil {
+				recorded = recorded[:0]
+				for _, m := range ms {
+					if m.own() {
+						recorded = append(recorded, m)
+					}
 				}
+				last, cur = cur, last
+				log.Debug("fusefs watchdog: the daemon's mounts", "mounts", len(recorded))
 			}
 		}
 		select {
@@ -197,10 +237,21 @@ func RunWatchdog(ctx context.Context, c WatchdogConfig) error {
 	}
 }
 
-// alive reports whether the daemon runs and is not exiting.
-func (c WatchdogConfig) alive() bool {
-	st, err := ReadProcStat(c.Pid)
-	return err == nil && st.StartTime == c.StartTime && !st.Exiting()
+// preadAll reads the whole file fd from its start, appending to buf.
+func preadAll(fd int, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Pread(fd, buf[len(buf):cap(buf)], int64(len(buf)))
+		if err != nil {
+			return buf, err
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // unstick aborts the connections of the recorded mounts that the mount
