@@ -59,6 +59,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -172,6 +173,10 @@ func RunWatchdog(ctx context.Context, c WatchdogConfig) error {
 		log = slog.Default()
 	}
 	log = log.With("daemon", c.Pid)
+	// The kernel shows mount points with symbolic links resolved.
+	if r, err := filepath.EvalSymlinks(c.MountRoot); err == nil {
+		c.MountRoot = r
+	}
 	// Both files stay open: a look is one pread(2) of the stat file (no
 	// allocation), and a file of a /proc/<pid> directory keeps referring
 	// to that process, never to another one given the same pid later.
@@ -182,13 +187,26 @@ func RunWatchdog(ctx context.Context, c WatchdogConfig) error {
 	}
 	defer unix.Close(statFD)
 	buf := make([]byte, 4096)
+	// alive is false only on evidence: the process is gone (ESRCH on its
+	// stat file, or the pid now names another process) or exiting.
 	alive := func() bool {
 		n, err := unix.Pread(statFD, buf, 0)
-		if err != nil {
-			return false // ESRCH: reaped
+		if errors.Is(err, unix.ESRCH) {
+			return false
 		}
-		st, err := ParseProcStat(buf[:n])
-		return err == nil && st.StartTime == c.StartTime && !st.Exiting()
+		var st ProcStat
+		if err == nil {
+			st, err = ParseProcStat(buf[:n])
+		}
+		if err != nil {
+			if st, err = ReadProcStat(c.Pid); errors.Is(err, os.ErrNotExist) {
+				return false
+			} else if err != nil {
+				log.Warn("fusefs watchdog: cannot read the daemon's state", "err", err)
+				return true
+			}
+		}
+		return st.StartTime == c.StartTime && !st.Exiting()
 	}
 	if !alive() {
 		return nil // gone already, or a reused pid
@@ -275,23 +293,21 @@ func unstick(recorded []fuseMount, log *slog.Logger) {
 				still = still || (m.id == r.id && m.dir == r.dir)
 			}
 		}
-		switch {
-		case still:
-		case !minorInUse:
-			// Detached already (a busy unmount) but maybe still open and
-			// stuck: the connection has no mount point left that a newer
-			// daemon could have mounted.
-			if _, err := os.Stat(fusectlDir + "/" + r.minor); err != nil {
-				continue
-			}
-		default:
+		if minorInUse && !still {
 			log.Info("fusefs watchdog: connection now serves another mount, left alone", "dir", r.dir, "conn", r.minor)
 			continue
 		}
-		if err := abortConn(r.minor); err != nil {
-			log.Error("fusefs watchdog: cannot abort a connection", "dir", r.dir, "conn", r.minor, "err", err)
-		} else {
+		// A connection whose mount is gone (a busy view detached by the
+		// daemon) may still hold a stuck request. Its number could only
+		// have passed to a newer daemon if that one had mounted it and
+		// detached it again since the daemon's death, a few ms ago.
+		switch err := abortConn(r.minor); {
+		case err == nil:
 			log.Info("fusefs watchdog: connection aborted", "dir", r.dir, "conn", r.minor)
+		case errors.Is(err, os.ErrNotExist):
+			log.Debug("fusefs watchdog: connection gone already", "dir", r.dir, "conn", r.minor)
+		default:
+			log.Error("fusefs watchdog: cannot abort a connection", "dir", r.dir, "conn", r.minor, "err", err)
 		}
 		if still {
 			if err := lazyUnmount(r.dir); err != nil {

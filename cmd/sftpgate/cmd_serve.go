@@ -188,7 +188,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 	}
 	// The manager aborted the mounts a killed daemon left: it can finish
 	// exiting now, and close the SSH port.
-	waitOldDaemon(oldPid, log)
+	waitOldDaemon(ctx, oldPid, log)
 
 	var authn sftpd.Authenticator = st
 	var onSessionEnd func(sftpd.SessionInfo)
@@ -260,10 +260,10 @@ const (
 	startPoll     = 100 * time.Millisecond
 )
 
-// waitOldDaemon waits (oldDaemonWait at most) for the process pid, a
-// daemon that held the control socket without answering, to finish
-// exiting. pid 0 means none.
-func waitOldDaemon(pid int, log *slog.Logger) {
+// waitOldDaemon waits (oldDaemonWait at most, or until ctx is done) for
+// the process pid, a daemon that held the control socket without
+// answering, to finish exiting. pid 0 means none.
+func waitOldDaemon(ctx context.Context, pid int, log *slog.Logger) {
 	if pid == 0 {
 		return
 	}
@@ -278,7 +278,11 @@ func waitOldDaemon(pid int, log *slog.Logger) {
 			log.Warn("the previous daemon is still exiting, starting anyway", "pid", pid, "state", string(st.State), "threads", st.Threads, "waited", oldDaemonWait)
 			return
 		}
-		time.Sleep(startPoll)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(startPoll):
+		}
 	}
 }
 
