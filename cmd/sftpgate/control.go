@@ -146,17 +146,23 @@ func removeStaleSocket(path string) (oldPid int, err error) {
 	c, err := net.DialTimeout("unix", path, controlProbeTimeout)
 	switch {
 	case err == nil:
-		pid, answered := pingControl(c.(*net.UnixConn))
-		c.Close()
-		if answered {
+		// A killed daemon stuck in exit keeps its listening socket open
+		// (connections are queued, never accepted) until it is freed:
+		// no need to wait for its answer.
+		uc := c.(*net.UnixConn)
+		pid := listenerPid(uc)
+		exiting := false
+		if pid > 0 {
+			st, serr := fusefs.ReadProcStat(pid)
+			exiting = serr != nil || st.Exiting()
+		}
+		if !exiting && pingControl(uc) {
+			c.Close()
 			return 0, errDaemonRunning
 		}
-		// A killed daemon stuck in exit keeps its listening socket open
-		// (connections are queued, never accepted) until it is freed.
-		if pid > 0 {
-			if st, serr := fusefs.ReadProcStat(pid); serr == nil && !st.Exiting() {
-				return 0, fmt.Errorf("control socket %s: process %d listens on it but does not answer (%s): stop it first", path, pid, errDaemonRunning)
-			}
+		c.Close()
+		if !exiting && pid > 0 {
+			return 0, fmt.Errorf("control socket %s: process %d listens on it but does not answer (%s): stop it first", path, pid, errDaemonRunning)
 		}
 		oldPid = pid
 	case !errors.Is(err, syscall.ECONNREFUSED):
@@ -168,22 +174,25 @@ func removeStaleSocket(path string) (oldPid int, err error) {
 	return oldPid, nil
 }
 
-// pingControl sends a ping on c and reports whether an answer came within
-// controlProbeTimeout, with the pid of the listening process (0 if
-// unknown).
-func pingControl(c *net.UnixConn) (pid int, answered bool) {
-	if cred, err := peerCred(c); err == nil {
-		pid = int(cred.Pid)
+// listenerPid returns the pid of the process that listens at the other
+// end of c (0 if unknown).
+func listenerPid(c *net.UnixConn) int {
+	cred, err := peerCred(c)
+	if err != nil {
+		return 0
 	}
+	return int(cred.Pid)
+}
+
+// pingControl sends a ping on c and reports whether an answer came within
+// controlProbeTimeout.
+func pingControl(c *net.UnixConn) bool {
 	c.SetDeadline(time.Now().Add(controlProbeTimeout))
 	if err := json.NewEncoder(c).Encode(ctlRequest{Op: opPing}); err != nil {
-		return pid, false
+		return false
 	}
 	var resp ctlResponse
-	if err := json.NewDecoder(io.LimitReader(c, maxControlResponse)).Decode(&resp); err != nil {
-		return pid, false
-	}
-	return pid, true
+	return json.NewDecoder(io.LimitReader(c, maxControlResponse)).Decode(&resp) == nil
 }
 
 // serve accepts connections in a goroutine that close stops.
