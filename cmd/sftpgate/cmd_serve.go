@@ -210,7 +210,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		cleanExit = shutdownMounts()
 		return err
 	}
-	l, err := listenRetry(ctx, cfg.Addr(), log)
+	l, err := listenRetry(ctx, cfg.Addr(), portRetry, log)
 	if err != nil {
 		cleanExit = shutdownMounts()
 		return err
@@ -286,9 +286,9 @@ func waitOldDaemon(ctx context.Context, pid int, log *slog.Logger) {
 	}
 }
 
-// listenRetry listens on addr, retrying for portRetry while the port is
-// in use (a killed daemon may still be closing its sockets).
-func listenRetry(ctx context.Context, addr string, log *slog.Logger) (net.Listener, error) {
+// listenRetry listens on addr, retrying for within (portRetry) while the
+// port is in use (a killed daemon may still be closing its sockets).
+func listenRetry(ctx context.Context, addr string, within time.Duration, log *slog.Logger) (net.Listener, error) {
 	start := time.Now()
 	for logged := false; ; {
 		l, err := net.Listen("tcp", addr)
@@ -298,11 +298,11 @@ func listenRetry(ctx context.Context, addr string, log *slog.Logger) (net.Listen
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("listen on %s (bind, port): %w", addr, err)
 		}
-		if time.Since(start) >= portRetry {
-			return nil, fmt.Errorf("listen on %s (bind, port): still in use after %v: is another program using the port? %w", addr, portRetry, err)
+		if time.Since(start) >= within {
+			return nil, fmt.Errorf("listen on %s (bind, port): still in use after %v: is another program using the port? %w", addr, within, err)
 		}
 		if !logged {
-			log.Warn("the SSH port is in use, retrying", "addr", addr, "for", portRetry)
+			log.Warn("the SSH port is in use, retrying", "addr", addr, "for", within)
 			logged = true
 		}
 		select {
