@@ -28,13 +28,14 @@ package fusefs
 //     (field 31: a thread that was waiting for a FUSE answer when the kill
 //     came keeps waiting, uninterruptibly, before it even starts to exit),
 //     is a zombie (the main thread is done, others are stuck), or is gone,
-//     it writes "1" to each
-//     recorded connection's abort file and detaches the mount
-//     (umount2 MNT_DETACH), then exits. Every stuck request fails at once,
-//     the exit goes on, the sockets close, the parent reaps the daemon.
-//     A mount is acted on only while the mount table still shows it with
-//     the same mount id, mount point and connection: a mount of a newer
-//     daemon is never touched;
+//     it writes "1" to each recorded connection's abort file and detaches
+//     the mount (umount2 MNT_DETACH), then exits. Every stuck request
+//     fails at once, the exit goes on, the sockets close, the parent reaps
+//     the daemon. A mount is acted on only while the mount table still
+//     shows it with the same mount id, mount point and connection, so a
+//     mount of a newer daemon is never touched; a recorded connection that
+//     no mount shows any more (a busy view the daemon had detached) is
+//     aborted too;
 //   - ignores SIGTERM, SIGINT and SIGHUP (stopping is the daemon's
 //     business), runs in its own process group, and asks the kernel not to
 //     pick it for an OOM kill; the daemon starts it again if it dies, and
