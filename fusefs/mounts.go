@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -18,25 +19,58 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fuseMount is one FUSE mount from /proc/self/mountinfo.
+// fuseMount is one FUSE mount from a mountinfo file.
 type fuseMount struct {
+	id     string // the mount's id (first field of mountinfo)
 	dir    string
 	fstype string
+	source string // "sftpgate:<user>" for ours
 	minor  string // the connection's number in /sys/fs/fuse/connections
 }
 
 // ownFSType is the file system type of sftpgate's mounts.
 const ownFSType = "fuse.sftpgate"
 
+// ownSourcePrefix starts the source (FsName) of sftpgate's mounts.
+const ownSourcePrefix = "sftpgate:"
+
+// own reports whether the mount is one of sftpgate's views.
+func (m fuseMount) own() bool {
+	return m.fstype == ownFSType && strings.HasPrefix(m.source, ownSourcePrefix)
+}
+
 // fuseMounts returns the FUSE mounts at or under root, deepest first.
 func fuseMounts(root string) ([]fuseMount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	return readFuseMounts("/proc/self/mountinfo", root)
+}
+
+// readFuseMounts returns the FUSE mounts at or under root listed in the
+// mountinfo file at path (/proc/<pid>/mountinfo), deepest first; every
+// one of them when root is "".
+func readFuseMounts(path, root string) ([]fuseMount, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("mountinfo: %w", err)
 	}
 	defer f.Close()
+	out, err := parseFuseMounts(f, root)
+	if err != nil {
+		return nil, fmt.Errorf("mountinfo %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// isFUSEType reports whether a mountinfo file system type is a FUSE mount
+// (fuse, fuseblk, fuse.<subtype>; not fusectl).
+func isFUSEType(t string) bool {
+	return t == "fuse" || t == "fuseblk" || strings.HasPrefix(t, "fuse.")
+}
+
+// parseFuseMounts reads mountinfo lines and keeps the FUSE mounts at or
+// under root, deepest first.
+func parseFuseMounts(r io.Reader, root string) ([]fuseMount, error) {
 	var out []fuseMount
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
@@ -45,17 +79,21 @@ func fuseMounts(root string) ([]fuseMount, error) {
 		}
 		fields := strings.Fields(pre)
 		pfields := strings.Fields(post)
-		if len(fields) < 5 || len(pfields) < 1 || !strings.HasPrefix(pfields[0], "fuse") {
+		if len(fields) < 5 || len(pfields) < 1 || !isFUSEType(pfields[0]) {
 			continue
 		}
 		mp := unescapeMountinfo(fields[4])
 		if mp == root || strings.HasPrefix(mp, root+"/") {
 			_, minor, _ := strings.Cut(fields[2], ":")
-			out = append(out, fuseMount{dir: mp, fstype: pfields[0], minor: minor})
+			m := fuseMount{id: fields[0], dir: mp, fstype: pfields[0], minor: minor}
+			if len(pfields) > 1 {
+				m.source = unescapeMountinfo(pfields[1])
+			}
+			out = append(out, m)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("mountinfo: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i].dir) > len(out[j].dir) })
 	return out, nil

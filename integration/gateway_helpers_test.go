@@ -145,6 +145,8 @@ type gateway struct {
 	done     chan struct{} // closed when the daemon has exited
 	exit     int           // exit code, valid once done is closed
 
+	// mu guards secrets, and cmd, done and exit where the goroutine that
+	// waits for a daemon meets the test's goroutine.
 	mu      sync.Mutex
 	secrets []string // tokens (and keys) the test used: none may appear in the log
 }
@@ -292,34 +294,43 @@ func (g *gateway) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.done = make(chan struct{})
-	g.cmd = exec.Command(g.binPath(), args...)
+	done := make(chan struct{})
+	cmd := exec.Command(g.binPath(), args...)
 	if g.opts.nofile > 0 {
 		// prlimit execs the daemon: same pid, limits set before it starts.
 		n := strconv.Itoa(g.opts.nofile)
-		g.cmd = exec.Command("prlimit", append([]string{"--nofile=" + n + ":" + n, g.binPath()}, args...)...)
+		cmd = exec.Command("prlimit", append([]string{"--nofile=" + n + ":" + n, g.binPath()}, args...)...)
 	}
-	g.cmd.Stdout = logf
-	g.cmd.Stderr = logf
-	g.cmd.Env = sftpgateEnv()
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Env = sftpgateEnv()
 	// If the test process dies (a -timeout panic, ^C), the daemon gets
 	// SIGTERM and shuts down cleanly, unmounting its views.
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := g.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// Under g.mu: the previous daemon, if a test started this one before
+	// it was reaped (a killed daemon still stuck), may exit meanwhile.
+	g.mu.Lock()
+	g.cmd, g.done = cmd, done
+	g.mu.Unlock()
+	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start sftpgate serve: %v", err)
 	}
-	cmd, done := g.cmd, g.done
 	go func() {
 		err := cmd.Wait()
 		logf.Close()
-		g.exit = 0
+		code := 0
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
-			g.exit = exit.ExitCode() // -1 when killed by a signal
+			code = exit.ExitCode() // -1 when killed by a signal
 		} else if err != nil {
-			g.exit = -1
+			code = -1
 		}
+		g.mu.Lock()
+		if g.cmd == cmd { // not a previous daemon reaped late
+			g.exit = code
+		}
+		g.mu.Unlock()
 		close(done)
 	}()
 }

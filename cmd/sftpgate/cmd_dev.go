@@ -75,7 +75,7 @@ reuses what exists (and mints a new token).`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			return serve(cmd.Context(), cfg, log, func(addr string) {
+			return serve(cmd.Context(), cfg, lf, log, func(addr string) {
 				printToken(out, devUser, tok, secret, false)
 				fmt.Fprintf(out, "\nConnect (password: the token above):\n    sftp -P %d %s@127.0.0.1\n", cfg.Port, devUser)
 				fmt.Fprintf(out, "While a session is open, its view is mounted at:\n    %s\n", filepath.Join(cfg.MountRoot, devUser))

@@ -86,7 +86,7 @@ a resume.`,
 			if err != nil {
 				return err
 			}
-			return serve(cmd.Context(), cfg, log, nil)
+			return serve(cmd.Context(), cfg, lf, log, nil)
 		}),
 	}
 	lf.add(cmd)
@@ -94,8 +94,14 @@ a resume.`,
 }
 
 // serve runs the gateway until ctx is done, then shuts it down. ready, if
-// not nil, is called once the SSH listener accepts connections.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr string)) error {
+// not nil, is called once the SSH listener accepts connections. lf is how
+// log was built (the FUSE watchdog logs the same way).
+//
+// A daemon killed before (kill -9, OOM) never blocks the start: its
+// control socket is found stale, its mounts are aborted and detached, the
+// process is waited for (oldDaemonWait at most) and its SSH port retried
+// (portRetry at most). See fusefs/watchdog.go for what frees it earlier.
+func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, ready func(addr string)) error {
 	if !cfg.Enabled {
 		return fmt.Errorf(`the SFTP gateway is disabled: set services."pydio.gateway.sftp".enabled to true in %s`, cfg.Path)
 	}
@@ -111,11 +117,19 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	}
 	// The control socket first: a second daemon on the same working
 	// directory stops here, before touching the mounts.
-	ctl, err := listenControl(cfg.Workdir, log.With("component", "control"))
+	ctl, oldPid, err := listenControl(cfg.Workdir, log.With("component", "control"))
 	if err != nil {
 		return err
 	}
 	defer ctl.close()
+	wd, err := startWatchdog(cfg.MountRoot, lf, log.With("component", "fuse-watchdog"))
+	if err != nil {
+		return err
+	}
+	// Whether this process leaves no mount and no session behind: the
+	// watchdog is stopped then, else left to outlive it.
+	cleanExit := true
+	defer func() { wd.stop(cleanExit) }()
 	var met *metrics.Metrics
 	if cfg.MetricsAddr != "" {
 		met = metrics.New()
@@ -176,13 +190,18 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	if err != nil {
 		return fmt.Errorf("mount manager: %w", err)
 	}
-	shutdownMounts := func() {
+	shutdownMounts := func() bool {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 		defer cancel()
 		if err := mounts.Shutdown(sctx); err != nil {
 			log.Error("mount manager shutdown", "err", err)
+			return false
 		}
+		return true
 	}
+	// The manager aborted the mounts a killed daemon left: it can finish
+	// exiting now, and close the SSH port.
+	waitOldDaemon(ctx, oldPid, log)
 
 	var authn sftpd.Authenticator = st
 	var onSessionEnd func(sftpd.SessionInfo)
@@ -212,13 +231,13 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		OnSessionEnd:         onSessionEnd,
 	})
 	if err != nil {
-		shutdownMounts()
+		cleanExit = shutdownMounts()
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.Addr())
+	l, err := listenRetry(ctx, cfg.Addr(), portRetry, log)
 	if err != nil {
-		shutdownMounts()
-		return fmt.Errorf("listen on %s (bind, port): %w", cfg.Addr(), err)
+		cleanExit = shutdownMounts()
+		return err
 	}
 	holds := newAdminMounts(mounts, log.With("component", "control"))
 	ctl.serve((&daemonControl{sessions: srv, views: mounts, users: st, holds: holds, log: log.With("component", "control")}).handle)
@@ -244,16 +263,78 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	ctl.close()
 	holds.close()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	sessionsClosed := true
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("ssh shutdown", "err", err)
+		sessionsClosed = false
 	}
 	cancel()
-	shutdownMounts()
+	cleanExit = shutdownMounts() && sessionsClosed
 	log.Info("stopped")
 	if serveErr != nil && !errors.Is(serveErr, sftpd.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
 	return nil
+}
+
+// Start-up after a killed daemon.
+const (
+	oldDaemonWait = 15 * time.Second // for a killed daemon to finish exiting
+	portRetry     = 10 * time.Second // for its SSH port to be free
+	startPoll     = 100 * time.Millisecond
+)
+
+// waitOldDaemon waits (oldDaemonWait at most, or until ctx is done) for
+// the process pid, a daemon that held the control socket without
+// answering, to finish exiting. pid 0 means none.
+func waitOldDaemon(ctx context.Context, pid int, log *slog.Logger) {
+	if pid == 0 {
+		return
+	}
+	start := time.Now()
+	for {
+		st, err := fusefs.ReadProcStat(pid)
+		if err != nil || st.Done() {
+			log.Info("the previous daemon has exited", "pid", pid, "waited", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > oldDaemonWait {
+			log.Warn("the previous daemon is still exiting, starting anyway", "pid", pid, "state", string(st.State), "threads", st.Threads, "waited", oldDaemonWait)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(startPoll):
+		}
+	}
+}
+
+// listenRetry listens on addr, retrying for within (portRetry) while the
+// port is in use (a killed daemon may still be closing its sockets).
+func listenRetry(ctx context.Context, addr string, within time.Duration, log *slog.Logger) (net.Listener, error) {
+	start := time.Now()
+	for logged := false; ; {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("listen on %s (bind, port): %w", addr, err)
+		}
+		if time.Since(start) >= within {
+			return nil, fmt.Errorf("listen on %s (bind, port): still in use after %v: is another program using the port? %w", addr, within, err)
+		}
+		if !logged {
+			log.Warn("the SSH port is in use, retrying", "addr", addr, "for", within)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("listen on %s (bind, port): %w", addr, ctx.Err())
+		case <-time.After(startPoll):
+		}
+	}
 }
 
 // mountIdleDelay is how long a view stays mounted after its last session.

@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/sftpgate/sftpgate/fusefs"
 )
 
 // The control socket: the running daemon answers the administration
@@ -92,58 +94,105 @@ type controlServer struct {
 }
 
 // listenControl binds <workdir>/sftpgate.sock with mode 0600. A socket file
-// left by a dead daemon (nothing answers on it) is removed first; if a
+// left by a dead daemon is removed first: nothing listens on it, or the
+// process that listens does not answer a ping and is exiting (killed,
+// stuck on its own mounts); its pid is returned then, 0 otherwise. If a
 // daemon answers, it fails with errDaemonRunning.
-func listenControl(workdir string, log *slog.Logger) (*controlServer, error) {
+func listenControl(workdir string, log *slog.Logger) (s *controlServer, oldPid int, err error) {
 	path := controlPath(workdir)
 	if len(path) >= maxSocketPath {
-		return nil, fmt.Errorf("control socket %s: the path is too long for a unix socket (%d bytes, at most %d): use a shorter working directory", path, len(path), maxSocketPath-1)
+		return nil, 0, fmt.Errorf("control socket %s: the path is too long for a unix socket (%d bytes, at most %d): use a shorter working directory", path, len(path), maxSocketPath-1)
 	}
-	if err := removeStaleSocket(path); err != nil {
+	oldPid, err = removeStaleSocket(path)
+	if err != nil {
 		if errors.Is(err, errDaemonRunning) {
-			return nil, fmt.Errorf("%w on %s (control socket %s answers)", err, workdir, path)
+			return nil, 0, fmt.Errorf("%w on %s (control socket %s answers)", err, workdir, path)
 		}
-		return nil, err
+		return nil, 0, err
+	}
+	if oldPid != 0 {
+		log.Warn("control socket: removed the socket of a daemon that is exiting", "path", path, "pid", oldPid)
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, 0, fmt.Errorf("control socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, 0, fmt.Errorf("control socket: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &controlServer{
 		path: path, l: l, uid: os.Getuid(), log: log,
 		ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxControlConns),
-	}, nil
+	}, oldPid, nil
 }
 
-// removeStaleSocket removes path if it is a socket nobody listens on.
-func removeStaleSocket(path string) error {
+// removeStaleSocket removes path if it is a socket nobody listens on, or
+// one whose listener does not answer a ping and is exiting (its pid is
+// returned then). A listener that answers is errDaemonRunning; one that
+// does not answer but is not exiting is an error too.
+func removeStaleSocket(path string) (oldPid int, err error) {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return 0, fmt.Errorf("control socket: %w", err)
 	}
 	if fi.Mode().Type() != os.ModeSocket {
-		return fmt.Errorf("control socket %s: exists and is not a socket", path)
+		return 0, fmt.Errorf("control socket %s: exists and is not a socket", path)
 	}
 	c, err := net.DialTimeout("unix", path, controlProbeTimeout)
-	if err == nil {
+	switch {
+	case err == nil:
+		// A killed daemon stuck in exit keeps its listening socket open
+		// (connections are queued, never accepted) until it is freed:
+		// no need to wait for its answer.
+		uc := c.(*net.UnixConn)
+		pid := listenerPid(uc)
+		exiting := false
+		if pid > 0 {
+			st, serr := fusefs.ReadProcStat(pid)
+			exiting = serr != nil || st.Exiting()
+		}
+		if !exiting && pingControl(uc) {
+			c.Close()
+			return 0, errDaemonRunning
+		}
 		c.Close()
-		return errDaemonRunning
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("control socket %s: %w", path, err)
+		if !exiting && pid > 0 {
+			return 0, fmt.Errorf("control socket %s: process %d listens on it but does not answer (%s): stop it first", path, pid, errDaemonRunning)
+		}
+		oldPid = pid
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return 0, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("control socket: remove stale %s: %w", path, err)
+		return 0, fmt.Errorf("control socket: remove stale %s: %w", path, err)
 	}
-	return nil
+	return oldPid, nil
+}
+
+// listenerPid returns the pid of the process that listens at the other
+// end of c (0 if unknown).
+func listenerPid(c *net.UnixConn) int {
+	cred, err := peerCred(c)
+	if err != nil {
+		return 0
+	}
+	return int(cred.Pid)
+}
+
+// pingControl sends a ping on c and reports whether an answer came within
+// controlProbeTimeout.
+func pingControl(c *net.UnixConn) bool {
+	c.SetDeadline(time.Now().Add(controlProbeTimeout))
+	if err := json.NewEncoder(c).Encode(ctlRequest{Op: opPing}); err != nil {
+		return false
+	}
+	var resp ctlResponse
+	return json.NewDecoder(io.LimitReader(c, maxControlResponse)).Decode(&resp) == nil
 }
 
 // serve accepts connections in a goroutine that close stops.

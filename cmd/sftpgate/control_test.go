@@ -76,7 +76,7 @@ func TestCheckPeer(t *testing.T) {
 func startControl(t *testing.T, h ctlHandler) (dir string, s *controlServer) {
 	t.Helper()
 	dir = t.TempDir()
-	s, err := listenControl(dir, slog.New(slog.DiscardHandler))
+	s, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("listenControl: %v", err)
 	}
@@ -180,7 +180,7 @@ func TestListenControlStale(t *testing.T) {
 	t.Run("stale socket is replaced", func(t *testing.T) {
 		dir := t.TempDir()
 		leaveStaleSocket(t, controlPath(dir))
-		s, err := listenControl(dir, slog.New(slog.DiscardHandler))
+		s, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatalf("listenControl over a stale socket: got %v, want nil", err)
 		}
@@ -195,7 +195,7 @@ func TestListenControlStale(t *testing.T) {
 	})
 	t.Run("live daemon refuses a second one", func(t *testing.T) {
 		dir, _ := startControl(t, func(context.Context, ctlRequest) ctlResponse { return ctlResponse{} })
-		_, err := listenControl(dir, slog.New(slog.DiscardHandler))
+		_, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 		want := "another sftpgate is running on " + dir
 		if !errors.Is(err, errDaemonRunning) || !strings.Contains(err.Error(), want) {
 			t.Errorf("second listenControl: got %v, want %q", err, want)
@@ -204,12 +204,30 @@ func TestListenControlStale(t *testing.T) {
 			t.Errorf("first daemon after the refusal: got %v, want it still answering", err)
 		}
 	})
+	t.Run("a live listener that does not answer is not removed", func(t *testing.T) {
+		dir := t.TempDir()
+		// Listening (connections queue up) but never accepting: this
+		// process is alive and not exiting, so it is not a dead daemon.
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: controlPath(dir), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		_, _, err = listenControl(dir, slog.New(slog.DiscardHandler))
+		want := fmt.Sprintf("process %d listens on it but does not answer", os.Getpid())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want an error containing %q", err, want)
+		}
+		if _, err := os.Lstat(controlPath(dir)); err != nil {
+			t.Errorf("socket: got %v, want it left in place", err)
+		}
+	})
 	t.Run("not a socket", func(t *testing.T) {
 		dir := t.TempDir()
 		if err := os.WriteFile(controlPath(dir), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := listenControl(dir, slog.New(slog.DiscardHandler))
+		_, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 		if err == nil || !strings.Contains(err.Error(), "not a socket") {
 			t.Errorf("got %v, want a 'not a socket' error", err)
 		}
@@ -225,7 +243,7 @@ func TestControlRefusesOtherUID(t *testing.T) {
 	}
 	var called atomic.Bool
 	dir := publicDir(t)
-	s, err := listenControl(dir, slog.New(slog.DiscardHandler))
+	s, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +336,7 @@ func TestControlCommandsOutput(t *testing.T) {
 	views.stats = []fusefs.ViewStats{{User: "bob", Dir: "/mnt/bob", Since: since, Holders: 1, OpenFiles: 1, DirtyBytes: 3 << 20}}
 	sess.list = []sftpd.SessionInfo{{ID: "ab12-1", User: "bob", Remote: "127.0.0.1:5555", Since: since, BytesUp: 3 << 20, Op: "upload /files/a"}}
 	dir := t.TempDir()
-	s, err := listenControl(dir, slog.New(slog.DiscardHandler))
+	s, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +385,7 @@ func TestControlCommandsOutput(t *testing.T) {
 
 func TestListenControlLongPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
-	_, err := listenControl(dir, slog.New(slog.DiscardHandler))
+	_, _, err := listenControl(dir, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "too long for a unix socket") {
 		t.Errorf("listenControl in a deep directory: got %v, want a 'too long' error", err)
 	}

@@ -99,6 +99,7 @@ the configuration file pydio.json.`,
 		newUnmountCmd(),
 		newSessionsCmd(),
 		newVersionCmd(),
+		newWatchdogCmd(),
 	)
 	return root
 }
