@@ -92,6 +92,7 @@ func (c *Config) fields() []field {
 		{key: "uploadPartSize", value: formatSize(c.UploadPartSize)},
 		{key: "uploadConcurrency", value: c.UploadConcurrency},
 		{key: "tmpMinFree", value: formatSize(c.TmpMinFree)},
+		{key: "readAheadBudget", value: formatSize(c.ReadAheadBudget)},
 	}
 	if c.HostKeyFile == "" {
 		f[1].text = "(not set)"

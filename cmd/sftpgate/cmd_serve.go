@@ -148,16 +148,17 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	defer stopStore()
 
 	mounts, err := fusefs.NewManager(ctx, fusefs.Options{
-		Client:      client,
-		Grants:      grantSource{st},
-		MountRoot:   cfg.MountRoot,
-		TmpDir:      cfg.TmpDir,
-		Lifespan:    cfg.TmpFilesLifespan,
-		IdleDelay:   mountIdleDelay,
-		PartSize:    cfg.UploadPartSize,
-		Concurrency: cfg.UploadConcurrency,
-		MinFree:     cfg.TmpMinFree,
-		Logger:      log.With("component", "fusefs"),
+		Client:          client,
+		Grants:          grantSource{st},
+		MountRoot:       cfg.MountRoot,
+		TmpDir:          cfg.TmpDir,
+		Lifespan:        cfg.TmpFilesLifespan,
+		IdleDelay:       mountIdleDelay,
+		PartSize:        cfg.UploadPartSize,
+		Concurrency:     cfg.UploadConcurrency,
+		MinFree:         cfg.TmpMinFree,
+		ReadAheadBudget: cfg.ReadAheadBudget,
+		Logger:          log.With("component", "fusefs"),
 	})
 	if err != nil {
 		return fmt.Errorf("mount manager: %w", err)

@@ -33,10 +33,12 @@ const (
 	defaultUploadPartSize     = 16 << 20
 	defaultUploadConcurrency  = 4
 	defaultTmpMinFree         = 512 << 20
+	defaultReadAheadBudget    = 256 << 20
 
 	minUploadPartSize    = 5 << 20
 	maxUploadPartSize    = 5 << 30
 	maxUploadConcurrency = 64
+	minReadAheadBudget   = 2 << 20
 )
 
 // errInvalidConfig is wrapped by every error that ParseConfig returns for a
@@ -95,6 +97,9 @@ type Config struct {
 	// TmpMinFree is the free space, in bytes, kept in TmpDir: new writes
 	// get ENOSPC below it; 512 MiB by default.
 	TmpMinFree int64
+	// ReadAheadBudget is the memory, in bytes, that the read-ahead of all
+	// open files together may hold; 256 MiB by default, at least 2 MiB.
+	ReadAheadBudget int64
 	// Workdir is the working directory (identity store, default mounts and
 	// embedded data).
 	Workdir string
@@ -139,6 +144,7 @@ func DefaultConfig(workdir string) *Config {
 		UploadPartSize:     defaultUploadPartSize,
 		UploadConcurrency:  defaultUploadConcurrency,
 		TmpMinFree:         defaultTmpMinFree,
+		ReadAheadBudget:    defaultReadAheadBudget,
 		Workdir:            workdir,
 		Path:               filepath.Join(workdir, "pydio.json"),
 	}
@@ -245,6 +251,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.size("uploadPartSize", &cfg.UploadPartSize, minUploadPartSize, maxUploadPartSize)
 	p.integer("uploadConcurrency", &cfg.UploadConcurrency, 1, maxUploadConcurrency)
 	p.size("tmpMinFree", &cfg.TmpMinFree, 0, 1<<62)
+	p.size("readAheadBudget", &cfg.ReadAheadBudget, minReadAheadBudget, 1<<62)
 
 	// "" means the default for the paths and the bind address.
 	if cfg.TmpDir == "" {

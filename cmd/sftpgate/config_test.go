@@ -101,6 +101,7 @@ func TestConfigDefaults(t *testing.T) {
 				{"uploadPartSize", cfg.UploadPartSize, int64(16 << 20)},
 				{"uploadConcurrency", cfg.UploadConcurrency, 4},
 				{"tmpMinFree", cfg.TmpMinFree, int64(512 << 20)},
+				{"readAheadBudget", cfg.ReadAheadBudget, int64(256 << 20)},
 				{"Workdir", cfg.Workdir, dir},
 				{"Path", cfg.Path, filepath.Join(dir, "pydio.json")},
 				{"Addr()", cfg.Addr(), "0.0.0.0:2022"},
@@ -159,6 +160,7 @@ func TestConfigValidValues(t *testing.T) {
 		{"uploadPartSize bytes number", `"uploadPartSize": 8388608`, func(c *Config) (any, any) { return c.UploadPartSize, int64(8 << 20) }},
 		{"uploadConcurrency", `"uploadConcurrency": 64`, func(c *Config) (any, any) { return c.UploadConcurrency, 64 }},
 		{"tmpMinFree", `"tmpMinFree": "2GiB"`, func(c *Config) (any, any) { return c.TmpMinFree, int64(2 << 30) }},
+		{"readAheadBudget", `"readAheadBudget": "64MiB"`, func(c *Config) (any, any) { return c.ReadAheadBudget, int64(64 << 20) }},
 		{"tmpMinFree zero", `"tmpMinFree": "0"`, func(c *Config) (any, any) { return c.TmpMinFree, int64(0) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -218,6 +220,7 @@ func TestConfigErrors(t *testing.T) {
 		{"uploadPartSize negative", string(sectionJSON(`"uploadPartSize": -1`)), []string{s + "uploadPartSize: a size in bytes must be a whole non-negative number"}},
 		{"tmpMinFree bad", string(sectionJSON(`"tmpMinFree": "lots"`)), []string{s + `tmpMinFree: invalid size "lots"`}},
 		{"tmpMinFree overflow", string(sectionJSON(`"tmpMinFree": "99999999999TiB"`)), []string{s + "tmpMinFree: invalid size", "too large"}},
+		{"readAheadBudget small", string(sectionJSON(`"readAheadBudget": "1MiB"`)), []string{s + "readAheadBudget: must be between 2MiB and", "got 1MiB"}},
 		{"metricsAddr no port", string(sectionJSON(`"metricsAddr": "localhost"`)), []string{s + `metricsAddr: "localhost": not a host:port address`}},
 		{"metricsAddr bad port", string(sectionJSON(`"metricsAddr": "localhost:http"`)), []string{s + "metricsAddr:", "port must be a number between 1 and 65535"}},
 		{"hostKeyFile missing when enabled", string(sectionJSON(`"enabled": true`)), []string{s + "hostKeyFile: mandatory when enabled is true"}},
