@@ -34,6 +34,7 @@ type readBudget struct {
 	// the other way round.
 	mu      sync.Mutex
 	used    int64 // cells reserved now
+	peakUse int64 // most cells ever reserved at once
 	readers int64 // readers reading sequentially (joined)
 }
 
@@ -67,9 +68,10 @@ type ReadAheadStats struct {
 	// Budget is the most bytes the read-ahead may hold (ReadAheadBudget
 	// rounded down to whole 2 MiB cells).
 	Budget int64
-	// Reserved is the bytes reserved now; InUse the bytes of the buffers
-	// held now, and PeakInUse the most ever held at once.
-	Reserved, InUse, PeakInUse int64
+	// Reserved is the bytes reserved now, PeakReserved the most ever
+	// reserved at once; InUse is the bytes of the buffers held now, and
+	// PeakInUse the most ever held at once.
+	Reserved, PeakReserved, InUse, PeakInUse int64
 	// Readers counts the read handles reading sequentially now.
 	Readers int64
 	// Fallbacks counts the reads answered straight from the store, with
@@ -82,12 +84,13 @@ func (b *readBudget) stats() ReadAheadStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return ReadAheadStats{
-		Budget:    b.total * readChunk,
-		Reserved:  b.used * readChunk,
-		InUse:     b.live.Load() * readChunk,
-		PeakInUse: b.peak.Load() * readChunk,
-		Readers:   b.readers,
-		Fallbacks: b.fallbacks.Load(),
+		Budget:       b.total * readChunk,
+		Reserved:     b.used * readChunk,
+		PeakReserved: b.peakUse * readChunk,
+		InUse:        b.live.Load() * readChunk,
+		PeakInUse:    b.peak.Load() * readChunk,
+		Readers:      b.readers,
+		Fallbacks:    b.fallbacks.Load(),
 	}
 }
 
@@ -138,6 +141,7 @@ func (s *readShare) take(n int64) int64 {
 		return 0
 	}
 	b.used += n
+	b.peakUse = max(b.peakUse, b.used)
 	s.held += n
 	return n
 }
