@@ -471,6 +471,7 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 	}
 	m.cache.closeAll()
+	m.ob.budget.close()
 	return firstErr
 }
 

@@ -104,7 +104,7 @@ type chunk struct {
 	share *readShare
 	done  chan struct{}
 	refs  atomic.Int32
-	buf   *[]byte // nil until the GET reaches the cell
+	buf   *cellBuf // nil until the GET reaches the cell
 	data  []byte
 	err   error
 }
@@ -196,7 +196,7 @@ func (r *remoteReader) fetch(idx int64, cells []*chunk) {
 			return
 		}
 		c.buf = r.share.b.getBuf()
-		n, err := io.ReadFull(body, (*c.buf)[:min(readChunk, r.size-off)])
+		n, err := io.ReadFull(body, c.buf.b[:min(readChunk, r.size-off)])
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = nil // the object is shorter than it was: a short read
 		}
@@ -204,7 +204,7 @@ func (r *remoteReader) fetch(idx int64, cells []*chunk) {
 			fail(cells[i:], fmt.Errorf("read %s/%s: %w", r.bucket, r.key, err))
 			return
 		}
-		c.data = (*c.buf)[:n]
+		c.data = c.buf.b[:n]
 		close(c.done)
 		c.unref()
 		off += readChunk

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // readIdle is how long a read handle may go without reading before its
@@ -17,14 +19,17 @@ const readIdle = 3 * time.Second
 // reader's share shrinks as more handles read. A reader that gets nothing
 // reads only what was asked, straight from the store: a read never fails
 // or waits for lack of budget.
+//
+// The cells' buffers are mapped outside the Go heap and kept for reuse
+// while the budget is in use: the process's memory is then the budget,
+// not twice it as the garbage collector would let a heap of buffers grow.
+// They are unmapped once nothing has been reserved for readIdle.
 type readBudget struct {
 	total int64 // cells
 
-	// bufs recycles the cells' buffers (all readChunk bytes).
-	bufs sync.Pool
-	// live counts the buffers taken from bufs and not given back yet;
-	// peak is the most there ever were at once. They measure the memory
-	// itself, apart from the reservations.
+	// live counts the buffers handed out and not given back yet; peak is
+	// the most there ever were at once. They measure the memory itself,
+	// apart from the reservations.
 	live, peak atomic.Int64
 	// fallbacks counts the reads answered straight from the store for
 	// lack of budget.
@@ -36,17 +41,29 @@ type readBudget struct {
 	used    int64 // cells reserved now
 	peakUse int64 // most cells ever reserved at once
 	readers int64 // readers reading sequentially (joined)
+	// free holds the buffers given back, for reuse; there are never more
+	// buffers (free and handed out) than cells reserved at the peak.
+	free []*cellBuf
+	// trim, armed when the last reservation goes, unmaps the free
+	// buffers after readIdle unless cells were reserved meanwhile.
+	trim *time.Timer
+}
+
+// cellBuf is the buffer of one cell, readChunk bytes.
+type cellBuf struct {
+	b []byte
+	// mapped is set for memory from mmap (unmapped by the trim), unset
+	// for the Go heap (used only when mmap fails).
+	mapped bool
 }
 
 // newReadBudget returns a budget of bytes (rounded down to whole cells).
 func newReadBudget(bytes int64) *readBudget {
-	b := &readBudget{total: bytes / readChunk}
-	b.bufs.New = func() any { p := make([]byte, readChunk); return &p }
-	return b
+	return &readBudget{total: bytes / readChunk}
 }
 
-// getBuf takes a cell buffer.
-func (b *readBudget) getBuf() *[]byte {
+// getBuf takes a cell buffer: a free one, or a new mapping.
+func (b *readBudget) getBuf() *cellBuf {
 	n := b.live.Add(1)
 	for {
 		p := b.peak.Load()
@@ -54,13 +71,61 @@ func (b *readBudget) getBuf() *[]byte {
 			break
 		}
 	}
-	return b.bufs.Get().(*[]byte)
+	b.mu.Lock()
+	if k := len(b.free); k > 0 {
+		c := b.free[k-1]
+		b.free[k-1] = nil
+		b.free = b.free[:k-1]
+		b.mu.Unlock()
+		return c
+	}
+	b.mu.Unlock()
+	m, err := unix.Mmap(-1, 0, readChunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return &cellBuf{b: make([]byte, readChunk)}
+	}
+	return &cellBuf{b: m, mapped: true}
 }
 
-// putBuf gives a cell buffer back.
-func (b *readBudget) putBuf(p *[]byte) {
+// putBuf gives a cell buffer back, once nothing refers to its bytes.
+func (b *readBudget) putBuf(c *cellBuf) {
 	b.live.Add(-1)
-	b.bufs.Put(p)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free = append(b.free, c)
+}
+
+// trimFree unmaps the free buffers if nothing was reserved since the
+// trim was armed.
+func (b *readBudget) trimFree() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.trim = nil
+	if b.used == 0 {
+		b.releaseFreeLocked()
+	}
+}
+
+// releaseFreeLocked unmaps the free buffers; b.mu held.
+func (b *readBudget) releaseFreeLocked() {
+	for _, c := range b.free {
+		if c.mapped {
+			unix.Munmap(c.b)
+		}
+	}
+	b.free = nil
+}
+
+// close stops the trim and unmaps the free buffers; buffers still handed
+// out are not touched.
+func (b *readBudget) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.trim != nil {
+		b.trim.Stop()
+		b.trim = nil
+	}
+	b.releaseFreeLocked()
 }
 
 // ReadAheadStats describe the read-ahead budget.
@@ -148,8 +213,12 @@ func (s *readShare) take(n int64) int64 {
 
 // give returns n cells reserved by s.
 func (s *readShare) give(n int64) {
-	s.b.mu.Lock()
-	defer s.b.mu.Unlock()
-	s.b.used -= n
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
 	s.held -= n
+	if b.used == 0 && len(b.free) > 0 && b.trim == nil {
+		b.trim = time.AfterFunc(readIdle, b.trimFree)
+	}
 }

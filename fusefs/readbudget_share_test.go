@@ -51,3 +51,41 @@ func TestReadShareMinimum(t *testing.T) {
 		t.Errorf("10 readers on 4 cells: got %d cells taken, want 4", got)
 	}
 }
+
+// TestReadBufs checks the cell buffers: given back, a buffer is reused;
+// once nothing is reserved the trim is armed, and it unmaps the free
+// buffers.
+func TestReadBufs(t *testing.T) {
+	b := newReadBudget(4 * readChunk)
+	defer b.close()
+	s := &readShare{b: b}
+	s.join()
+	if got := s.take(2); got != 2 {
+		t.Fatalf("take(2): got %d", got)
+	}
+	c1, c2 := b.getBuf(), b.getBuf()
+	if len(c1.b) != readChunk || len(c2.b) != readChunk {
+		t.Fatalf("buffers of %d and %d bytes, want %d", len(c1.b), len(c2.b), readChunk)
+	}
+	c1.b[0], c1.b[readChunk-1] = 1, 2 // writable from end to end
+	b.putBuf(c1)
+	if c3 := b.getBuf(); c3 != c1 {
+		t.Errorf("getBuf after putBuf: got a new buffer, want the one given back")
+	}
+	b.putBuf(c1)
+	b.putBuf(c2)
+	if st := b.stats(); st.InUse != 0 || st.PeakInUse != 2*readChunk {
+		t.Errorf("stats: got %+v, want nothing in use, a peak of 2 cells", st)
+	}
+	s.give(2)
+	b.mu.Lock()
+	armed, free := b.trim != nil, len(b.free)
+	b.mu.Unlock()
+	if !armed || free != 2 {
+		t.Fatalf("after the last reservation went: got trim armed %v and %d free buffers, want armed and 2", armed, free)
+	}
+	b.trimFree()
+	if len(b.free) != 0 {
+		t.Errorf("after the trim: got %d free buffers, want 0", len(b.free))
+	}
+}
