@@ -330,13 +330,15 @@ func (r *remoteReader) cells(p []byte, off int64) (_ []byte, need []*chunk, firs
 			r.dropLocked(idx)
 		}
 	}
+	var started []int64
 	for idx := first; idx <= last; idx++ {
 		if _, ok := r.chunks[idx]; ok {
 			continue
 		}
 		// A cell needed now that is missing: if the share is spent,
 		// the cells kept behind this read go first; failing that,
-		// this read alone comes straight from the store.
+		// this read alone comes straight from the store (and the
+		// cells just started for it are dropped).
 		if r.startLocked(idx, 1) == 0 {
 			for i := range r.chunks {
 				if i < first {
@@ -344,10 +346,14 @@ func (r *remoteReader) cells(p []byte, off int64) (_ []byte, need []*chunk, firs
 				}
 			}
 			if r.startLocked(idx, 1) == 0 {
+				for _, i := range started {
+					r.dropLocked(i)
+				}
 				r.share.b.fallbacks.Add(1)
 				return p, nil, 0, false
 			}
 		}
+		started = append(started, idx)
 	}
 	r.aheadLocked(last, last+r.window)
 	need = make([]*chunk, 0, last-first+1)
