@@ -17,6 +17,8 @@ type Counters struct {
 	// only the pairs seen at least once are listed, by operation, then
 	// errno (0 first, OtherErrno last).
 	Ops []OpCount
+	// ReadAhead describes the read-ahead budget now.
+	ReadAhead ReadAheadStats
 }
 
 // OpCount is the number of FUSE operations of one kind that ended with
@@ -137,6 +139,7 @@ func (m *Manager) Counters() Counters {
 		JanitorRemovedFiles: m.cache.removedFiles.Load(),
 		JanitorRemovedBytes: m.cache.removedBytes.Load(),
 		Ops:                 m.ops.list(),
+		ReadAhead:           m.ob.budget.stats(),
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -137,11 +140,22 @@ func TestRmdirNotEmpty(t *testing.T) {
 	}
 }
 
-// TestHostileKeys lists a bucket holding keys that cannot all be names.
+// TestHostileKeys lists a bucket holding keys that cannot all be names:
+// they are skipped (control characters and invalid UTF-8 included), the
+// rest is listed, and one listing logs the skipped keys once, escaped.
 func TestHostileKeys(t *testing.T) {
-	w := mountWorkspace(t, testOptions(t))
+	o := testOptions(t)
+	logs := &lockedBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("manager log:\n%s", logs.String())
+		}
+	})
+	w := mountWorkspace(t, o)
 	long := strings.Repeat("L", 300)
-	mayRefuse := map[string]bool{"a//b": true, "../x": true, "x/./y": true, "x/../z": true, long: true, "deep/" + long + "/f": true}
+	hostile := []string{"nl\nname", "esc\x1b[31mred", "del\x7f", "c1\u0085", "bad\xffutf8", "ctl-dir\n/f"}
+	mayRefuse := map[string]bool{"a//b": true, "../x": true, "x/./y": true, "x/../z": true, long: true, "deep/" + long + "/f": true, "bad\xffutf8": true}
 	for _, k := range []string{
 		"a//b",
 		"../x",
@@ -152,7 +166,7 @@ func TestHostileKeys(t *testing.T) {
 		"both",
 		"both/inner",
 		"marker-with-data/", // a "directory marker" that holds bytes
-		"nl\nname",
+		hostile[0], hostile[1], hostile[2], hostile[3], hostile[4], hostile[5],
 		strings.Repeat("M", 255), // the longest valid name
 		"normal.txt",
 		"dir/ok.txt",
@@ -172,11 +186,27 @@ func TestHostileKeys(t *testing.T) {
 	}
 	names := readDirNames(t, w.dir)
 	for _, n := range names {
-		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") || len(n) > 255 {
+		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") || len(n) > 255 ||
+			!utf8.ValidString(n) || strings.IndexFunc(n, unicode.IsControl) >= 0 {
 			t.Errorf("listed name %q: not a valid file name", n)
 		}
 	}
-	for _, n := range []string{"normal.txt", "dir", "both", "nl\nname", strings.Repeat("M", 255)} {
+	skipLines := 0
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.HasPrefix(l, "time=") {
+			t.Errorf("log line %q: a raw control character split a line", l)
+		}
+		if strings.Contains(l, "skipped keys that cannot be file names") {
+			skipLines++
+			if !strings.Contains(l, `nl\\nname`) {
+				t.Errorf("log line %q: want the key nl\\nname escaped in it", l)
+			}
+		}
+	}
+	if skipLines != 1 {
+		t.Errorf("log lines about skipped keys after one listing: got %d, want 1", skipLines)
+	}
+	for _, n := range []string{"normal.txt", "dir", "both", strings.Repeat("M", 255)} {
 		if !slices.Contains(names, n) {
 			t.Errorf("root listing %q: want %q in it", names, n)
 		}

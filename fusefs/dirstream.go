@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,7 +51,15 @@ type dirHandle struct {
 	seen     []dirent
 	seenFull bool
 	local    map[string]dirent // files being written that are not in the store yet
+	// skipped counts the keys of this listing that cannot be file names;
+	// skippedKeys holds the first maxSkippedLogged of them, escaped, for
+	// the one log line at the end of the listing.
+	skipped     int
+	skippedKeys []string
 }
+
+// maxSkippedLogged bounds the keys named in a listing's log line.
+const maxSkippedLogged = 8
 
 var (
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
@@ -73,6 +82,7 @@ func (h *dirHandle) startLocked() {
 	h.ch = v.ob.list(h.ctx, h.l.bucket, h.prefix)
 	h.idx, h.ready, h.pending, h.done = 0, nil, nil, false
 	h.seen, h.seenFull = nil, false
+	h.skipped, h.skippedKeys = 0, nil
 	h.local = map[string]dirent{}
 	for _, e := range v.cache.under(h.l.bucket, h.prefix) {
 		e.mu.Lock()
@@ -107,6 +117,10 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 				h.ready = append(h.ready, de)
 			}
 			h.local = nil
+			if h.skipped > 0 {
+				log.Warn("fusefs: skipped keys that cannot be file names", "bucket", h.l.bucket,
+					"prefix", strconv.Quote(h.prefix), "count", h.skipped, "keys", h.skippedKeys)
+			}
 			break
 		}
 		if oi.Err != nil {
@@ -121,8 +135,13 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 		}
 		isDir := strings.HasSuffix(rest, "/")
 		name := strings.TrimSuffix(rest, "/")
-		if err := checkName(name); err != nil {
-			log.Warn("fusefs: skipping a key that cannot be a file name", "bucket", h.l.bucket, "key", oi.Key, "err", err)
+		if checkName(name) != nil {
+			// Logged once, at the end of the listing: a directory full
+			// of such keys must not flood the log.
+			h.skipped++
+			if len(h.skippedKeys) < maxSkippedLogged {
+				h.skippedKeys = append(h.skippedKeys, strconv.Quote(oi.Key))
+			}
 			continue
 		}
 		delete(h.local, name)

@@ -52,7 +52,11 @@
 //     on the store return EINTR when the kernel interrupts them.
 //   - A sequential read of an object is served from a read-ahead window
 //     (32 MiB per handle with Concurrency 4) filled by ranged GETs of up
-//     to 16 MiB, and answered from it without a copy. When root, each
+//     to 16 MiB, and answered from it without a copy. Every window's
+//     cells come out of one process-wide budget (ReadAheadBudget), in
+//     fair shares; a read that gets no cell fetches just what it asks.
+//     Names with control characters or invalid UTF-8 are refused
+//     (EINVAL) and left out of listings. When root, each
 //     mount's kernel read-ahead (/sys/class/bdi/0:N/read_ahead_kb) is
 //     raised to 4 MiB, above the kernel's 128 KiB cap for FUSE.
 package fusefs

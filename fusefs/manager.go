@@ -84,7 +84,7 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		o: o, log: log, cacheDir: cacheDir,
-		ob:  &objects{c: o.Client, partSize: o.PartSize, concurrency: o.Concurrency},
+		ob:  &objects{c: o.Client, partSize: o.PartSize, concurrency: o.Concurrency, budget: newReadBudget(o.ReadAheadBudget)},
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		ctx: bg, cancel: cancel,
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
@@ -484,5 +484,6 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 	}
 	m.cache.closeAll()
 	m.cache.root.Close()
+	m.ob.budget.close()
 	return firstErr
 }

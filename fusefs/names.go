@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxNameLen is the longest file name the kernel accepts.
@@ -12,7 +13,10 @@ const maxNameLen = 255
 // maxKeyLen is the longest object key S3 accepts.
 const maxKeyLen = 1024
 
-// checkName validates one path segment coming from the kernel or a listing.
+// checkName validates one path segment coming from the kernel or a
+// listing. Besides what a file name cannot hold, it refuses invalid UTF-8
+// and control characters (C0, DEL and C1): stored, such a name would forge
+// lines or terminal escapes in other users' listings.
 func checkName(name string) error {
 	switch {
 	case name == "", name == ".", name == "..":
@@ -21,6 +25,10 @@ func checkName(name string) error {
 		return fmt.Errorf("name %q: %w", name, ErrInvalidName)
 	case len(name) > maxNameLen:
 		return fmt.Errorf("name of %d bytes: %w", len(name), ErrNameTooLong)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("name %q: not valid UTF-8: %w", name, ErrInvalidName)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("name %q: control character: %w", name, ErrInvalidName)
 	}
 	return nil
 }

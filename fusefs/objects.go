@@ -41,6 +41,8 @@ type objects struct {
 	c           *minio.Client
 	partSize    int64
 	concurrency int
+	// budget is the read-ahead's memory, shared by every read handle.
+	budget *readBudget
 }
 
 // infoFrom converts a minio-go ObjectInfo.

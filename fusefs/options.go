@@ -63,6 +63,12 @@ type Options struct {
 	// Concurrency is the number of parallel part uploads and read-ahead
 	// GETs per file; zero means 4.
 	Concurrency int
+	// ReadAheadBudget is the most memory, in bytes, that the read-ahead
+	// of all read handles together may hold (in 2 MiB cells), shared
+	// fairly among the handles reading; zero means 256 MiB. A handle
+	// reading alone gets a full window (up to Concurrency × 8 MiB ahead);
+	// a handle that gets no share reads only what was asked.
+	ReadAheadBudget int64
 	// MinFree is the free space kept in TmpDir: writes that would go under
 	// it fail with ENOSPC. Zero means 512 MiB; negative disables the check.
 	MinFree int64
@@ -121,6 +127,8 @@ func (o Options) withDefaults() (Options, error) {
 		return bad("MaxCleanFiles", "negative")
 	case o.MaxUserCopies < 0:
 		return bad("MaxUserCopies", "negative")
+	case o.ReadAheadBudget < 0 || (o.ReadAheadBudget > 0 && o.ReadAheadBudget < readChunk):
+		return bad("ReadAheadBudget", "must be at least 2 MiB")
 	case o.PartSize < 0 || (o.PartSize > 0 && o.PartSize < 5<<20) || o.PartSize > 5<<30:
 		return bad("PartSize", "must be between 5 MiB and 5 GiB")
 	}
@@ -147,6 +155,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = 4
+	}
+	if o.ReadAheadBudget == 0 {
+		o.ReadAheadBudget = 256 << 20
 	}
 	if o.MinFree == 0 {
 		o.MinFree = 512 << 20

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/minio/minio-go/v7"
@@ -57,14 +58,14 @@ func setKernelReadAhead(dir string, kb int) error {
 	return fmt.Errorf("read-ahead of %s: not in mountinfo", dir)
 }
 
-// chunkBufs recycles the read-ahead cells' buffers (all readChunk bytes):
-// a sequential read of any length allocates no more than its window.
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, readChunk); return &b }}
-
 // remoteReader reads one object for one handle. Sequential reads are
 // served from a read-ahead window of readChunk cells, filled by parallel
 // ranged GETs of up to maxSpan cells, that doubles on every sequential read
-// up to maxWindow cells; other reads fetch just the requested range.
+// up to maxWindow cells; other reads fetch just the requested range. Every
+// cell is reserved from the process-wide read budget (readbudget.go): the
+// window is cut to the reader's share, a read whose cells cannot be
+// reserved fetches just the requested range, and the cells go back when
+// the handle closes or stays idle for readIdle.
 type remoteReader struct {
 	ob          *objects
 	bucket, key string
@@ -77,6 +78,9 @@ type remoteReader struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// share is the reader's account in the read budget.
+	share *readShare
+
 	// mu guards the fields below.
 	mu     sync.Mutex
 	next   int64 // offset expected of a sequential read
@@ -84,25 +88,37 @@ type remoteReader struct {
 	ahead  int64 // first cell not started by the sequential read-ahead
 	span   int64 // cells of the next read-ahead GET
 	chunks map[int64]*chunk
+	// lastRead is when the last sequential read came; idleTimer, armed
+	// while the reader may hold cells, gives them back after readIdle
+	// without reads. closed is set by close.
+	lastRead  time.Time
+	idleTimer *time.Timer
+	closed    bool
 }
 
 // chunk is one read-ahead cell; done is closed when data and err are set.
-// Its buffer goes back to chunkBufs when the last of its holders lets go:
-// the chunks map, the GET filling it, and each read copying from it.
+// Its buffer, and its cell of the read budget, go back when the last of
+// its holders lets go: the chunks map, the GET filling it, and each read
+// copying from it.
 type chunk struct {
-	done chan struct{}
-	refs atomic.Int32
-	buf  *[]byte // nil until the GET reaches the cell
-	data []byte
-	err  error
+	share *readShare
+	done  chan struct{}
+	refs  atomic.Int32
+	buf   *cellBuf // nil until the GET reaches the cell
+	data  []byte
+	err   error
 }
 
 // unref drops one hold on c.
 func (c *chunk) unref() {
-	if c.refs.Add(-1) == 0 && c.buf != nil {
-		chunkBufs.Put(c.buf)
+	if c.refs.Add(-1) != 0 {
+		return
+	}
+	if c.buf != nil {
+		c.share.b.putBuf(c.buf)
 		c.buf, c.data = nil, nil
 	}
+	c.share.give(1)
 }
 
 func newRemoteReader(parent context.Context, ob *objects, bucket, key string, info objInfo) *remoteReader {
@@ -112,23 +128,32 @@ func newRemoteReader(parent context.Context, ob *objects, bucket, key string, in
 		maxWindow: max(1, int64(ob.concurrency)*8*(1<<20)/readChunk),
 		sem:       make(chan struct{}, max(1, ob.concurrency)),
 		ctx:       ctx, cancel: cancel,
+		share:  &readShare{b: ob.budget},
 		chunks: map[int64]*chunk{},
 	}
 }
 
 // startLocked launches one GET for the cells from idx on, at most n of
-// them, stopping at the end of the object or at a cell that exists, and
-// returns how many it covers; r.mu held.
+// them, stopping at the end of the object, at a cell that exists or at
+// the reader's share of the budget, and returns how many it covers (0
+// when the budget has none for it); r.mu held.
 func (r *remoteReader) startLocked(idx, n int64) int64 {
-	var cells []*chunk
+	free := int64(0)
 	for i := idx; i < idx+n && i*readChunk < r.size; i++ {
 		if _, ok := r.chunks[i]; ok {
 			break
 		}
-		c := &chunk{done: make(chan struct{})}
+		free++
+	}
+	if free == 0 {
+		return 0
+	}
+	cells := make([]*chunk, r.share.take(free))
+	for i := range cells {
+		c := &chunk{share: r.share, done: make(chan struct{})}
 		c.refs.Store(2) // the map and the GET
-		r.chunks[i] = c
-		cells = append(cells, c)
+		r.chunks[idx+int64(i)] = c
+		cells[i] = c
 	}
 	if len(cells) > 0 {
 		r.wg.Add(1)
@@ -170,8 +195,8 @@ func (r *remoteReader) fetch(idx int64, cells []*chunk) {
 			fail(cells[i:], errDropped) // and leave the rest of the body
 			return
 		}
-		c.buf = chunkBufs.Get().(*[]byte)
-		n, err := io.ReadFull(body, (*c.buf)[:min(readChunk, r.size-off)])
+		c.buf = r.share.b.getBuf()
+		n, err := io.ReadFull(body, c.buf.b[:min(readChunk, r.size-off)])
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = nil // the object is shorter than it was: a short read
 		}
@@ -179,7 +204,7 @@ func (r *remoteReader) fetch(idx int64, cells []*chunk) {
 			fail(cells[i:], fmt.Errorf("read %s/%s: %w", r.bucket, r.key, err))
 			return
 		}
-		c.data = (*c.buf)[:n]
+		c.data = c.buf.b[:n]
 		close(c.done)
 		c.unref()
 		off += readChunk
@@ -288,7 +313,13 @@ func (r *remoteReader) cells(p []byte, off int64) (_ []byte, need []*chunk, firs
 		for idx := range r.chunks {
 			r.dropLocked(idx)
 		}
+		r.share.leave() // it holds no cells: leave the share to others
 		return p, nil, 0, false
+	}
+	r.share.join()
+	r.lastRead = time.Now()
+	if r.idleTimer == nil {
+		r.idleTimer = time.AfterFunc(readIdle, r.idle)
 	}
 	r.next = max(r.next, off+int64(len(p)))
 	r.window = min(max(2*r.window, 1), r.maxWindow)
@@ -299,8 +330,30 @@ func (r *remoteReader) cells(p []byte, off int64) (_ []byte, need []*chunk, firs
 			r.dropLocked(idx)
 		}
 	}
+	var started []int64
 	for idx := first; idx <= last; idx++ {
-		r.startLocked(idx, 1) // a cell needed now that is missing
+		if _, ok := r.chunks[idx]; ok {
+			continue
+		}
+		// A cell needed now that is missing: if the share is spent,
+		// the cells kept behind this read go first; failing that,
+		// this read alone comes straight from the store (and the
+		// cells just started for it are dropped).
+		if r.startLocked(idx, 1) == 0 {
+			for i := range r.chunks {
+				if i < first {
+					r.dropLocked(i)
+				}
+			}
+			if r.startLocked(idx, 1) == 0 {
+				for _, i := range started {
+					r.dropLocked(i)
+				}
+				r.share.b.fallbacks.Add(1)
+				return p, nil, 0, false
+			}
+		}
+		started = append(started, idx)
 	}
 	r.aheadLocked(last, last+r.window)
 	need = make([]*chunk, 0, last-first+1)
@@ -384,14 +437,45 @@ func (r *remoteReader) aheadLocked(last, end int64) {
 		if n < r.span && (r.ahead+n)*readChunk < r.size {
 			return
 		}
-		r.ahead += r.startLocked(r.ahead, n)
+		got := r.startLocked(r.ahead, n)
+		if got == 0 {
+			return // the reader's share is spent
+		}
+		r.ahead += got
 		r.span = min(2*r.span, maxSpan)
 	}
 }
 
+// idle gives the cells back to the budget when the reader has not read
+// for readIdle (the timer runs again when it read meanwhile). The next
+// sequential read starts a new window.
+func (r *remoteReader) idle() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if since := time.Since(r.lastRead); since < readIdle {
+		r.idleTimer.Reset(readIdle - since)
+		return
+	}
+	r.idleTimer = nil
+	for idx := range r.chunks {
+		r.dropLocked(idx)
+	}
+	r.window, r.ahead, r.span = 0, 0, 1
+	r.share.leave()
+}
+
 // close stops the read-ahead, waits for its goroutines and gives its
-// buffers back.
+// buffers and its share of the budget back.
 func (r *remoteReader) close() {
+	r.mu.Lock()
+	r.closed = true
+	if r.idleTimer != nil {
+		r.idleTimer.Stop()
+	}
+	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 	r.mu.Lock()
@@ -399,4 +483,5 @@ func (r *remoteReader) close() {
 	for idx := range r.chunks {
 		r.dropLocked(idx)
 	}
+	r.share.leave()
 }

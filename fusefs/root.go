@@ -127,8 +127,12 @@ func (refuser) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	return nil, syscall.EPERM
 }
 
-// Mknod is refused: only regular files and directories exist.
+// Mknod is refused: only regular files and directories exist. A name that
+// could never be stored is EINVAL, as for Create.
 func (refuser) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if err := checkName(name); err != nil {
+		return nil, errno(err)
+	}
 	return nil, syscall.EPERM
 }
 

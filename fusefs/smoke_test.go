@@ -298,6 +298,19 @@ func TestSmokeNames(t *testing.T) {
 			t.Errorf("normPrefix(%q): got %q, %v, want %q (ok %v)", tt.in, got, err, tt.want, tt.ok)
 		}
 	}
+	names := []struct {
+		name string
+		ok   bool
+	}{
+		{"plain.txt", true}, {"é ü 日本", true}, {"a\u00a0b", true},
+		{"a\nb", false}, {"a\tb", false}, {"\x1b[31m", false}, {"a\x7f", false},
+		{"a\u0085b", false}, {"a\u009fb", false}, {"a\xffb", false}, {"a\xc3", false},
+	}
+	for _, tt := range names {
+		if err := checkName(tt.name); (err == nil) != tt.ok {
+			t.Errorf("checkName(%q): got %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
 	if got, ok := parseMtime(formatMtime(time.Unix(1700000000, 123456789))); !ok || got.UnixNano() != 1700000000123456789 {
 		t.Errorf("mtime round trip: got %v, %v", got, ok)
 	}

@@ -27,6 +27,10 @@ var (
 	errOutOfOrder = errors.New("sftpd: directory read out of order")
 	// errBadAttrs is returned for a setstat whose attribute block is short.
 	errBadAttrs = errors.New("sftpd: malformed attributes")
+	// errNameControl is returned for a path holding a control character.
+	errNameControl = errors.New("sftpd: file name contains a control character")
+	// errNameUTF8 is returned for a path that is not valid UTF-8.
+	errNameUTF8 = errors.New("sftpd: file name is not valid UTF-8")
 )
 
 // statusError is an SFTP status with a message of our choosing: the
@@ -88,6 +92,10 @@ func toStatus(err error) error {
 		return sftp.ErrSSHFxPermissionDenied
 	case errors.Is(err, errBadAttrs):
 		return &statusError{code: sftp.ErrSSHFxBadMessage, msg: "malformed attributes"}
+	case errors.Is(err, errNameControl):
+		return failure("file name contains a control character")
+	case errors.Is(err, errNameUTF8):
+		return failure("file name is not valid UTF-8")
 	case errors.Is(err, errOutOfOrder):
 		return failure("directory read out of order")
 	case errors.Is(err, fs.ErrClosed):

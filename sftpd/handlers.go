@@ -74,6 +74,9 @@ func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.recoverOp("read", &err)
 	h.pending.flush()
 	p := sessionPath(r.Filepath)
+	if err := checkPath(p); err != nil {
+		return nil, h.fail("open", p, err)
+	}
 	h.sess.setOp("download " + p)
 	if err := h.sess.acquireHandle(); err != nil {
 		return nil, h.fail("open", p, err)
@@ -101,6 +104,9 @@ func (h *handlers) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error
 
 func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 	p := sessionPath(r.Filepath)
+	if err := checkPath(p); err != nil {
+		return nil, h.fail("open", p, err)
+	}
 	h.sess.setOp("upload " + p)
 	h.pending.flush()
 	pf := r.Pflags()
@@ -145,6 +151,9 @@ func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 	defer h.recoverOp(r.Method, &err)
 	p := sessionPath(r.Filepath)
+	if err := checkPath(p); err != nil {
+		return h.fail(r.Method, p, err)
+	}
 	h.pending.flush()
 	switch r.Method {
 	case "Setstat":
@@ -175,6 +184,11 @@ func (h *handlers) PosixRename(r *sftp.Request) (err error) {
 }
 
 func (h *handlers) rename(from, to string, replace bool) error {
+	for _, p := range []string{from, to} {
+		if err := checkPath(p); err != nil {
+			return h.fail("rename", p, err)
+		}
+	}
 	h.sess.setOp("rename " + from)
 	var err error
 	if !replace {
@@ -305,6 +319,9 @@ func checkAttrs(flags uint32, b []byte) error {
 func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp(r.Method, &err)
 	p := sessionPath(r.Filepath)
+	if err := checkPath(p); err != nil {
+		return nil, h.fail(r.Method, p, err)
+	}
 	h.pending.flush()
 	switch r.Method {
 	case "List":
@@ -327,6 +344,9 @@ func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp("lstat", &err)
 	h.pending.flush()
 	p := sessionPath(r.Filepath)
+	if err := checkPath(p); err != nil {
+		return nil, h.fail("lstat", p, err)
+	}
 	fi, err := h.root.Lstat(rootRel(p))
 	if err != nil {
 		return nil, h.fail("lstat", p, err)
@@ -336,7 +356,11 @@ func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 
 // RealPath returns the cleaned absolute form of p; ".." stops at "/".
 func (h *handlers) RealPath(p string) (string, error) {
-	return sessionPath(p), nil
+	p = sessionPath(p)
+	if err := checkPath(p); err != nil {
+		return "", h.fail("realpath", p, err)
+	}
+	return p, nil
 }
 
 // Readlink is refused: links are not supported.

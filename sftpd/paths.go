@@ -3,6 +3,8 @@ package sftpd
 import (
 	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // rootRel turns a path from the client (absolute like "/ws/a/b", or
@@ -22,4 +24,18 @@ func rootRel(p string) string {
 // the client (realpath) and written in audit events.
 func sessionPath(p string) string {
 	return path.Clean("/" + p)
+}
+
+// checkPath refuses a client path that is not valid UTF-8 or that holds a
+// control character (C0, DEL or C1): such a name, once stored, would forge
+// lines or terminal escapes in other clients' listings. Every request
+// that takes a path checks it first, before touching the file system.
+func checkPath(p string) error {
+	if !utf8.ValidString(p) {
+		return errNameUTF8
+	}
+	if strings.IndexFunc(p, unicode.IsControl) >= 0 {
+		return errNameControl
+	}
+	return nil
 }

@@ -107,9 +107,14 @@ func (c *Config) fields() []field {
 		{key: "maxCachedFiles", value: c.MaxCachedFiles},
 		{key: "maxPendingFilesPerUser", value: c.MaxPendingFilesPerUser},
 		{key: "maxPendingBytesPerUser", value: formatSize(c.MaxPendingBytesPerUser)},
+		{key: "readAheadBudget", value: formatSize(c.ReadAheadBudget)},
 	}
 	if c.MaxPendingBytesPerUser == 0 {
-		f[len(f)-1].text = "a quarter of tmpDir's file system"
+		for i := range f {
+			if f[i].key == "maxPendingBytesPerUser" {
+				f[i].text = "a quarter of tmpDir's file system"
+			}
+		}
 	}
 	if c.HostKeyFile == "" {
 		f[1].text = "(not set)"

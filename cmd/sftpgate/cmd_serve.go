@@ -185,6 +185,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		MaxUserCopies:    cfg.MaxPendingFilesPerUser,
 		MaxUserCopyBytes: cfg.MaxPendingBytesPerUser,
 		MaxFileSize:      cfg.MaxFileSize,
+		ReadAheadBudget:  cfg.ReadAheadBudget,
 		Logger:           log.With("component", "fusefs"),
 	})
 	if err != nil {

@@ -42,6 +42,7 @@ const (
 	defaultTmpMinFree         = 512 << 20
 	defaultLoginGraceTime     = 30 * time.Second
 	defaultMaxStartupsPerSrc  = 32
+	defaultReadAheadBudget    = 256 << 20
 
 	minUploadPartSize    = 5 << 20
 	maxUploadPartSize    = 5 << 30
@@ -49,6 +50,7 @@ const (
 	maxLimitCount        = 1 << 20 // sessions or handles
 	minGather            = 1 << 20 // one gathering window
 	maxGather            = 1 << 30
+	minReadAheadBudget   = 2 << 20
 )
 
 // errInvalidConfig is wrapped by every error that ParseConfig returns for a
@@ -150,6 +152,9 @@ type Config struct {
 	// order of preference; sftpd.DefaultKeyExchanges, DefaultCiphers and
 	// DefaultMACs by default.
 	KexAlgorithms, Ciphers, MACs []string
+	// ReadAheadBudget is the memory, in bytes, that the read-ahead of all
+	// open files together may hold; 256 MiB by default, at least 2 MiB.
+	ReadAheadBudget int64
 	// Workdir is the working directory (identity store, default mounts and
 	// embedded data).
 	Workdir string
@@ -208,6 +213,7 @@ func DefaultConfig(workdir string) *Config {
 		KexAlgorithms:            slices.Clone(sftpd.DefaultKeyExchanges),
 		Ciphers:                  slices.Clone(sftpd.DefaultCiphers),
 		MACs:                     slices.Clone(sftpd.DefaultMACs),
+		ReadAheadBudget:          defaultReadAheadBudget,
 		Workdir:                  workdir,
 		Path:                     filepath.Join(workdir, "pydio.json"),
 	}
@@ -328,6 +334,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.algorithms(sftpd.AlgoKeyExchange, &cfg.KexAlgorithms)
 	p.algorithms(sftpd.AlgoCipher, &cfg.Ciphers)
 	p.algorithms(sftpd.AlgoMAC, &cfg.MACs)
+	p.size("readAheadBudget", &cfg.ReadAheadBudget, minReadAheadBudget, 1<<62)
 
 	// "" means the default for the paths and the bind address.
 	if !tmpDirSet {

@@ -295,7 +295,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // countersCollector reports, at scrape time, the running totals of the
-// mount manager: FUSE operations by type and errno, janitor removals.
+// mount manager: FUSE operations by type and errno, janitor removals,
+// the read-ahead budget.
 type countersCollector struct {
 	views ViewLister
 }
@@ -309,11 +310,15 @@ var (
 		"Clean local copies removed by the janitor once unused for tmpFilesLifespan.", nil, nil)
 	descJanitorBytes = prometheus.NewDesc("sftpgate_janitor_removed_bytes_total",
 		"Bytes of the clean local copies removed by the janitor.", nil, nil)
+	descReadAhead = prometheus.NewDesc("sftpgate_readahead_bytes",
+		`Read-ahead memory: "budget" (readAheadBudget), "reserved" by the files being read now, "in_use" in buffers now.`, []string{"state"}, nil)
+	descReadAheadFallbacks = prometheus.NewDesc("sftpgate_readahead_fallbacks_total",
+		"Reads answered straight from the store, without read-ahead, for lack of read-ahead budget.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes} {
+	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes, descReadAhead, descReadAheadFallbacks} {
 		ch <- d
 	}
 }
@@ -335,6 +340,11 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descJanitorFiles, prometheus.CounterValue, float64(cs.JanitorRemovedFiles))
 	ch <- prometheus.MustNewConstMetric(descJanitorBytes, prometheus.CounterValue, float64(cs.JanitorRemovedBytes))
+	ra := cs.ReadAhead
+	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.Budget), "budget")
+	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.Reserved), "reserved")
+	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.InUse), "in_use")
+	ch <- prometheus.MustNewConstMetric(descReadAheadFallbacks, prometheus.CounterValue, float64(ra.Fallbacks))
 }
 
 // errnoLabel names an errno of fusefs.OpCount: "ok" for 0, "other" for

@@ -169,6 +169,7 @@ func TestCountersCollector(t *testing.T) {
 	m.Observe(&fakeSessions{}, fakeCounters{c: fusefs.Counters{
 		JanitorRemovedFiles: 3,
 		JanitorRemovedBytes: 4096,
+		ReadAhead:           fusefs.ReadAheadStats{Budget: 256 << 20, Reserved: 6 << 20, InUse: 4 << 20, Fallbacks: 9},
 		Ops: []fusefs.OpCount{
 			{Op: "lookup", Errno: 0, N: 10},
 			{Op: "lookup", Errno: syscall.ENOENT, N: 4},
@@ -192,6 +193,10 @@ func TestCountersCollector(t *testing.T) {
 		{"sftpgate_fuse_operations_total", []string{"op=read", "errno=other"}, 5},
 		{"sftpgate_janitor_removed_files_total", nil, 3},
 		{"sftpgate_janitor_removed_bytes_total", nil, 4096},
+		{"sftpgate_readahead_bytes", []string{"state=budget"}, 256 << 20},
+		{"sftpgate_readahead_bytes", []string{"state=reserved"}, 6 << 20},
+		{"sftpgate_readahead_bytes", []string{"state=in_use"}, 4 << 20},
+		{"sftpgate_readahead_fallbacks_total", nil, 9},
 	} {
 		t.Run(tt.name+fmt.Sprint(tt.labels), func(t *testing.T) {
 			if got := testenv.MetricValueT(t, fams, tt.name, tt.labels...); got != tt.want {
@@ -199,10 +204,13 @@ func TestCountersCollector(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"sftpgate_fuse_operations_total", "sftpgate_janitor_removed_files_total", "sftpgate_janitor_removed_bytes_total"} {
+	for _, name := range []string{"sftpgate_fuse_operations_total", "sftpgate_janitor_removed_files_total", "sftpgate_janitor_removed_bytes_total", "sftpgate_readahead_fallbacks_total"} {
 		if got := fams[name].GetType(); got != dto.MetricType_COUNTER {
 			t.Errorf("%s: got type %v, want counter", name, got)
 		}
+	}
+	if got := fams["sftpgate_readahead_bytes"].GetType(); got != dto.MetricType_GAUGE {
+		t.Errorf("sftpgate_readahead_bytes: got type %v, want gauge", got)
 	}
 	if got := fams["sftpgate_writeback_files"].GetType(); got != dto.MetricType_GAUGE {
 		t.Errorf("sftpgate_writeback_files: got type %v, want gauge", got)
