@@ -117,6 +117,10 @@ type gwOptions struct {
 	lifespan    string // tmpFilesLifespan, "15m" when empty
 	bind        string // listen address, "127.0.0.1" when empty
 	metrics     bool   // serve /metrics on a free 127.0.0.1 port (metricsAddr); no metricsAddr key when false
+
+	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
+	// keys, listed in hostKeyFiles beside hostKeyFile.
+	hostKeyFiles []string
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -134,6 +138,7 @@ type gateway struct {
 
 	personalBucket, commonBucket string
 	hostKey                      ssh.PublicKey
+	hostKeys                     []ssh.PublicKey // hostKey, then those of opts.hostKeyFiles
 
 	opts     gwOptions
 	cmd      *exec.Cmd
@@ -183,6 +188,22 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	if g.hostKey, _, _, _, err = ssh.ParseAuthorizedKey(pub); err != nil {
 		t.Fatalf("host key %s.pub: %v", keyFile, err)
 	}
+	g.hostKeys = []ssh.PublicKey{g.hostKey}
+	var moreKeys []string
+	for _, typ := range opts.hostKeyFiles {
+		f := filepath.Join(dir, "more_"+typ)
+		runCommand(t, "", nil, "ssh-keygen", "-t", typ, "-f", f, "-N", "", "-q")
+		pub, err := os.ReadFile(f + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+		if err != nil {
+			t.Fatalf("host key %s.pub: %v", f, err)
+		}
+		g.hostKeys = append(g.hostKeys, k)
+		moreKeys = append(moreKeys, f)
+	}
 
 	if g.port, err = testenv.FreePort(); err != nil {
 		t.Fatal(err)
@@ -222,6 +243,9 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 			"secretKey": m.SecretKey,
 			"secure":    false,
 		},
+	}
+	if len(moreKeys) > 0 {
+		section["hostKeyFiles"] = moreKeys
 	}
 	if opts.metrics {
 		port, err := testenv.FreePort()

@@ -15,7 +15,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
@@ -98,7 +97,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 	if !cfg.Enabled {
 		return fmt.Errorf(`the SFTP gateway is disabled: set services."pydio.gateway.sftp".enabled to true in %s`, cfg.Path)
 	}
-	hostKey, err := sftpd.LoadHostKey(cfg.HostKeyFile)
+	hostKeys, err := sftpd.LoadHostKeys(cfg.HostKeys()...)
 	if err != nil {
 		return err
 	}
@@ -185,7 +184,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, ready func(addr s
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
-		HostKeys:           []ssh.Signer{hostKey},
+		HostKeys:           hostKeys,
 		Auth:               authn,
 		Mounts:             mounts,
 		Logger:             log.With("component", "sftpd"),
