@@ -216,15 +216,13 @@ func (d *dirNode) dirChild(ctx context.Context, name string, info objInfo, ro bo
 }
 
 // storeMtime writes the directory's marker with mtime (creating it when
-// the directory was implied). The root of a workspace without a key
-// prefix has no marker: its time is only kept in memory.
+// the directory was implied). A workspace's own directory is not stored
+// (its prefix may be empty, and the session root shows it from the mount):
+// its time is only kept in memory, while the mount lives.
 func (d *dirNode) storeMtime(ctx context.Context, mtime time.Time) error {
 	l, prefix, err := d.where(ctx, true)
-	if err != nil {
+	if err != nil || d.wsRoot {
 		return err
-	}
-	if prefix == "" {
-		return nil
 	}
 	return d.ws.v.ob.putMarker(ctx, l.bucket, prefix, mtime)
 }

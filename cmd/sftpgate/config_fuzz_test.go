@@ -18,6 +18,8 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"services": {"pydio.gateway.sftp": {"port": "2022", "tmpDir": 3, "bind": "::1"}}}`,
 		`{"services": {"pydio.gateway.sftp": {"minio": {"endpoint": "127.0.0.1:9000", "accessKey": "a", "secretKey": "b"}}}}`,
 		`{"services": {"pydio.gateway.sftp": {"uploadPartSize": "64MiB", "tmpMinFree": 1024, "x": 1}}}`,
+		`{"services": {"pydio.gateway.sftp": {"enabled": true, "hostKeyFiles": ["pydio.json", "", 3, null]}}}`,
+		`{"services": {"pydio.gateway.sftp": {"enabled": true, "hostKeyFiles": ["pydio.json"]}}}`,
 		"{\n  \"services\": {\n    \"pydio.gateway.sftp\": {\n      \"port\": 2022,\n",
 	} {
 		f.Add([]byte(seed))
@@ -56,8 +58,8 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Errorf("got tmpMinFree %d, want ≥ 0", cfg.TmpMinFree)
 		case !filepath.IsAbs(cfg.TmpDir) || !filepath.IsAbs(cfg.MountRoot):
 			t.Errorf("got tmpDir %q, mountRoot %q, want absolute paths", cfg.TmpDir, cfg.MountRoot)
-		case cfg.Enabled && cfg.HostKeyFile == "":
-			t.Error("got enabled without hostKeyFile")
+		case cfg.Enabled && len(cfg.HostKeys()) == 0:
+			t.Error("got enabled without hostKeyFile or hostKeyFiles")
 		case cfg.MinIO != nil && (cfg.MinIO.Endpoint == "" || cfg.MinIO.AccessKey == "" || cfg.MinIO.SecretKey == ""):
 			t.Errorf("got incomplete minio %+v", *cfg.MinIO)
 		}
