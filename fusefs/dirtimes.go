@@ -150,8 +150,10 @@ func (v *view) sweepMarkers(ctx context.Context, bucket, parent, first string) *
 // listedMarkers reads the times of the markers keys[1:] from one page of
 // a recursive listing with metadata that starts after keys[0]: when the
 // directories hold few keys (empty ones hold only their marker), it finds
-// most of them in one request. It fills times and reports which it found;
-// a marker listed without X-Amz-Meta-Mtime is left to a HEAD.
+// most of them in one request. A marker sorts before every other key of
+// its directory, so a directory whose first listed key is not its marker
+// has none (it shows the mount's time). It fills times and reports which
+// it settled; a marker listed without X-Amz-Meta-Mtime is left to a HEAD.
 func (v *view) listedMarkers(ctx context.Context, bucket, parent string, keys []string, times []time.Time) []bool {
 	known := make([]bool, len(keys))
 	if len(keys) < 2 {
@@ -170,7 +172,22 @@ func (v *view) listedMarkers(ctx context.Context, bucket, parent string, keys []
 		if oi.Err != nil || n > maxListPage || oi.Key > last {
 			break
 		}
-		if i, ok := idx[oi.Key]; ok && metaValue(oi, metaMtime) != "" {
+		rest := strings.TrimPrefix(oi.Key, parent)
+		slash := strings.IndexByte(rest, '/')
+		if slash < 0 {
+			continue // a file next to the directories
+		}
+		dir := parent + rest[:slash+1]
+		i, ok := idx[dir]
+		if !ok || known[i] {
+			continue
+		}
+		delete(idx, dir) // only the first key of a directory tells
+		switch {
+		case oi.Key != dir:
+			times[i] = v.born
+			known[i] = true
+		case metaValue(oi, metaMtime) != "":
 			times[i] = infoFrom(oi).Mtime
 			known[i] = true
 		}
