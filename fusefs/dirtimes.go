@@ -18,12 +18,13 @@ import (
 // LastModified); a directory without a marker (implied by deeper keys)
 // shows the mount's time until a chtimes gives it a marker. Lookups learn
 // the time from the listing that already tells whether the name is a
-// directory; listings, which only see common prefixes, ask once per
-// directory the view does not know yet, and the inode remembers it.
+// directory; listings, which only see common prefixes, read the times of
+// the directories the view does not know yet in sweeps (below), and the
+// inodes remember them.
 
 // dirMarker reports whether prefix (ending in "/") is a directory, a
 // marker or any key below it, and the marker's mtime (zero when there is
-// no marker), with the one listing request isDir sends.
+// no marker), with one listing request.
 func (o *objects) dirMarker(ctx context.Context, bucket, prefix string) (bool, time.Time, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -44,9 +45,10 @@ func (o *objects) dirMarker(ctx context.Context, bucket, prefix string) (bool, t
 
 // Listings read the marker times of the directories they show in sweeps:
 // the first directory of a listing that the view does not know yet lists
-// up to markerSweep directories from it on (one request) and reads their
-// markers markerConcurrency at a time; the next entries of the listing
-// find their time in the parent's sweep.
+// up to markerSweep directories from it on (one request), settles what it
+// can from one recursive listing page (listedMarkers, one request) and
+// reads the other markers markerConcurrency at a time; the next entries of
+// the listing find their time in the parent's sweep.
 const (
 	markerSweep       = 1000
 	markerConcurrency = 16
@@ -86,9 +88,11 @@ func (d *dirNode) markerMtime(ctx context.Context, key string) time.Time {
 	s := v.sweepMarkers(ctx, l.bucket, parent, key)
 	mt, ok := s.times[key]
 	delete(s.times, key)
-	d.mu.Lock()
-	d.sweep = s
-	d.mu.Unlock()
+	if ctx.Err() == nil { // an interrupted sweep is not kept for the next entries
+		d.mu.Lock()
+		d.sweep = s
+		d.mu.Unlock()
+	}
 	if !ok {
 		return v.born
 	}
