@@ -27,6 +27,9 @@ type dirNode struct {
 	// attribute TTL, so that the create or mkdir the kernel sends right
 	// after need not ask the store again.
 	absent map[string]time.Time
+	// sweep holds the marker times a listing read ahead for the
+	// subdirectories it is about to show (see dirtimes.go).
+	sweep *markerTimes
 }
 
 // maxAbsent bounds the negative lookups remembered per directory.
@@ -138,19 +141,23 @@ func (v *view) resolve(ctx context.Context, bucket, key string) (int, objInfo, e
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type dirRes struct {
-		ok  bool
-		err error
+		ok    bool
+		mtime time.Time
+		err   error
 	}
 	dch := make(chan dirRes, 1)
 	go func() {
-		ok, err := v.ob.isDir(ctx, bucket, key+"/")
-		dch <- dirRes{ok, err}
+		ok, mt, err := v.ob.dirMarker(ctx, bucket, key+"/")
+		dch <- dirRes{ok, mt, err}
 	}()
 	info, serr := v.ob.stat(ctx, bucket, key)
 	dr := <-dch
 	switch {
 	case dr.err == nil && dr.ok:
-		return kindDir, objInfo{Key: key + "/", Mtime: v.born}, nil
+		if dr.mtime.IsZero() {
+			dr.mtime = v.born
+		}
+		return kindDir, objInfo{Key: key + "/", Mtime: dr.mtime}, nil
 	case serr == nil:
 		return kindFile, info, nil
 	case isNotFound(serr) && dr.err == nil:
@@ -165,38 +172,19 @@ func (v *view) resolve(ctx context.Context, bucket, key string) (int, objInfo, e
 // child returns the inode of a name known to exist, reusing the tree's
 // inode when its kind did not change, and fills out.
 func (d *dirNode) child(ctx context.Context, name string, kind int, info objInfo, ro bool, out *fuse.EntryOut) *fs.Inode {
+	if kind == kindDir {
+		return d.dirChild(ctx, name, info, ro, out)
+	}
 	v := d.ws.v
 	now := time.Now()
-	if kind == kindDir {
-		mt := info.Mtime
-		if mt.IsZero() {
-			mt = v.born
-		}
-		v.fillDirAttr(&out.Attr, mt, ro)
-	} else {
-		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, ro)
-	}
+	v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, ro)
 	out.SetEntryTimeout(v.attrTTL)
 	out.SetAttrTimeout(v.attrTTL)
 	if ch := d.GetChild(name); ch != nil {
-		switch op := ch.Operations().(type) {
-		case *fileNode:
-			if kind == kindFile && op.ws == d.ws {
-				op.setInfo(info, now)
-				return ch
-			}
-		case *dirNode:
-			if kind == kindDir && op.ws == d.ws {
-				return ch
-			}
+		if op, ok := ch.Operations().(*fileNode); ok && op.ws == d.ws {
+			op.setInfo(info, now)
+			return ch
 		}
-	}
-	if kind == kindDir {
-		mt := info.Mtime
-		if mt.IsZero() {
-			mt = v.born
-		}
-		return d.NewInode(ctx, &dirNode{ws: d.ws, mtime: mt}, fs.StableAttr{Mode: fuse.S_IFDIR})
 	}
 	return d.NewInode(ctx, &fileNode{ws: d.ws, info: info, infoAt: now}, fs.StableAttr{Mode: fuse.S_IFREG})
 }
@@ -242,8 +230,9 @@ func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOu
 	return 0
 }
 
-// Setattr accepts utimes and chmod on directories without storing them
-// (a prefix has no metadata); chown to another owner is EPERM.
+// Setattr stores a directory's mtime on its marker (see dirtimes.go) and
+// accepts chmod without storing it (a prefix has no mode); chown to
+// another owner is EPERM.
 func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	v := d.ws.v
 	l, err := d.ws.where(ctx)
@@ -260,6 +249,9 @@ func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 		return syscall.EPERM
 	}
 	if mt, ok := in.GetMTime(); ok {
+		if err := d.storeMtime(ctx, mt); err != nil {
+			return errno(err)
+		}
 		d.mu.Lock()
 		d.mtime = mt
 		d.mu.Unlock()

@@ -146,12 +146,6 @@ func (o *objects) hasChildren(ctx context.Context, bucket, prefix string, skipMa
 	return false, ctx.Err()
 }
 
-// isDir reports whether prefix (ending in "/") is a directory: a marker or
-// any key below it.
-func (o *objects) isDir(ctx context.Context, bucket, prefix string) (bool, error) {
-	return o.hasChildren(ctx, bucket, prefix, false)
-}
-
 // list streams the entries of one directory level (delimiter "/"). The
 // returned channel is closed when the listing ends or ctx is cancelled;
 // callers stopping early cancel ctx.

@@ -105,7 +105,7 @@ func TestCLIUsers(t *testing.T) {
 	c.ok("admin", "user", "create", "--username", "bob")
 	c.fails(1, []string{`user "alice"`, "already exists"}, "admin", "user", "create", "-u", "alice")
 	c.fails(1, []string{`login "bad/login"`, "invalid"}, "admin", "user", "create", "-u", "bad/login")
-	c.fails(2, []string{"username"}, "admin", "user", "create")
+	c.fails(2, []string{`"user"`}, "admin", "user", "create")
 	c.fails(2, []string{"takes no arguments"}, "admin", "user", "create", "-u", "carol", "extra")
 
 	header, rows := tableRows(t, c.ok("admin", "user", "list").stdout)

@@ -121,6 +121,10 @@ type gwOptions struct {
 	nofile      int            // when positive, the daemon runs under prlimit --nofile=N:N
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 	extra       map[string]any // more keys of the section, set as given
+
+	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
+	// keys, listed in hostKeyFiles beside hostKeyFile.
+	hostKeyFiles []string
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -138,6 +142,7 @@ type gateway struct {
 
 	personalBucket, commonBucket string
 	hostKey                      ssh.PublicKey
+	hostKeys                     []ssh.PublicKey // hostKey, then those of opts.hostKeyFiles
 
 	opts     gwOptions
 	cmd      *exec.Cmd
@@ -189,6 +194,22 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	if g.hostKey, _, _, _, err = ssh.ParseAuthorizedKey(pub); err != nil {
 		t.Fatalf("host key %s.pub: %v", keyFile, err)
 	}
+	g.hostKeys = []ssh.PublicKey{g.hostKey}
+	var moreKeys []string
+	for _, typ := range opts.hostKeyFiles {
+		f := filepath.Join(dir, "more_"+typ)
+		runCommand(t, "", nil, "ssh-keygen", "-t", typ, "-f", f, "-N", "", "-q")
+		pub, err := os.ReadFile(f + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(pub)
+		if err != nil {
+			t.Fatalf("host key %s.pub: %v", f, err)
+		}
+		g.hostKeys = append(g.hostKeys, k)
+		moreKeys = append(moreKeys, f)
+	}
 
 	if g.port, err = testenv.FreePort(); err != nil {
 		t.Fatal(err)
@@ -234,6 +255,9 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	}
 	for k, v := range opts.keys {
 		section[k] = v
+	}
+	if len(moreKeys) > 0 {
+		section["hostKeyFiles"] = moreKeys
 	}
 	if opts.metrics {
 		port, err := testenv.FreePort()

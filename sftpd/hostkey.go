@@ -45,3 +45,27 @@ func LoadHostKey(path string) (ssh.Signer, error) {
 	}
 	return signer, nil
 }
+
+// LoadHostKeys loads every host key in paths with LoadHostKey, so that the
+// server offers the algorithms of each. Two keys of the same type are
+// refused (a client could only ever see one of them), naming both files.
+func LoadHostKeys(paths ...string) ([]ssh.Signer, error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%w: no host key file", ErrHostKey)
+	}
+	signers := make([]ssh.Signer, 0, len(paths))
+	byType := make(map[string]string, len(paths))
+	for _, path := range paths {
+		s, err := LoadHostKey(path)
+		if err != nil {
+			return nil, err
+		}
+		typ := s.PublicKey().Type()
+		if other, ok := byType[typ]; ok {
+			return nil, fmt.Errorf("%w %s: a second %s key (the first is %s): give one key per type", ErrHostKey, path, typ, other)
+		}
+		byType[typ] = path
+		signers = append(signers, s)
+	}
+	return signers, nil
+}

@@ -116,3 +116,54 @@ func TestLoadHostKeyUnreadable(t *testing.T) {
 		t.Fatalf("got %v, want permission denied naming %s", err, path)
 	}
 }
+
+func TestLoadHostKeys(t *testing.T) {
+	ed := keygen(t, "ed", "-t", "ed25519", "-N", "")
+	rsa := keygen(t, "rsa", "-t", "rsa", "-b", "2048", "-N", "")
+	ecdsa := keygen(t, "ecdsa", "-t", "ecdsa", "-N", "")
+	ed2 := keygen(t, "ed2", "-t", "ed25519", "-N", "")
+	garbage := filepath.Join(t.TempDir(), "garbage")
+	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	signers, err := LoadHostKeys(ed, rsa, ecdsa)
+	if err != nil {
+		t.Fatalf("LoadHostKeys: %v", err)
+	}
+	var types []string
+	for _, s := range signers {
+		types = append(types, s.PublicKey().Type())
+	}
+	if got, want := strings.Join(types, " "), "ssh-ed25519 ssh-rsa ecdsa-sha2-nistp256"; got != want {
+		t.Errorf("got key types %q, want %q", got, want)
+	}
+
+	tests := []struct {
+		name  string
+		paths []string
+		want  []string // in the message
+	}{
+		{"none", nil, []string{"no host key file"}},
+		{"two of a type", []string{ed, rsa, ed2}, []string{ed2, ed, "ssh-ed25519"}},
+		{"same file twice", []string{rsa, rsa}, []string{rsa, "ssh-rsa"}},
+		{"not a key", []string{ed, garbage}, []string{garbage, "not a usable private key"}},
+		{"missing", []string{ed, garbage + "-nope"}, []string{garbage + "-nope", "no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := LoadHostKeys(tt.paths...)
+			if err == nil {
+				t.Fatalf("got %d signers, want an error", len(s))
+			}
+			if !errors.Is(err, ErrHostKey) {
+				t.Errorf("got %v, want it to wrap ErrHostKey", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,16 +19,19 @@ func newUserTokenCmd() *cobra.Command {
 	var login, expire, refresh, label string
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "token -u LOGIN -e DURATION [-a DURATION] [-l LABEL] [-q]",
+		Use:   "token -u LOGIN -e DURATION [-a SECONDS|DURATION] [-l LABEL] [-q]",
 		Short: "Mint a personal access token for a user",
 		Long: `Mint a personal access token: the password of the user's SFTP logins.
 The token is printed once; only its hash is stored.
 
 Durations are Go durations with the extra units d (day) and w (week):
-"30m", "24h", "28d", "1w2d". With -a the token expires after that long
-without a login (each login pushes the expiry forward), and never later than
--e after now.`,
+"30m", "24h", "28d", "1w2d" (Cells' "20u" forms, u one of s, m, h, d).
+With -a the token expires after that long without a login (each login
+pushes the expiry forward), and never later than -e after now. As in Cells,
+-a takes a number of seconds ("3600"); a duration ("1h") works too, and 0
+means no sliding window.`,
 		Example: `  sftpgate admin user token -u admin -e 24h
+  sftpgate admin user token --user zed --expire 2d --auto 3600
   sftpgate admin user token -u alice -e 90d -a 7d -l "laptop backups"
   TOKEN=$(sftpgate admin user token -u ci -e 1h -q)`,
 		Args: noArgs,
@@ -36,7 +42,7 @@ without a login (each login pushes the expiry forward), and never later than
 				return usagef("--expire: %v", err)
 			}
 			if refresh != "" {
-				if opts.Refresh, err = auth.ParseDuration(refresh); err != nil {
+				if opts.Refresh, err = parseAuto(refresh); err != nil {
 					return usagef("--auto: %v", err)
 				}
 			}
@@ -58,10 +64,24 @@ without a login (each login pushes the expiry forward), and never later than
 	addLoginFlag(cmd, &login, "login of the user the token is for")
 	cmd.Flags().StringVarP(&expire, "expire", "e", "", `lifetime of the token, e.g. "24h", "28d" (mandatory)`)
 	_ = cmd.MarkFlagRequired("expire")
-	cmd.Flags().StringVarP(&refresh, "auto", "a", "", `sliding window: expire after this long without a login, e.g. "1d"`)
+	cmd.Flags().StringVarP(&refresh, "auto", "a", "", `sliding window: expire after this long without a login, in seconds ("3600") or a duration ("1d")`)
 	cmd.Flags().StringVarP(&label, "label", "l", "", "a note shown in token lists")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
 	return cmd
+}
+
+// parseAuto parses the value of -a: a bare number of seconds, as in Cells
+// ("3600"; "0" is no sliding window, Cells' default), or a duration that
+// auth.ParseDuration accepts ("1h", "7d").
+func parseAuto(s string) (time.Duration, error) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return auth.ParseDuration(s)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > int64(math.MaxInt64/time.Second) {
+		return 0, fmt.Errorf("%q: more seconds than a duration can hold", s)
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // newAdminTokenCmd is "sftpgate admin token".
@@ -101,7 +121,7 @@ func newTokenListCmd() *cobra.Command {
 			})
 		}),
 	}
-	cmd.Flags().StringVarP(&login, "username", "u", "", "only the tokens of this user")
+	addUserFlag(cmd, &login, "only the tokens of this user")
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sftpgate/sftpgate/auth"
 )
@@ -47,10 +48,22 @@ func newAdminUserCmd() *cobra.Command {
 	return cmd
 }
 
-// addLoginFlag adds the mandatory -u/--username flag.
+// addLoginFlag adds the mandatory -u/--user flag (--username too).
 func addLoginFlag(cmd *cobra.Command, login *string, usage string) {
-	cmd.Flags().StringVarP(login, "username", "u", "", usage)
-	_ = cmd.MarkFlagRequired("username")
+	addUserFlag(cmd, login, usage)
+	_ = cmd.MarkFlagRequired("user")
+}
+
+// addUserFlag adds the -u/--user flag, Cells' name for it, and accepts
+// --username, sftpgate's earlier name, as an alias.
+func addUserFlag(cmd *cobra.Command, login *string, usage string) {
+	cmd.Flags().StringVarP(login, "user", "u", "", usage)
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "username" {
+			name = "user"
+		}
+		return pflag.NormalizedName(name)
+	})
 }
 
 func newUserCreateCmd() *cobra.Command {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -130,6 +131,9 @@ func (c *Config) fields() []field {
 			{key: "secure", value: m.Secure},
 			{key: "region", value: m.Region},
 		}}
+	}
+	if len(c.HostKeyFiles) > 0 {
+		f = slices.Insert(f, 2, field{key: "hostKeyFiles", value: c.HostKeyFiles})
 	}
 	return f
 }

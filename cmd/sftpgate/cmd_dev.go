@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -24,6 +26,8 @@ import (
 const (
 	devUser          = "admin"
 	devHostKey       = "ssh_host_ed25519_key"
+	devRSAHostKey    = "ssh_host_rsa_key"
+	devRSABits       = 3072
 	devTokenLifetime = "24h"
 )
 
@@ -41,7 +45,7 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Set up and run a development gateway (what `make run` does)",
 		Long: `Set up what a first run needs in the working directory, then serve:
-an Ed25519 host key, a pydio.json enabling the gateway on 127.0.0.1:PORT
+an Ed25519 and an RSA host key, a pydio.json enabling the gateway on 127.0.0.1:PORT
 with the embedded object store, a user "admin", a shared workspace
 "common-files" (bucket common) and a personal one "personal-files" (bucket
 personal, prefix {user}/), both granted to admin read-write. It prints a
@@ -95,11 +99,15 @@ func devSetup(ctx context.Context, dir, cfgPath string, port int) error {
 		return fmt.Errorf("working directory: %w", err)
 	}
 	keyPath := filepath.Join(dir, devHostKey)
-	if err := writeHostKey(keyPath); err != nil {
+	if err := writeHostKey(keyPath, newEd25519Key); err != nil {
+		return err
+	}
+	rsaPath := filepath.Join(dir, devRSAHostKey)
+	if err := writeHostKey(rsaPath, newRSAKey); err != nil {
 		return err
 	}
 	if _, err := os.Stat(cfgPath); errors.Is(err, fs.ErrNotExist) {
-		if err := writeDevConfig(cfgPath, dir, keyPath, port); err != nil {
+		if err := writeDevConfig(cfgPath, dir, keyPath, rsaPath, port); err != nil {
 			return err
 		}
 	} else if err != nil {
@@ -124,15 +132,26 @@ func devSetup(ctx context.Context, dir, cfgPath string, port int) error {
 	return nil
 }
 
-// writeHostKey writes a new Ed25519 host key in OpenSSH format at path,
-// unless a file is already there.
-func writeHostKey(path string) error {
+// newEd25519Key and newRSAKey make the private keys of the quick start's
+// host keys.
+func newEd25519Key() (crypto.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	return priv, err
+}
+
+func newRSAKey() (crypto.PrivateKey, error) {
+	return rsa.GenerateKey(rand.Reader, devRSABits)
+}
+
+// writeHostKey writes a new host key made by newKey in OpenSSH format at
+// path, unless a file is already there.
+func writeHostKey(path string, newKey func() (crypto.PrivateKey, error)) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := newKey()
 	if err != nil {
-		return err
+		return fmt.Errorf("host key %s: %w", path, err)
 	}
 	block, err := ssh.MarshalPrivateKey(priv, "sftpgate dev host key")
 	if err != nil {
@@ -151,12 +170,13 @@ func writeHostKey(path string) error {
 }
 
 // writeDevConfig writes a pydio.json that enables the gateway on loopback.
-func writeDevConfig(path, dir, keyPath string, port int) error {
+func writeDevConfig(path, dir, keyPath, rsaPath string, port int) error {
 	doc := map[string]any{
 		"services": map[string]any{
 			"pydio.gateway.sftp": map[string]any{
 				"enabled":          true,
 				"hostKeyFile":      keyPath,
+				"hostKeyFiles":     []string{rsaPath},
 				"port":             port,
 				"bind":             "127.0.0.1",
 				"tmpDir":           filepath.Join(dir, "tmp"),

@@ -16,7 +16,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/spf13/cobra"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
@@ -105,7 +104,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 	if !cfg.Enabled {
 		return fmt.Errorf(`the SFTP gateway is disabled: set services."pydio.gateway.sftp".enabled to true in %s`, cfg.Path)
 	}
-	hostKey, err := sftpd.LoadHostKey(cfg.HostKeyFile)
+	hostKeys, err := sftpd.LoadHostKeys(cfg.HostKeys()...)
 	if err != nil {
 		return err
 	}
@@ -211,7 +210,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
-		HostKeys:             []ssh.Signer{hostKey},
+		HostKeys:             hostKeys,
 		Auth:                 authn,
 		Mounts:               mounts,
 		Logger:               log.With("component", "sftpd"),

@@ -74,8 +74,12 @@ func (e *configError) Unwrap() error { return errInvalidConfig }
 type Config struct {
 	// Enabled starts the SFTP gateway; false by default (Cells semantics).
 	Enabled bool
-	// HostKeyFile is the SSH host private key; mandatory when Enabled.
+	// HostKeyFile is the SSH host private key; it or HostKeyFiles is
+	// mandatory when Enabled.
 	HostKeyFile string
+	// HostKeyFiles are more host private keys (one per key type), offered
+	// with HostKeyFile; none by default.
+	HostKeyFiles []string
 	// Port is the TCP port to listen on, 2022 by default.
 	Port int
 	// TmpDir holds the write-back cache; <workdir>/tmp by default (Cells
@@ -368,11 +372,15 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	if cfg.MaxWriteGatherPerUser < cfg.MaxWriteGatherPerSession {
 		p.problem("maxWriteGatherPerUser", fmt.Sprintf("%s is below maxWriteGatherPerSession (%s)", formatSize(cfg.MaxWriteGatherPerUser), formatSize(cfg.MaxWriteGatherPerSession)))
 	}
+	hostKeysSet := p.hostKeyFiles(cfg, base)
 	if cfg.Enabled {
-		if !hostKeySet {
+		switch {
+		case hostKeySet:
+			if err := checkReadableFile(cfg.HostKeyFile); err != nil {
+				p.problem("hostKeyFile", err.Error())
+			}
+		case !hostKeysSet:
 			p.problem("hostKeyFile", "mandatory when enabled is true")
-		} else if err := checkReadableFile(cfg.HostKeyFile); err != nil {
-			p.problem("hostKeyFile", err.Error())
 		}
 	}
 }

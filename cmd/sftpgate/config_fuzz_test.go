@@ -19,6 +19,8 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"services": {"pydio.gateway.sftp": {"minio": {"endpoint": "127.0.0.1:9000", "accessKey": "a", "secretKey": "b"}}}}`,
 		`{"services": {"pydio.gateway.sftp": {"uploadPartSize": "64MiB", "tmpMinFree": 1024, "x": 1}}}`,
 		`{"services": {"pydio.gateway.sftp": {"maxStartups": "10:30:100", "maxStartupsPerSource": 4, "loginGraceTime": "5s", "macs": ["hmac-sha2-256"], "ciphers": [], "kexAlgorithms": "x"}}}`,
+		`{"services": {"pydio.gateway.sftp": {"enabled": true, "hostKeyFiles": ["pydio.json", "", 3, null]}}}`,
+		`{"services": {"pydio.gateway.sftp": {"enabled": true, "hostKeyFiles": ["pydio.json"]}}}`,
 		"{\n  \"services\": {\n    \"pydio.gateway.sftp\": {\n      \"port\": 2022,\n",
 	} {
 		f.Add([]byte(seed))
@@ -63,8 +65,8 @@ func FuzzLoadConfig(f *testing.F) {
 			t.Errorf("got tmpMinFree %d, want ≥ 0", cfg.TmpMinFree)
 		case !filepath.IsAbs(cfg.TmpDir) || !filepath.IsAbs(cfg.MountRoot):
 			t.Errorf("got tmpDir %q, mountRoot %q, want absolute paths", cfg.TmpDir, cfg.MountRoot)
-		case cfg.Enabled && cfg.HostKeyFile == "":
-			t.Error("got enabled without hostKeyFile")
+		case cfg.Enabled && len(cfg.HostKeys()) == 0:
+			t.Error("got enabled without hostKeyFile or hostKeyFiles")
 		case cfg.MaxStartups.Start < 1 || cfg.MaxStartups.Full < cfg.MaxStartups.Start || cfg.MaxStartups.Rate < 0 || cfg.MaxStartups.Rate > 100:
 			t.Errorf("got maxStartups %v, want 1 ≤ start ≤ full, rate 0-100", cfg.MaxStartups)
 		case cfg.MaxStartupsPerSource < 1 || cfg.LoginGraceTime <= 0:
