@@ -23,7 +23,9 @@ var _ interface {
 // (malformed) and HMAC (bad-signature), both without touching the store;
 // then the store, read afresh at every call: is the token known
 // (unknown-token), owned by login (wrong-owner), is its owner still a user
-// (unknown-user), is it revoked, expired. On success the token's last use
+// (unknown-user), is it revoked, expired; a user whose login methods
+// (SetAuthMethods) leave out tokens is refused (method-disabled) before
+// the token is looked up. On success the token's last use
 // and, if it refreshes, its expiry are updated. Refusals other than
 // rate-limited count as failures for the limiter; a success resets it.
 func (s *Store) Check(ctx context.Context, login, secret, remote string) error {
@@ -33,6 +35,12 @@ func (s *Store) Check(ctx context.Context, login, secret, remote string) error {
 	if r := verifyToken(s.key, secret); r != "" {
 		s.lim.Failure(login, remote)
 		return refused(r)
+	}
+	if ok, err := s.tokenMethodAllowed(ctx, login); err != nil {
+		return fmt.Errorf("auth: check: %w", err)
+	} else if !ok {
+		s.lim.Failure(login, remote)
+		return refused(ReasonMethodDisabled)
 	}
 	r, err := s.checkStored(ctx, login, tokenHash(secret))
 	if err != nil {

@@ -72,6 +72,14 @@ const (
 	ReasonRevoked Reason = "revoked"
 	// ReasonExpired: the token's expiry has passed.
 	ReasonExpired Reason = "expired"
+	// ReasonMethodDisabled: the user may not log in with that method (see
+	// Store.SetAuthMethods).
+	ReasonMethodDisabled Reason = "method-disabled"
+	// ReasonUnknownKey: a public key that is not one of the user's keys.
+	ReasonUnknownKey Reason = "unknown-key"
+	// ReasonSourceAddress: the key's from="..." option does not allow the
+	// client's address.
+	ReasonSourceAddress Reason = "source-address"
 )
 
 // RefusedError is the error Check returns for a refused login. It never

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +16,9 @@ type User struct {
 	Login string
 	// Created is when the user was created.
 	Created time.Time
+	// AuthMethods are the login methods the user may use (a subset of
+	// AllMethods, in its order).
+	AuthMethods []string
 }
 
 func userWhat(login string) string { return fmt.Sprintf("user %q", login) }
@@ -24,7 +29,7 @@ func (s *Store) CreateUser(ctx context.Context, login string) (User, error) {
 	if err := ValidateLogin(login); err != nil {
 		return User{}, err
 	}
-	u := User{Login: login, Created: s.now()}
+	u := User{Login: login, Created: s.now(), AuthMethods: slices.Clone(AllMethods)}
 	err := s.write(ctx, func() error {
 		_, err := s.db.ExecContext(ctx, `INSERT INTO users(login, created) VALUES (?, ?)`, login, nanos(u.Created))
 		return err
@@ -41,19 +46,20 @@ func (s *Store) CreateUser(ctx context.Context, login string) (User, error) {
 // User returns one user, or an error wrapping ErrNotFound.
 func (s *Store) User(ctx context.Context, login string) (User, error) {
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT created FROM users WHERE login = ?`, login).Scan(&created)
+	var methods string
+	err := s.db.QueryRowContext(ctx, `SELECT created, auth_methods FROM users WHERE login = ?`, login).Scan(&created, &methods)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, notFound(userWhat(login))
 	}
 	if err != nil {
 		return User{}, opErr("get user", err)
 	}
-	return User{Login: login, Created: fromNanos(created)}, nil
+	return User{Login: login, Created: fromNanos(created), AuthMethods: strings.Split(methods, ",")}, nil
 }
 
 // Users returns all users sorted by login.
 func (s *Store) Users(ctx context.Context) ([]User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT login, created FROM users ORDER BY login`)
+	rows, err := s.db.QueryContext(ctx, `SELECT login, created, auth_methods FROM users ORDER BY login`)
 	if err != nil {
 		return nil, opErr("list users", err)
 	}
@@ -62,10 +68,12 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 	for rows.Next() {
 		var u User
 		var created int64
-		if err := rows.Scan(&u.Login, &created); err != nil {
+		var methods string
+		if err := rows.Scan(&u.Login, &created, &methods); err != nil {
 			return nil, opErr("list users", err)
 		}
 		u.Created = fromNanos(created)
+		u.AuthMethods = strings.Split(methods, ",")
 		us = append(us, u)
 	}
 	if err := rows.Err(); err != nil {
@@ -74,7 +82,7 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 	return us, nil
 }
 
-// DeleteUser deletes a user and its grants and revokes all its tokens, in
+// DeleteUser deletes a user, its grants and its SSH keys, and revokes all its tokens, in
 // one transaction. The error wraps ErrNotFound if there is no such user.
 func (s *Store) DeleteUser(ctx context.Context, login string) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {

@@ -94,7 +94,7 @@ func TestCLIUsers(t *testing.T) {
 	c := newCLI(t)
 
 	r := c.ok("admin", "user", "list")
-	if got, want := r.stdout, "LOGIN  CREATED  WORKSPACES\n"; got != want {
+	if got, want := r.stdout, "LOGIN  CREATED  WORKSPACES  AUTH\n"; got != want {
 		t.Errorf("empty list: got %q, want just the header %q", got, want)
 	}
 	if fi, err := os.Stat(c.dir); err != nil || fi.Mode().Perm() != 0o700 {

@@ -40,6 +40,14 @@ func (c *serverConn) sshConfig() *ssh.ServerConfig {
 			return c.checkLogin(meta.User(), answers[0], "keyboard-interactive", start)
 		},
 	}
+	if s.cfg.Keys != nil {
+		cfg.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			return c.checkPublicKey(meta.User(), key)
+		}
+		cfg.VerifiedPublicKeyCallback = func(meta ssh.ConnMetadata, _ ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+			return c.publicKeyVerified(meta.User(), perms)
+		}
+	}
 	for _, k := range s.cfg.HostKeys {
 		cfg.AddHostKey(k)
 	}

@@ -34,6 +34,15 @@ type Config struct {
 	HostKeys []ssh.Signer
 	// Auth checks logins; required.
 	Auth Authenticator
+	// Keys checks public-key and certificate logins; nil turns them off
+	// (only the password and keyboard-interactive methods are offered).
+	Keys KeyAuthenticator
+	// TrustedUserCAKeys are the CA keys whose user certificates are
+	// accepted (the principal must be the login); none by default.
+	TrustedUserCAKeys []ssh.PublicKey
+	// OnKeyLogin, if not nil, is called after each successful public-key
+	// (MethodKey) or certificate (MethodCert) login.
+	OnKeyLogin func(method string)
 	// Mounts gives each SFTP session its root directory; required.
 	Mounts Mounter
 	// Logger receives connection and audit events; nil discards them.

@@ -36,15 +36,17 @@ changes at the next login: no restart is needed.`,
 func newAdminUserCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "user",
-		Short: "Create, list and delete users; mint their personal tokens",
+		Short: "Create, list and delete users; mint their personal tokens; manage their SSH keys and login methods",
 		Example: `  sftpgate admin user create -u alice
   sftpgate admin user list
   sftpgate admin user token -u alice -e 24h
+  sftpgate admin user key add -u alice --file id_ed25519.pub
+  sftpgate admin user set -u alice --auth token,key
   sftpgate admin user delete -u alice`,
 		Args: groupArgs,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newUserCreateCmd(), newUserListCmd(), newUserDeleteCmd(), newUserTokenCmd())
+	cmd.AddCommand(newUserCreateCmd(), newUserListCmd(), newUserDeleteCmd(), newUserTokenCmd(), newUserKeyCmd(), newUserSetCmd())
 	return cmd
 }
 
@@ -90,7 +92,7 @@ func newUserCreateCmd() *cobra.Command {
 func newUserListCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List users and the workspaces granted to them",
+		Short: "List users, the workspaces granted to them and their login methods",
 		Example: `  sftpgate admin user list
   sftpgate --workdir /var/lib/sftpgate admin user list`,
 		Args: noArgs,
@@ -100,7 +102,7 @@ func newUserListCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("list users: %w", err)
 				}
-				tw := newTable(cmd.OutOrStdout(), "LOGIN", "CREATED", "WORKSPACES")
+				tw := newTable(cmd.OutOrStdout(), "LOGIN", "CREATED", "WORKSPACES", "AUTH")
 				for _, u := range users {
 					access, err := st.Access(ctx, u.Login)
 					if err != nil {
@@ -110,7 +112,7 @@ func newUserListCmd() *cobra.Command {
 					for _, a := range access {
 						grants = append(grants, a.Slug+":"+mode(a.ReadOnly))
 					}
-					row(tw, u.Login, formatTime(u.Created), orDash(strings.Join(grants, ",")))
+					row(tw, u.Login, formatTime(u.Created), orDash(strings.Join(grants, ",")), strings.Join(u.AuthMethods, ","))
 				}
 				return tw.Flush()
 			})
@@ -122,7 +124,7 @@ func newUserDeleteCmd() *cobra.Command {
 	var login string
 	cmd := &cobra.Command{
 		Use:     "delete -u LOGIN",
-		Short:   "Delete a user, its grants, and revoke all its tokens",
+		Short:   "Delete a user, its grants and SSH keys, and revoke all its tokens",
 		Example: "  sftpgate admin user delete -u alice",
 		Args:    noArgs,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {

@@ -205,13 +205,18 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 
 	var authn sftpd.Authenticator = st
 	var onSessionEnd func(sftpd.SessionInfo)
+	var onKeyLogin func(string)
 	if met != nil {
+		onKeyLogin = met.KeyLogin
 		authn = met.Auth(st)
 		onSessionEnd = met.SessionEnded
 	}
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys:             hostKeys,
 		Auth:                 authn,
+		Keys:                 st,
+		TrustedUserCAKeys:    cfg.TrustedCAs,
+		OnKeyLogin:           onKeyLogin,
 		Mounts:               mounts,
 		Logger:               log.With("component", "sftpd"),
 		IdleTimeout:          cfg.IdleTimeout,

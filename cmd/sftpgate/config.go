@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/sftpgate/sftpgate/sftpd"
 )
 
@@ -80,6 +82,12 @@ type Config struct {
 	// HostKeyFiles are more host private keys (one per key type), offered
 	// with HostKeyFile; none by default.
 	HostKeyFiles []string
+	// TrustedUserCAKeys is a file of CA public keys (OpenSSH's
+	// TrustedUserCAKeys format) whose user certificates may log in; none
+	// by default.
+	TrustedUserCAKeys string
+	// TrustedCAs are the keys read from TrustedUserCAKeys at load time.
+	TrustedCAs []ssh.PublicKey
 	// Port is the TCP port to listen on, 2022 by default.
 	Port int
 	// TmpDir holds the write-back cache; <workdir>/tmp by default (Cells
@@ -339,6 +347,14 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.algorithms(sftpd.AlgoCipher, &cfg.Ciphers)
 	p.algorithms(sftpd.AlgoMAC, &cfg.MACs)
 	p.size("readAheadBudget", &cfg.ReadAheadBudget, minReadAheadBudget, 1<<62)
+	if p.str("trustedUserCAKeys", &cfg.TrustedUserCAKeys) && cfg.TrustedUserCAKeys != "" {
+		cfg.TrustedUserCAKeys = resolve(base, cfg.TrustedUserCAKeys)
+		cas, err := loadTrustedCAKeys(cfg.TrustedUserCAKeys)
+		if err != nil {
+			p.problem("trustedUserCAKeys", err.Error())
+		}
+		cfg.TrustedCAs = cas
+	}
 
 	// "" means the default for the paths and the bind address.
 	if !tmpDirSet {

@@ -53,7 +53,7 @@ const (
 var knownReasons = []auth.Reason{
 	auth.ReasonRateLimited, auth.ReasonMalformed, auth.ReasonBadSignature,
 	auth.ReasonUnknownToken, auth.ReasonWrongOwner, auth.ReasonUnknownUser,
-	auth.ReasonRevoked, auth.ReasonExpired,
+	auth.ReasonRevoked, auth.ReasonExpired, auth.ReasonMethodDisabled,
 }
 
 // Metrics is the daemon's set of metrics. Create it with New, wrap the
@@ -63,6 +63,7 @@ var knownReasons = []auth.Reason{
 type Metrics struct {
 	reg       *prometheus.Registry
 	logins    *prometheus.CounterVec
+	keyLogins *prometheus.CounterVec
 	s3Reqs    *prometheus.CounterVec
 	s3Errors  *prometheus.CounterVec
 	uploadDur prometheus.Histogram
@@ -81,6 +82,10 @@ func New() *Metrics {
 			Name: "sftpgate_logins_total",
 			Help: `SSH logins checked, by result ("ok", "refused", "error") and reason (the refusal reason, "none" when ok, "internal" on errors).`,
 		}, []string{"result", "reason"}),
+		keyLogins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sftpgate_key_logins_total",
+			Help: `Successful SSH public-key logins, by method ("publickey" for a user's key, "certificate" for a CA-signed certificate); tokens are counted in sftpgate_logins_total.`,
+		}, []string{"method"}),
 		s3Reqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sftpgate_s3_requests_total",
 			Help: "HTTP requests sent to the object store, by method.",
@@ -104,8 +109,10 @@ func New() *Metrics {
 	for _, r := range knownReasons {
 		m.logins.WithLabelValues(resultRefused, string(r))
 	}
+	m.keyLogins.WithLabelValues(sftpd.MethodKey)
+	m.keyLogins.WithLabelValues(sftpd.MethodCert)
 	m.reg.MustRegister(
-		m.logins, m.s3Reqs, m.s3Errors, m.uploadDur,
+		m.logins, m.keyLogins, m.s3Reqs, m.s3Errors, m.uploadDur,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -129,6 +136,15 @@ func (m *Metrics) Observe(sessions SessionLister, views ViewLister) {
 // SessionEnded adds the final byte counts of an ended session to the
 // totals; it is sftpd's Config.OnSessionEnd hook.
 func (m *Metrics) SessionEnded(si sftpd.SessionInfo) { m.sess.end(si) }
+
+// KeyLogin counts a successful public-key or certificate login; it is
+// sftpd's Config.OnKeyLogin hook.
+func (m *Metrics) KeyLogin(method string) {
+	if method != sftpd.MethodKey && method != sftpd.MethodCert {
+		return
+	}
+	m.keyLogins.WithLabelValues(method).Inc()
+}
 
 // Auth wraps a login check so that every result is counted. The error is
 // returned unchanged (the SSH layer logs its Why()).
