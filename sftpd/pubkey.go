@@ -124,7 +124,7 @@ func (c *serverConn) checkCert(user string, cert *ssh.Certificate) error {
 		}
 	}
 	// The signature, and the checks above again, by x/crypto.
-	checker := ssh.CertChecker{IsUserAuthority: trusted, Clock: func() time.Time { return now }}
+	checker := ssh.CertChecker{IsUserAuthority: trusted, Clock: func() time.Time { return now }, SupportedCriticalOptions: []string{"source-address"}}
 	if err := checker.CheckCert(user, cert); err != nil {
 		return keyRefusal("certificate check failed")
 	}
