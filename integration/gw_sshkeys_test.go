@@ -114,6 +114,33 @@ func TestGatewaySSHKeys(t *testing.T) {
 		}
 	}
 
+	// A client offering several unknown keys before the token: up to 5
+	// get through (refused key offers are free up to MaxAuthTries, 3),
+	// 6 are one too many (the README says so).
+	tok := g.token("alice", "1h")
+	var many []string
+	for i := 0; i < 6; i++ {
+		many = append(many, "-i", sshKeygen(t, dir, "many_"+strconv.Itoa(i), "-t", "ed25519"))
+	}
+	for _, tt := range []struct {
+		keys int
+		ok   bool
+	}{{5, true}, {6, false}} {
+		// BatchMode=no before -b, which sets it to yes (the first value wins).
+		args := append([]string{"-e", "sftp", "-o", "BatchMode=no", "-b", "-", "-P", strconv.Itoa(g.port),
+			"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+			"-o", "KbdInteractiveAuthentication=no",
+			"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"}, many[:2*tt.keys]...)
+		out, code, err := execCommand("ls /\n", []string{"SSHPASS=" + tok}, "sshpass", append(args, "alice@127.0.0.1")...)
+		if err != nil {
+			t.Fatalf("sftp: %v\n%s", err, out)
+		}
+		if (code == 0) != tt.ok {
+			t.Errorf("token login after %d refused keys: got exit %d, want success %v\n%s", tt.keys, code, tt.ok, out)
+		}
+	}
+
 	// Bad key files: refused with a message naming the problem, nothing stored.
 	weak := sshKeygen(t, dir, "weak_rsa", "-t", "rsa", "-b", "1024")
 	notKey := filepath.Join(dir, "notes.txt")

@@ -45,6 +45,7 @@ func TestConfigTrustedUserCAKeys(t *testing.T) {
 		{"not a key", "hello\n", "line 1: auth: key: invalid: not an OpenSSH public key"},
 		{"weak RSA", good + "\n" + pubLine(t, &weak.PublicKey) + "\n", "line 2: auth: key: invalid: RSA key of 1024 bits is too weak"},
 		{"options", `from="10.0.0.1" ` + good + "\n", "line 1: options are not supported"},
+		{"publickey off", good + "\n", "set while pubkeyAuthentication is false"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			caFile := filepath.Join(t.TempDir(), "ca.pub")
@@ -54,12 +55,16 @@ func TestConfigTrustedUserCAKeys(t *testing.T) {
 				}
 			}
 			path := filepath.Join(t.TempDir(), "pydio.json")
-			if err := os.WriteFile(path, sectionJSON(`"trustedUserCAKeys": "`+caFile+`"`), 0o600); err != nil {
+			body := `"trustedUserCAKeys": "` + caFile + `"`
+			if tt.name == "publickey off" {
+				body += `, "pubkeyAuthentication": false`
+			}
+			if err := os.WriteFile(path, sectionJSON(body), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			cfg, _, err := LoadConfig(path, dir)
 			if tt.want == "" {
-				if err != nil || len(cfg.TrustedCAs) != 1 || cfg.TrustedUserCAKeys != caFile {
+				if err != nil || len(cfg.TrustedCAs) != 1 || cfg.TrustedUserCAKeys != caFile || !cfg.PubkeyAuthentication {
 					t.Fatalf("got %v, %d CA keys, want 1 key from %s", err, len(cfg.TrustedCAs), caFile)
 				}
 				return

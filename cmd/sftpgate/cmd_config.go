@@ -109,6 +109,8 @@ func (c *Config) fields() []field {
 		{key: "maxPendingFilesPerUser", value: c.MaxPendingFilesPerUser},
 		{key: "maxPendingBytesPerUser", value: formatSize(c.MaxPendingBytesPerUser)},
 		{key: "readAheadBudget", value: formatSize(c.ReadAheadBudget)},
+		{key: "pubkeyAuthentication", value: c.PubkeyAuthentication},
+		{key: "trustedUserCAKeys", value: c.TrustedUserCAKeys},
 	}
 	if c.MaxPendingBytesPerUser == 0 {
 		for i := range f {
@@ -122,6 +124,9 @@ func (c *Config) fields() []field {
 	}
 	if c.MetricsAddr == "" {
 		f[10].text = "(off)"
+	}
+	if c.TrustedUserCAKeys == "" {
+		f[len(f)-1].text = "(none)"
 	}
 	if m := c.MinIO; m != nil {
 		f[9] = field{key: "minio", value: []field{

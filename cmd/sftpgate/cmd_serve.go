@@ -206,6 +206,10 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 	var authn sftpd.Authenticator = st
 	var onSessionEnd func(sftpd.SessionInfo)
 	var onKeyLogin func(string)
+	var keys sftpd.KeyAuthenticator
+	if cfg.PubkeyAuthentication {
+		keys = st
+	}
 	if met != nil {
 		onKeyLogin = met.KeyLogin
 		authn = met.Auth(st)
@@ -214,7 +218,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 	srv, err := sftpd.New(sftpd.Config{
 		HostKeys:             hostKeys,
 		Auth:                 authn,
-		Keys:                 st,
+		Keys:                 keys,
 		TrustedUserCAKeys:    cfg.TrustedCAs,
 		OnKeyLogin:           onKeyLogin,
 		Mounts:               mounts,

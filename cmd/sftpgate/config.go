@@ -82,6 +82,9 @@ type Config struct {
 	// HostKeyFiles are more host private keys (one per key type), offered
 	// with HostKeyFile; none by default.
 	HostKeyFiles []string
+	// PubkeyAuthentication offers the SSH "publickey" method (users' keys
+	// and certificates); true by default.
+	PubkeyAuthentication bool
 	// TrustedUserCAKeys is a file of CA public keys (OpenSSH's
 	// TrustedUserCAKeys format) whose user certificates may log in; none
 	// by default.
@@ -226,6 +229,7 @@ func DefaultConfig(workdir string) *Config {
 		Ciphers:                  slices.Clone(sftpd.DefaultCiphers),
 		MACs:                     slices.Clone(sftpd.DefaultMACs),
 		ReadAheadBudget:          defaultReadAheadBudget,
+		PubkeyAuthentication:     true,
 		Workdir:                  workdir,
 		Path:                     filepath.Join(workdir, "pydio.json"),
 	}
@@ -347,6 +351,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.algorithms(sftpd.AlgoCipher, &cfg.Ciphers)
 	p.algorithms(sftpd.AlgoMAC, &cfg.MACs)
 	p.size("readAheadBudget", &cfg.ReadAheadBudget, minReadAheadBudget, 1<<62)
+	p.boolean("pubkeyAuthentication", &cfg.PubkeyAuthentication)
 	if p.str("trustedUserCAKeys", &cfg.TrustedUserCAKeys) && cfg.TrustedUserCAKeys != "" {
 		cfg.TrustedUserCAKeys = resolve(base, cfg.TrustedUserCAKeys)
 		cas, err := loadTrustedCAKeys(cfg.TrustedUserCAKeys)
@@ -354,6 +359,9 @@ func (p *parser) parseInto(cfg *Config, base string) {
 			p.problem("trustedUserCAKeys", err.Error())
 		}
 		cfg.TrustedCAs = cas
+		if !cfg.PubkeyAuthentication {
+			p.problem("trustedUserCAKeys", "set while pubkeyAuthentication is false (certificates use the publickey method)")
+		}
 	}
 
 	// "" means the default for the paths and the bind address.
