@@ -231,10 +231,32 @@ func validateScopes(ctx context.Context, tx *sql.Tx, scopes []Scope) error {
 			return err
 		}
 		if n == 0 {
-			return invalid(fmt.Sprintf("scope %q", s.String()), fmt.Sprintf("unknown workspace %q", s.Workspace))
+			detail := fmt.Sprintf("unknown workspace %q", s.Workspace)
+			if isUUID(s.Workspace) {
+				detail += " (Cells node UUIDs are not supported: name the node node:WORKSPACE/PATH:PERM)"
+			}
+			return invalid(fmt.Sprintf("scope %q", s.String()), detail)
 		}
 	}
 	return nil
+}
+
+// isUUID reports whether s has the shape of a UUID (8-4-4-4-12 hex).
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !strings.ContainsRune("0123456789abcdefABCDEF", c):
+			return false
+		}
+	}
+	return true
 }
 
 // tokenScopes reads the scopes of token id with q (a *sql.DB or *sql.Tx).

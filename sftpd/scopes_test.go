@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pkg/sftp"
@@ -19,6 +20,13 @@ import (
 // docs/reports (r), drop (w) and pub/in (rw), fills her directory, and
 // returns an SFTP client logged in with that token and her directory.
 func scopedClient(t *testing.T) (*sftp.Client, string) {
+	t.Helper()
+	cl, _, root := scopedConn(t)
+	return cl, root
+}
+
+// scopedConn is scopedClient that also returns the SSH connection.
+func scopedConn(t *testing.T) (*sftp.Client, *ssh.Client, string) {
 	t.Helper()
 	scopes, err := parseScopes("node:docs/reports:r", "node:drop:w", "node:pub/in:rw")
 	if err != nil {
@@ -58,7 +66,7 @@ func scopedClient(t *testing.T) (*sftp.Client, string) {
 		t.Fatalf("sftp client: %v", err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	return cl, root
+	return cl, conn, root
 }
 
 func parseScopes(specs ...string) (auth.Scopes, error) {
@@ -238,5 +246,22 @@ func TestScopeRenameAcrossEdgeRefused(t *testing.T) {
 	defer f.Close()
 	if b, err := io.ReadAll(f); err != nil || !bytes.Equal(b, []byte("a")) {
 		t.Errorf("read renamed file = %q, %v; want a", b, err)
+	}
+}
+
+func TestScopeChecksum(t *testing.T) {
+	_, conn, _ := scopedConn(t)
+	if out, errs, code := runExec(t, conn, "md5sum /docs/reports/q1.txt", ""); code != 0 || !strings.HasSuffix(out, "  /docs/reports/q1.txt\n") {
+		t.Errorf("md5sum in a read scope: got %q (stderr %q, exit %d), want a sum", out, errs, code)
+	}
+	for _, tt := range []struct{ cmd, stderr string }{
+		{"md5sum /docs/secret.txt", "No such file or directory"},
+		{"md5sum /priv/p.txt", "No such file or directory"},
+		{"md5sum /drop/seen.txt", "Permission denied"},
+	} {
+		out, errs, code := runExec(t, conn, tt.cmd, "")
+		if out != "" || code != 1 || !strings.Contains(errs, tt.stderr) {
+			t.Errorf("%s: got stdout %q, stderr %q, exit %d; want stderr %q, exit 1", tt.cmd, out, errs, code, tt.stderr)
+		}
 	}
 }
