@@ -279,4 +279,43 @@ get /`+commonWS+`/reports/2026/q2.txt q2.txt
 			t.Errorf("object in/b.txt: got %q, %v; want a", b, err)
 		}
 	})
+
+	t.Run("OpenSSH sftp write-only scope", func(t *testing.T) {
+		local := t.TempDir()
+		if err := os.WriteFile(filepath.Join(local, "put.txt"), []byte("put by openssh"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, code := g.sftpBatch(t, "alice", wo, local, `
+-mkdir /`+personalWS+`/drop
+put put.txt /`+personalWS+`/drop/put.txt
+ls -l /`+personalWS+`/drop
+`)
+		if code != 0 || !strings.Contains(out, "put.txt") {
+			t.Fatalf("sftp -b: got exit %d, want 0 and put.txt listed\n%s", code, out)
+		}
+		if b, err := getObject(g.minio, g.personalBucket, personalKey("alice", "drop/put.txt")); err != nil || string(b) != "put by openssh" {
+			t.Errorf("object drop/put.txt: got %q, %v; want the put", b, err)
+		}
+		if out, code := g.sftpBatch(t, "alice", wo, local, "get /"+personalWS+"/drop/put.txt back.txt"); code == 0 {
+			t.Errorf("get in a write-only scope: got exit 0, want a failure\n%s", out)
+		}
+		if _, err := os.Stat(filepath.Join(local, "back.txt")); err == nil {
+			t.Errorf("get in a write-only scope left back.txt")
+		}
+	})
+
+	t.Run("never more than the grants", func(t *testing.T) {
+		g.addUser("bob", commonWS+":ro")
+		tok := g.scopedToken("bob", "node:"+commonWS+"/in:rw", "node:"+personalWS+":rw")
+		c := g.mustSFTP("bob", tok)
+		if got, want := readDirNames(t, c, "/"), []string{commonWS}; !slices.Equal(got, want) {
+			t.Errorf("ls /: got %q, want %q (no workspace the user is not granted)", got, want)
+		}
+		if _, err := c.Create("/" + commonWS + "/in/bob.txt"); err == nil {
+			t.Errorf("create under a read-only grant with an rw scope: got success, want a refusal")
+		}
+		if _, err := statObject(g.minio, g.commonBucket, "in/bob.txt"); !isNotFound(err) {
+			t.Errorf("object in/bob.txt: got %v, want none", err)
+		}
+	})
 }
