@@ -174,3 +174,34 @@ func TestScopedTokenWithoutScopesRefused(t *testing.T) {
 		t.Fatalf("Login = %v, nil; want an error (never an unscoped login)", got)
 	}
 }
+
+// TestScopesMigration opens a store whose schema predates scopes (version
+// 1, as an older sftpgate left it): the migration runs, and a token minted
+// before it still logs in, unscoped.
+func TestScopesMigration(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTestStore(t)
+	mustUser(t, s, "alice")
+	secret, _ := mustMint(t, s, "alice", MintOptions{Expires: 3600e9})
+	for _, q := range []string{`DROP TABLE token_scopes`, `ALTER TABLE tokens DROP COLUMN scoped`, `PRAGMA user_version = 1`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open after the downgrade: %v", err)
+	}
+	defer s2.Close()
+	if got, err := s2.Login(ctx, "alice", secret, "127.0.0.1:1"); err != nil || got != nil {
+		t.Errorf("Login with an old token = %v, %v; want nil, nil (unscoped)", got, err)
+	}
+	if err := s2.CreateWorkspace(ctx, Workspace{Slug: "docs", Bucket: "docs"}); err != nil {
+		t.Fatal(err)
+	}
+	scoped, _ := mustMint(t, s2, "alice", MintOptions{Expires: 3600e9, Scopes: []Scope{{Workspace: "docs", Read: true}}})
+	if got, err := s2.Login(ctx, "alice", scoped, "127.0.0.1:1"); err != nil || len(got) != 1 {
+		t.Errorf("Login with a scoped token after the migration = %v, %v; want its scope", got, err)
+	}
+}
