@@ -139,7 +139,7 @@ func newTokenListCmd() *cobra.Command {
 	var login string
 	cmd := &cobra.Command{
 		Use:   "list [-u LOGIN]",
-		Short: "List tokens (never the secrets): id, owner, label, dates, state, scopes",
+		Short: "List tokens (never the secrets): id, owner, label, dates, scopes, state",
 		Example: `  sftpgate admin token list
   sftpgate admin token list -u alice`,
 		Args: noArgs,
@@ -150,9 +150,9 @@ func newTokenListCmd() *cobra.Command {
 					return fmt.Errorf("list tokens: %w", err)
 				}
 				now := time.Now()
-				tw := newTable(cmd.OutOrStdout(), "ID", "OWNER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE", "SCOPES")
+				tw := newTable(cmd.OutOrStdout(), "ID", "OWNER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "SCOPES", "STATE")
 				for _, t := range tokens {
-					row(tw, t.ID, t.Owner, orDash(t.Label), formatTime(t.Created), formatTime(t.Expires), formatTime(t.LastUsed), t.State(now), formatScopes(t.Scopes))
+					row(tw, t.ID, t.Owner, orDash(t.Label), formatTime(t.Created), formatTime(t.Expires), formatTime(t.LastUsed), formatScopes(t.Scopes), t.State(now))
 				}
 				return tw.Flush()
 			})
