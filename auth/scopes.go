@@ -162,17 +162,58 @@ func (ss Scopes) Lookup(p string) (a ScopeAccess, read, write bool) {
 	}
 	a = ScopeHidden
 	for _, s := range ss {
-		root := s.Root()
 		switch {
-		case within(p, root):
+		case s.holds(p):
 			a = ScopeInside
 			read = read || s.Read
 			write = write || s.Write
-		case a == ScopeHidden && within(root, p):
+		case a == ScopeHidden && s.below(p):
 			a = ScopeParent
 		}
 	}
 	return a, read, write
+}
+
+// holds reports whether the cleaned absolute path p is the scope's root
+// or below it, comparing whole components ("/ws/docs" does not hold
+// "/ws/docs-old"). It is within(p, s.Root()) without building the root.
+func (s Scope) holds(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, s.Workspace); !ok {
+		return false
+	}
+	if s.Path != "" {
+		if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+			return false
+		}
+		if rest, ok = strings.CutPrefix(rest, s.Path); !ok {
+			return false
+		}
+	}
+	return rest == "" || rest[0] == '/'
+}
+
+// below reports whether the scope's root is the cleaned absolute path p
+// or below it: within(s.Root(), p) without building the root.
+func (s Scope) below(p string) bool {
+	if p == "/" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return false
+	}
+	ws, sub, hasSub := strings.Cut(rest, "/")
+	if ws != s.Workspace {
+		return false
+	}
+	if !hasSub {
+		return true
+	}
+	return sub == s.Path || strings.HasPrefix(s.Path, sub+"/")
 }
 
 // SameWritable reports whether one scope with write permission holds
