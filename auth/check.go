@@ -9,15 +9,24 @@ import (
 	"time"
 )
 
-// The SSH layer needs only Check from the Store (sftpd declares this
+// The SSH layer needs only Login from the Store (sftpd declares this
 // interface on its side).
 var _ interface {
-	Check(ctx context.Context, login, secret, remote string) error
+	Login(ctx context.Context, login, secret, remote string) (Scopes, error)
 } = (*Store)(nil)
 
-// Check decides whether login may log in with the personal token secret
-// from remote ("host:port" or a bare host). It returns nil, a
-// *RefusedError saying why not, or another error if the store failed.
+// Check is Login without the scopes, for callers that only need to know
+// whether a login is accepted. A session must use Login: dropping the
+// scopes of a scoped token would give it all of its owner's grants.
+func (s *Store) Check(ctx context.Context, login, secret, remote string) error {
+	_, err := s.Login(ctx, login, secret, remote)
+	return err
+}
+
+// Login decides whether login may log in with the personal token secret
+// from remote ("host:port" or a bare host). On success it returns the
+// token's scopes (nil for an unscoped token); otherwise a *RefusedError
+// saying why not, or another error if the store failed.
 //
 // The order is: the failed-login limiter (rate-limited); the token's shape
 // (malformed) and HMAC (bad-signature), both without touching the store;
@@ -28,35 +37,36 @@ var _ interface {
 // the token is looked up. On success the token's last use
 // and, if it refreshes, its expiry are updated. Refusals other than
 // rate-limited count as failures for the limiter; a success resets it.
-func (s *Store) Check(ctx context.Context, login, secret, remote string) error {
+func (s *Store) Login(ctx context.Context, login, secret, remote string) (Scopes, error) {
 	if !s.lim.Allow(login, remote) {
-		return refused(ReasonRateLimited)
+		return nil, refused(ReasonRateLimited)
 	}
 	if r := verifyToken(s.key, secret); r != "" {
 		s.lim.Failure(login, remote)
-		return refused(r)
+		return nil, refused(r)
 	}
 	if ok, err := s.tokenMethodAllowed(ctx, login); err != nil {
-		return fmt.Errorf("auth: check: %w", err)
+		return nil, fmt.Errorf("auth: check: %w", err)
 	} else if !ok {
 		s.lim.Failure(login, remote)
-		return refused(ReasonMethodDisabled)
+		return nil, refused(ReasonMethodDisabled)
 	}
-	r, err := s.checkStored(ctx, login, tokenHash(secret))
+	r, scopes, err := s.checkStored(ctx, login, tokenHash(secret))
 	if err != nil {
-		return fmt.Errorf("auth: check: %w", err)
+		return nil, fmt.Errorf("auth: check: %w", err)
 	}
 	if r != "" {
 		s.lim.Failure(login, remote)
-		return refused(r)
+		return nil, refused(r)
 	}
 	s.lim.Success(login, remote)
-	return nil
+	return scopes, nil
 }
 
-// checkStored runs the store part of Check for a well-signed token. It
-// returns "" on success, the refusal reason, or a storage error.
-func (s *Store) checkStored(ctx context.Context, login string, hash []byte) (Reason, error) {
+// checkStored runs the store part of Login for a well-signed token. It
+// returns "" and the token's scopes on success, the refusal reason, or a
+// storage error.
+func (s *Store) checkStored(ctx context.Context, login string, hash []byte) (Reason, Scopes, error) {
 	// The read and the conditional update are two statements; if the token
 	// changed in between (revoked by the CLI, its user deleted), the update
 	// matches nothing and the read is done again to say why.
@@ -66,27 +76,39 @@ func (s *Store) checkStored(ctx context.Context, login string, hash []byte) (Rea
 			owner                  string
 			expires, hard, refresh int64
 			revoked, userExists    bool
+			scoped                 bool
 		)
 		err := s.db.QueryRowContext(ctx, `SELECT id, owner, expires, hard_expires, refresh, revoked,
-				EXISTS(SELECT 1 FROM users WHERE users.login = tokens.owner)
+				EXISTS(SELECT 1 FROM users WHERE users.login = tokens.owner), scoped
 			FROM tokens WHERE hash = ?`, hash).
-			Scan(&id, &owner, &expires, &hard, &refresh, &revoked, &userExists)
+			Scan(&id, &owner, &expires, &hard, &refresh, &revoked, &userExists, &scoped)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ReasonUnknownToken, nil
+			return ReasonUnknownToken, nil, nil
 		}
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		now := s.now()
 		switch {
 		case subtle.ConstantTimeCompare([]byte(owner), []byte(login)) != 1:
-			return ReasonWrongOwner, nil
+			return ReasonWrongOwner, nil, nil
 		case !userExists:
-			return ReasonUnknownUser, nil
+			return ReasonUnknownUser, nil, nil
 		case revoked:
-			return ReasonRevoked, nil
+			return ReasonRevoked, nil, nil
 		case !now.Before(fromNanos(expires)):
-			return ReasonExpired, nil
+			return ReasonExpired, nil, nil
+		}
+		var scopes Scopes
+		if scoped {
+			// Read before the update: a token that passes has its scopes.
+			if scopes, err = tokenScopes(ctx, s.db, id); err != nil {
+				return "", nil, err
+			}
+			if len(scopes) == 0 {
+				// Never widen a scoped token to everything.
+				return "", nil, fmt.Errorf("token %s is scoped but has no scopes stored", id)
+			}
 		}
 		newExpires := expires
 		if refresh > 0 {
@@ -105,11 +127,11 @@ func (s *Store) checkStored(ctx context.Context, login string, hash []byte) (Rea
 			return err
 		})
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if n == 1 {
-			return "", nil
+			return "", scopes, nil
 		}
 	}
-	return "", errors.New("token changed during the check, three times")
+	return "", nil, errors.New("token changed during the check, three times")
 }

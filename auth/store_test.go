@@ -243,8 +243,11 @@ func TestConcurrentOpen(t *testing.T) {
 				t.Fatalf("round %d: store %d has another signing key", round, i)
 			}
 		}
+		ms, err := loadMigrations()
+		if err != nil {
+			t.Fatal(err)
+		}
 		var v int
-		ms, _ := loadMigrations()
 		if err := stores[0].db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil || v != len(ms) {
 			t.Errorf("got user_version %d, %v; want %d (the number of migrations)", v, err, len(ms))
 		}

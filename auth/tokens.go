@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -55,6 +56,8 @@ type Token struct {
 	Refresh time.Duration
 	// Revoked is true once the token has been revoked.
 	Revoked bool
+	// Scopes restrict the token to subtrees; nil means unrestricted.
+	Scopes Scopes
 }
 
 // State returns StateRevoked, StateExpired or StateActive at time now.
@@ -78,6 +81,10 @@ type MintOptions struct {
 	Refresh time.Duration
 	// Label is an optional note (at most MaxLabelLen bytes, printable).
 	Label string
+	// Scopes, if not empty, restrict the token to these subtrees (their
+	// union); every scope must name an existing workspace (at most
+	// MaxScopes). Scopes on the same subtree are joined.
+	Scopes []Scope
 }
 
 // signToken builds a token from its random part.
@@ -144,6 +151,9 @@ func (s *Store) MintToken(ctx context.Context, login string, o MintOptions) (str
 	if err := validateLabel(o.Label); err != nil {
 		return "", Token{}, err
 	}
+	if err := checkScopes(o.Scopes); err != nil {
+		return "", Token{}, err
+	}
 	random := make([]byte, tokenRandLen)
 	if _, err := rand.Read(random); err != nil {
 		return "", Token{}, fmt.Errorf("auth: mint token: %w", err)
@@ -157,6 +167,9 @@ func (s *Store) MintToken(ctx context.Context, login string, o MintOptions) (str
 		HardExpires: now.Add(o.Expires),
 		Refresh:     o.Refresh,
 	}
+	if len(o.Scopes) > 0 {
+		t.Scopes = mergeScopes(o.Scopes)
+	}
 	t.Expires = t.HardExpires
 	if o.Refresh > 0 && o.Refresh < o.Expires {
 		t.Expires = now.Add(o.Refresh)
@@ -168,16 +181,27 @@ func (s *Store) MintToken(ctx context.Context, login string, o MintOptions) (str
 		}
 		t.ID = id
 		var n int64
-		err = s.write(ctx, func() error {
-			// Inserted only if the user exists, atomically.
-			res, err := s.db.ExecContext(ctx, `INSERT INTO tokens(id, hash, owner, label, created, expires, hard_expires, refresh)
-				SELECT ?, ?, login, ?, ?, ?, ?, ? FROM users WHERE login = ?`,
-				t.ID, tokenHash(secret), t.Label, nanos(t.Created), nanos(t.Expires), nanos(t.HardExpires), int64(t.Refresh), login)
+		err = s.writeTx(ctx, func(tx *sql.Tx) error {
+			if err := validateScopes(ctx, tx, t.Scopes); err != nil {
+				return err
+			}
+			// Inserted only if the user exists, atomically with its scopes.
+			res, err := tx.ExecContext(ctx, `INSERT INTO tokens(id, hash, owner, label, created, expires, hard_expires, refresh, scoped)
+				SELECT ?, ?, login, ?, ?, ?, ?, ?, ? FROM users WHERE login = ?`,
+				t.ID, tokenHash(secret), t.Label, nanos(t.Created), nanos(t.Expires), nanos(t.HardExpires), int64(t.Refresh), t.Scopes != nil, login)
 			if err != nil {
 				return err
 			}
-			n, err = res.RowsAffected()
-			return err
+			if n, err = res.RowsAffected(); err != nil || n == 0 {
+				return err
+			}
+			for _, sc := range t.Scopes {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO token_scopes(token_id, workspace, path, perm) VALUES (?, ?, ?, ?)`,
+					t.ID, sc.Workspace, sc.Path, sc.Perm()); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if isConstraint(err) && attempt < 3 {
 			continue // an ID collision: draw another
@@ -219,6 +243,14 @@ func (s *Store) Tokens(ctx context.Context, login string) ([]Token, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, opErr("list tokens", err)
+	}
+	rows.Close()
+	for i := range ts {
+		sc, err := tokenScopes(ctx, s.db, ts[i].ID)
+		if err != nil {
+			return nil, opErr("list tokens", err)
+		}
+		ts[i].Scopes = sc
 	}
 	return ts, nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
 )
 
 // errRefused is what the SSH layer sees for a refused login; the client
@@ -89,13 +91,27 @@ var DefaultCiphers = []string{
 	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
 
+// scopesKey is the key of a login's auth.Scopes in ssh.Permissions.ExtraData.
+type scopesKey struct{}
+
+// loginScopes returns the scopes of the login that perms come from (nil,
+// unscoped, for a login that carries none).
+func loginScopes(perms *ssh.Permissions) auth.Scopes {
+	if perms == nil {
+		return nil
+	}
+	s, _ := perms.ExtraData[scopesKey{}].(auth.Scopes)
+	return s
+}
+
 // checkLogin asks the Authenticator and writes the login audit event. A
 // refusal takes at least FailureDelay from start.
 func (c *serverConn) checkLogin(user, secret, method string, start time.Time) (*ssh.Permissions, error) {
-	err := c.srv.cfg.Auth.Check(c.srv.ctx, user, secret, c.remote)
+	scopes, err := c.srv.cfg.Auth.Login(c.srv.ctx, user, secret, c.remote)
 	if err == nil {
-		c.log.Info("login", "result", "ok", "method", method, "user", user)
-		return &ssh.Permissions{}, nil
+		c.log.Info("login", "result", "ok", "method", method, "user", user, "scopes", len(scopes))
+		// The scopes ride on the permissions of the method that succeeded.
+		return &ssh.Permissions{ExtraData: map[any]any{scopesKey{}: scopes}}, nil
 	}
 	c.log.Info("login", "result", "refused", "method", method, "user", user, "reason", refusalReason(err, secret))
 	c.pad(start)

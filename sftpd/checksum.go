@@ -171,6 +171,14 @@ func (ss *session) runChecksum(ctx context.Context, c checksumCmd) {
 // of the user's mount) through an os.Root on the mount: p cannot leave it.
 func (ss *session) hashFile(ctx context.Context, p string, h hash.Hash) error {
 	srv := ss.conn.srv
+	// The same scope check as an SFTP open for reading.
+	switch checkScope(ss.conn.scopes, path.Clean("/"+p), needRead) {
+	case nil:
+	case errScopeHidden:
+		return fs.ErrNotExist
+	default:
+		return fs.ErrPermission
+	}
 	dir, release, err := srv.cfg.Mounts.Acquire(ctx, ss.conn.user)
 	if err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
 )
 
 // serverConn is one SSH connection.
@@ -22,6 +24,8 @@ type serverConn struct {
 	remote string
 	log    *slog.Logger
 	user   string // set once the handshake has succeeded
+	// scopes restrict the session's paths (nil: unrestricted); set with user.
+	scopes auth.Scopes
 	src    netip.Addr
 
 	// preauthOnce gives back the connection's pre-auth slot, once.
@@ -99,6 +103,7 @@ func (c *serverConn) serve() {
 	c.releasePreauth()
 	bc.startBatching()
 	c.user = sc.User()
+	c.scopes = loginScopes(sc.Permissions)
 	c.log = c.log.With("user", c.user)
 	s.mu.Lock()
 	c.lastEnd = time.Now()

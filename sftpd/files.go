@@ -65,6 +65,10 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, failure("negative offset")
 	}
+	if !f.read {
+		// Opened read-write under a write-only scope: see openWrite.
+		return 0, errScopeDenied
+	}
 	f.h.pending.flush()
 	n, err := f.f.ReadAt(p, off)
 	f.down.Add(int64(n))

@@ -74,7 +74,7 @@ func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer h.recoverOp("read", &err)
 	h.pending.flush()
 	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
+	if err := h.allow(p, needRead); err != nil {
 		return nil, h.fail("open", p, err)
 	}
 	h.sess.setOp("download " + p)
@@ -104,8 +104,13 @@ func (h *handlers) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error
 
 func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
+	if err := h.allow(p, needWrite); err != nil {
 		return nil, h.fail("open", p, err)
+	}
+	if read && checkScope(h.sess.conn.scopes, p, needReadWrite) != nil {
+		// A write-only scope: clients open read-write to upload (pkg/sftp
+		// Create does); the handle is opened write-only and refuses reads.
+		read = false
 	}
 	h.sess.setOp("upload " + p)
 	h.pending.flush()
@@ -154,6 +159,12 @@ func (h *handlers) Filecmd(r *sftp.Request) (err error) {
 	if err := checkPath(p); err != nil {
 		return h.fail(r.Method, p, err)
 	}
+	if r.Method != "Rename" {
+		// Every other command changes p (rename checks both of its names).
+		if err := h.allow(p, needWrite); err != nil {
+			return h.fail(r.Method, p, err)
+		}
+	}
 	h.pending.flush()
 	switch r.Method {
 	case "Setstat":
@@ -184,10 +195,8 @@ func (h *handlers) PosixRename(r *sftp.Request) (err error) {
 }
 
 func (h *handlers) rename(from, to string, replace bool) error {
-	for _, p := range []string{from, to} {
-		if err := checkPath(p); err != nil {
-			return h.fail("rename", p, err)
-		}
+	if err := h.allowRename(from, to); err != nil {
+		return h.fail("rename", from, err)
 	}
 	h.sess.setOp("rename " + from)
 	var err error
@@ -319,7 +328,7 @@ func checkAttrs(flags uint32, b []byte) error {
 func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp(r.Method, &err)
 	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
+	if err := h.allow(p, needStat); err != nil {
 		return nil, h.fail(r.Method, p, err)
 	}
 	h.pending.flush()
@@ -332,7 +341,7 @@ func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
 		if err != nil {
 			return nil, h.fail("stat", p, err)
 		}
-		return oneEntry{fi}, nil
+		return oneEntry{scopedInfo(h.sess.conn.scopes, p, fi)}, nil
 	case "Readlink":
 		return nil, sftp.ErrSSHFxOpUnsupported
 	}
@@ -344,14 +353,14 @@ func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
 	defer h.recoverOp("lstat", &err)
 	h.pending.flush()
 	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
+	if err := h.allow(p, needStat); err != nil {
 		return nil, h.fail("lstat", p, err)
 	}
 	fi, err := h.root.Lstat(rootRel(p))
 	if err != nil {
 		return nil, h.fail("lstat", p, err)
 	}
-	return oneEntry{fi}, nil
+	return oneEntry{scopedInfo(h.sess.conn.scopes, p, fi)}, nil
 }
 
 // RealPath returns the cleaned absolute form of p; ".." stops at "/".

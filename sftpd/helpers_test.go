@@ -18,6 +18,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -44,22 +46,24 @@ type refusal struct{ why string }
 func (r refusal) Error() string { return "auth: refused" }
 func (r refusal) Why() string   { return r.why }
 
-// fakeAuth accepts user/secret pairs from a map.
+// fakeAuth accepts user/secret pairs from a map; scopes, if set before the
+// server starts, gives secrets their scopes.
 type fakeAuth struct {
-	users map[string]string
-	calls atomic.Int32
+	users  map[string]string
+	scopes map[string]auth.Scopes
+	calls  atomic.Int32
 }
 
-func (a *fakeAuth) Check(ctx context.Context, login, secret, remote string) error {
+func (a *fakeAuth) Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error) {
 	a.calls.Add(1)
 	want, ok := a.users[login]
 	if !ok {
-		return refusal{"unknown user"}
+		return nil, refusal{"unknown user"}
 	}
 	if secret != want {
-		return refusal{"bad token"}
+		return nil, refusal{"bad token"}
 	}
-	return nil
+	return a.scopes[secret], nil
 }
 
 // fakeMounter gives every user a directory under base and counts acquires

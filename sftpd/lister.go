@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"sync"
 	"syscall"
 
@@ -65,8 +66,7 @@ func (d *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 		}
 		return 0, nil
 	}
-	fis, err := d.f.Readdir(len(buf))
-	n := copy(buf, fis)
+	n, err := d.readdir(buf)
 	d.pos += int64(n)
 	d.h.sess.touch()
 	if errors.Is(err, io.EOF) {
@@ -77,6 +77,31 @@ func (d *dirLister) ListAt(buf []os.FileInfo, off int64) (int, error) {
 		return n, d.h.fail("readdir", d.path, err)
 	}
 	return n, nil
+}
+
+// readdir fills buf with the next entries the session's scopes show (all
+// of them for an unscoped session). Under scopes it reads on until it has
+// one entry or reaches the end: a directory on the way to a scope shows
+// only the entries on that way, among possibly many hidden ones.
+func (d *dirLister) readdir(buf []os.FileInfo) (int, error) {
+	scopes := d.h.sess.conn.scopes
+	if !scopes.Scoped() {
+		fis, err := d.f.Readdir(len(buf))
+		return copy(buf, fis), err
+	}
+	for {
+		fis, err := d.f.Readdir(len(buf))
+		n := 0
+		for _, fi := range fis {
+			if visible(scopes, d.path, fi.Name()) {
+				buf[n] = scopedInfo(scopes, path.Join(d.path, fi.Name()), fi)
+				n++
+			}
+		}
+		if n > 0 || err != nil || len(fis) == 0 {
+			return n, err
+		}
+	}
 }
 
 // Close closes the directory and gives back its handle slot.

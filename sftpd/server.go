@@ -14,12 +14,16 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
 )
 
 // Authenticator checks a login. A refused login returns an error; if the
-// error has a method Why() string, that reason is logged.
+// error has a method Why() string, that reason is logged. An accepted
+// login returns the token's scopes: nil for an unscoped token, else the
+// subtrees the session is restricted to.
 type Authenticator interface {
-	Check(ctx context.Context, login, secret, remote string) error
+	Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error)
 }
 
 // Mounter gives the directory that is the root of a user's SFTP session,

@@ -10,7 +10,7 @@ import (
 func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	defer h.recoverOp("statvfs", &err)
 	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
+	if err := h.allow(p, needStat); err != nil {
 		return nil, h.fail("statvfs", p, err)
 	}
 	f, err := h.root.Open(rootRel(p))

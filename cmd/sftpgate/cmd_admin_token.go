@@ -17,9 +17,10 @@ import (
 // Enterprise with the same flags and output.
 func newUserTokenCmd() *cobra.Command {
 	var login, expire, refresh, label string
+	var scopes []string
 	var quiet bool
 	cmd := &cobra.Command{
-		Use:   "token -u LOGIN -e DURATION [-a SECONDS|DURATION] [-l LABEL] [-q]",
+		Use:   "token -u LOGIN -e DURATION [-a SECONDS|DURATION] [-s node:WORKSPACE/PATH:PERM]... [-l LABEL] [-q]",
 		Short: "Mint a personal access token for a user",
 		Long: `Mint a personal access token: the password of the user's SFTP logins.
 The token is printed once; only its hash is stored.
@@ -29,10 +30,25 @@ Durations are Go durations with the extra units d (day) and w (week):
 With -a the token expires after that long without a login (each login
 pushes the expiry forward), and never later than -e after now. As in Cells,
 -a takes a number of seconds ("3600"); a duration ("1h") works too, and 0
-means no sliding window.`,
+means no sliding window.
+
+With -s the token reaches only a subtree, with a permission:
+-s node:WORKSPACE/PATH:PERM, PERM one of r (stat, list, read), w (stat,
+list, create, write, mkdir, delete, rename; no reads) or rw. The
+workspace slug ends at the first "/", the permission starts after the
+last ":"; the path matches whole components and its subtree ("docs" is
+not "docs-old"), and "node:WORKSPACE:PERM" is the whole workspace. -s is
+repeatable: the token reaches the union of its scopes, never more than
+the user's grants. A scoped session sees only those subtrees (the
+directories on the way to them appear read-only); a rename out of a
+scope is refused. Cells names the node by its UUID: node UUIDs mean
+nothing here and are refused as unknown workspaces; name the node by
+WORKSPACE/PATH.`,
 		Example: `  sftpgate admin user token -u admin -e 24h
   sftpgate admin user token --user zed --expire 2d --auto 3600
   sftpgate admin user token -u alice -e 90d -a 7d -l "laptop backups"
+  sftpgate admin user token -u alice -e 30d -s node:common-files/reports:r
+  sftpgate admin user token -u ci -e 7d -s node:common-files/builds:rw -s node:personal-files/drop:w
   TOKEN=$(sftpgate admin user token -u ci -e 1h -q)`,
 		Args: noArgs,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
@@ -47,6 +63,13 @@ means no sliding window.`,
 				}
 			}
 			opts.Label = label
+			for _, s := range scopes {
+				sc, err := auth.ParseScope(s)
+				if err != nil {
+					return usagef("--scope: %v", err)
+				}
+				opts.Scopes = append(opts.Scopes, sc)
+			}
 			return withStore(cmd, func(ctx context.Context, st *auth.Store) error {
 				secret, tok, err := st.MintToken(ctx, login, opts)
 				if err != nil {
@@ -66,6 +89,7 @@ means no sliding window.`,
 	_ = cmd.MarkFlagRequired("expire")
 	cmd.Flags().StringVarP(&refresh, "auto", "a", "", `sliding window: expire after this long without a login, in seconds ("3600") or a duration ("1d")`)
 	cmd.Flags().StringVarP(&label, "label", "l", "", "a note shown in token lists")
+	cmd.Flags().StringArrayVarP(&scopes, "scope", "s", nil, `restrict the token to node:WORKSPACE/PATH:PERM, PERM r, w or rw (repeatable; WORKSPACE/PATH, not a Cells node UUID)`)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
 	return cmd
 }
@@ -82,6 +106,19 @@ func parseAuto(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: more seconds than a duration can hold", s)
 	}
 	return time.Duration(n) * time.Second, nil
+}
+
+// formatScopes is the SCOPES cell of a token list: its scopes as given to
+// -s, comma-separated, or "-" for an unscoped token.
+func formatScopes(ss auth.Scopes) string {
+	if len(ss) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = s.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // newAdminTokenCmd is "sftpgate admin token".
@@ -102,7 +139,7 @@ func newTokenListCmd() *cobra.Command {
 	var login string
 	cmd := &cobra.Command{
 		Use:   "list [-u LOGIN]",
-		Short: "List tokens (never the secrets): id, owner, label, dates, state",
+		Short: "List tokens (never the secrets): id, owner, label, dates, scopes, state",
 		Example: `  sftpgate admin token list
   sftpgate admin token list -u alice`,
 		Args: noArgs,
@@ -113,9 +150,9 @@ func newTokenListCmd() *cobra.Command {
 					return fmt.Errorf("list tokens: %w", err)
 				}
 				now := time.Now()
-				tw := newTable(cmd.OutOrStdout(), "ID", "OWNER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE")
+				tw := newTable(cmd.OutOrStdout(), "ID", "OWNER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "SCOPES", "STATE")
 				for _, t := range tokens {
-					row(tw, t.ID, t.Owner, orDash(t.Label), formatTime(t.Created), formatTime(t.Expires), formatTime(t.LastUsed), t.State(now))
+					row(tw, t.ID, t.Owner, orDash(t.Label), formatTime(t.Created), formatTime(t.Expires), formatTime(t.LastUsed), formatScopes(t.Scopes), t.State(now))
 				}
 				return tw.Flush()
 			})

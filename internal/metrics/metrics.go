@@ -25,7 +25,7 @@ import (
 
 // Checker is the login check that Metrics wraps (sftpd.Authenticator).
 type Checker interface {
-	Check(ctx context.Context, login, secret, remote string) error
+	Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error)
 }
 
 // SessionLister lists the live SFTP sessions (sftpd.Server).
@@ -157,12 +157,12 @@ type countingChecker struct {
 
 var _ sftpd.Authenticator = countingChecker{}
 
-// Check implements sftpd.Authenticator.
-func (cc countingChecker) Check(ctx context.Context, login, secret, remote string) error {
-	err := cc.c.Check(ctx, login, secret, remote)
+// Login implements sftpd.Authenticator; the scopes are returned unchanged.
+func (cc countingChecker) Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error) {
+	scopes, err := cc.c.Login(ctx, login, secret, remote)
 	result, reason := loginLabels(err)
 	cc.m.logins.WithLabelValues(result, reason).Inc()
-	return err
+	return scopes, err
 }
 
 // loginLabels maps a Check result to the result and reason labels; the

@@ -38,7 +38,9 @@ func scrape(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
 
 type fakeChecker struct{ err error }
 
-func (f fakeChecker) Check(context.Context, string, string, string) error { return f.err }
+func (f fakeChecker) Login(context.Context, string, string, string) (auth.Scopes, error) {
+	return nil, f.err
+}
 
 func TestAuthCounts(t *testing.T) {
 	m := New()
@@ -54,7 +56,7 @@ func TestAuthCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		before := testenv.MetricValueT(t, scrape(t, m), "sftpgate_logins_total", "result="+tt.result, "reason="+tt.reason)
-		err := m.Auth(fakeChecker{tt.err}).Check(context.Background(), "bob", "secret", "127.0.0.1:1")
+		_, err := m.Auth(fakeChecker{tt.err}).Login(context.Background(), "bob", "secret", "127.0.0.1:1")
 		if err != tt.err {
 			t.Errorf("Check: got %v, want the wrapped checker's %v unchanged", err, tt.err)
 		}

@@ -1,0 +1,324 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// MaxScopes is the most scopes one token may carry.
+const MaxScopes = 64
+
+// MaxScopePathLen is the longest path a scope may name, in bytes.
+const MaxScopePathLen = 4096
+
+// Scope restricts a token to a subtree of one workspace and a permission.
+// A token with no scopes reaches everything its owner is granted; a token
+// with scopes reaches only their union, and never more than the grants.
+type Scope struct {
+	// Workspace is the slug of the workspace.
+	Workspace string
+	// Path is the subtree inside the workspace: slash-separated, cleaned,
+	// no leading or trailing "/"; "" is the whole workspace.
+	Path string
+	// Read allows stat, list and read in the subtree.
+	Read bool
+	// Write allows stat, list, create, write, mkdir, delete and rename
+	// within the subtree (not read).
+	Write bool
+}
+
+// Perm returns "r", "w" or "rw".
+func (s Scope) Perm() string {
+	switch {
+	case s.Read && s.Write:
+		return "rw"
+	case s.Write:
+		return "w"
+	}
+	return "r"
+}
+
+// Root returns the session path of the scope's subtree, "/WORKSPACE/PATH"
+// ("/WORKSPACE" for the whole workspace).
+func (s Scope) Root() string {
+	if s.Path == "" {
+		return "/" + s.Workspace
+	}
+	return "/" + s.Workspace + "/" + s.Path
+}
+
+// String returns the scope in the form ParseScope reads,
+// "node:WORKSPACE/PATH:PERM".
+func (s Scope) String() string {
+	return "node:" + strings.TrimPrefix(s.Root(), "/") + ":" + s.Perm()
+}
+
+// ParseScope parses "node:WORKSPACE/PATH:PERM" (PERM r, w or rw): the
+// workspace slug ends at the first "/" after "node:", the permission
+// starts after the last ":". "node:WORKSPACE:PERM" is the whole workspace.
+// The path is cleaned of empty and "." components; ".." is refused. Cells
+// names a node by UUID; here the node is a path. The error wraps
+// ErrInvalid and names the problem.
+func ParseScope(s string) (Scope, error) {
+	what := fmt.Sprintf("scope %q", s)
+	if err := checkText(what, s, MaxScopePathLen+MaxNameLen+16); err != nil {
+		return Scope{}, err
+	}
+	rest, ok := strings.CutPrefix(s, "node:")
+	if !ok {
+		return Scope{}, invalid(what, `must have the form node:WORKSPACE/PATH:PERM`)
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i < 0 {
+		return Scope{}, invalid(what, "no permission: end it with :r, :w or :rw")
+	}
+	target, perm := rest[:i], rest[i+1:]
+	var sc Scope
+	switch perm {
+	case "r":
+		sc.Read = true
+	case "w":
+		sc.Write = true
+	case "rw":
+		sc.Read, sc.Write = true, true
+	default:
+		return Scope{}, invalid(what, fmt.Sprintf("permission %q: want r, w or rw", perm))
+	}
+	ws, p, _ := strings.Cut(target, "/")
+	if ws == "" {
+		return Scope{}, invalid(what, "no workspace: the form is node:WORKSPACE/PATH:PERM")
+	}
+	if err := ValidateSlug(ws); err != nil {
+		return Scope{}, invalid(what, fmt.Sprintf("workspace %q: not a workspace slug (Cells node UUIDs are not supported; the form is node:WORKSPACE/PATH:PERM)", ws))
+	}
+	sc.Workspace = ws
+	var parts []string
+	for _, c := range strings.Split(p, "/") {
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			return Scope{}, invalid(what, `path must not contain ".."`)
+		}
+		parts = append(parts, c)
+	}
+	sc.Path = strings.Join(parts, "/")
+	if len(sc.Path) > MaxScopePathLen {
+		return Scope{}, invalid(what, fmt.Sprintf("path longer than %d bytes", MaxScopePathLen))
+	}
+	return sc, nil
+}
+
+// mergeScopes returns scopes sorted by workspace and path, with the
+// permissions of scopes on the same subtree joined.
+func mergeScopes(scopes []Scope) []Scope {
+	byRoot := make(map[string]int)
+	var out []Scope
+	for _, s := range scopes {
+		if i, ok := byRoot[s.Root()]; ok {
+			out[i].Read = out[i].Read || s.Read
+			out[i].Write = out[i].Write || s.Write
+			continue
+		}
+		byRoot[s.Root()] = len(out)
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Root() < out[j].Root() })
+	return out
+}
+
+// Scopes is the set of scopes of a login. The zero value (nil) means an
+// unscoped login: everything the grants allow.
+type Scopes []Scope
+
+// ScopeAccess says what Scopes make of a session path.
+type ScopeAccess int
+
+// What a session path is to a scoped login.
+const (
+	// ScopeHidden: outside every scope and on no scope's way; it does not
+	// exist for the session.
+	ScopeHidden ScopeAccess = iota
+	// ScopeParent: a directory on the way to a scope ("/", a workspace, …):
+	// visible, read-only, its listing shows only the way to the scopes.
+	ScopeParent
+	// ScopeInside: in a scope's subtree (its root included); Read and Write
+	// say what the union of the scopes that hold it allows.
+	ScopeInside
+)
+
+// Scoped reports whether the scopes restrict anything.
+func (ss Scopes) Scoped() bool { return ss != nil }
+
+// Lookup classifies the cleaned absolute session path p ("/ws/a/b") and
+// returns, for ScopeInside, whether the scopes that hold p allow reading and
+// writing. For unscoped Scopes it returns ScopeInside, true, true.
+func (ss Scopes) Lookup(p string) (a ScopeAccess, read, write bool) {
+	if ss == nil {
+		return ScopeInside, true, true
+	}
+	a = ScopeHidden
+	for _, s := range ss {
+		switch {
+		case s.holds(p):
+			a = ScopeInside
+			read = read || s.Read
+			write = write || s.Write
+		case a == ScopeHidden && s.below(p):
+			a = ScopeParent
+		}
+	}
+	return a, read, write
+}
+
+// holds reports whether the cleaned absolute path p is the scope's root
+// or below it, comparing whole components ("/ws/docs" does not hold
+// "/ws/docs-old"). It is within(p, s.Root()) without building the root.
+func (s Scope) holds(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, s.Workspace); !ok {
+		return false
+	}
+	if s.Path != "" {
+		if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+			return false
+		}
+		if rest, ok = strings.CutPrefix(rest, s.Path); !ok {
+			return false
+		}
+	}
+	return rest == "" || rest[0] == '/'
+}
+
+// below reports whether the scope's root is the cleaned absolute path p
+// or below it: within(s.Root(), p) without building the root.
+func (s Scope) below(p string) bool {
+	if p == "/" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return false
+	}
+	ws, sub, hasSub := strings.Cut(rest, "/")
+	if ws != s.Workspace {
+		return false
+	}
+	if !hasSub {
+		return true
+	}
+	return sub == s.Path || strings.HasPrefix(s.Path, sub+"/")
+}
+
+// SameWritable reports whether one scope with write permission holds
+// both from and to strictly inside its root: a rename that would cross a
+// scope's edge (or move a scope's root) is refused. Unscoped Scopes allow
+// every rename.
+func (ss Scopes) SameWritable(from, to string) bool {
+	if ss == nil {
+		return true
+	}
+	for _, s := range ss {
+		root := s.Root()
+		if s.Write && from != root && to != root && within(from, root) && within(to, root) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether the cleaned absolute path p is root or below it,
+// comparing whole components ("/ws/docs" does not hold "/ws/docs-old").
+func within(p, root string) bool {
+	if root == "/" {
+		return true
+	}
+	return p == root || strings.HasPrefix(p, root+"/")
+}
+
+// checkScopes checks scopes built by code as ParseScope would (a slug, a
+// clean path without ".." and at least one permission).
+func checkScopes(scopes []Scope) error {
+	if len(scopes) > MaxScopes {
+		return invalid("scopes", fmt.Sprintf("more than %d", MaxScopes))
+	}
+	for _, s := range scopes {
+		if !s.Read && !s.Write {
+			return invalid(fmt.Sprintf("scope on %q", s.Root()), "no permission")
+		}
+		got, err := ParseScope(s.String())
+		if err != nil {
+			return err
+		}
+		if got != s {
+			return invalid(fmt.Sprintf("scope %q", s.String()), "path is not clean")
+		}
+	}
+	return nil
+}
+
+// validateScopes checks, in tx, that every scope names an existing
+// workspace.
+func validateScopes(ctx context.Context, tx *sql.Tx, scopes []Scope) error {
+	for _, s := range scopes {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM workspaces WHERE slug = ?`, s.Workspace).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			detail := fmt.Sprintf("unknown workspace %q", s.Workspace)
+			if isUUID(s.Workspace) {
+				detail += " (Cells node UUIDs are not supported: name the node node:WORKSPACE/PATH:PERM)"
+			}
+			return invalid(fmt.Sprintf("scope %q", s.String()), detail)
+		}
+	}
+	return nil
+}
+
+// isUUID reports whether s has the shape of a UUID (8-4-4-4-12 hex).
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !strings.ContainsRune("0123456789abcdefABCDEF", c):
+			return false
+		}
+	}
+	return true
+}
+
+// tokenScopes reads the scopes of token id with q (a *sql.DB or *sql.Tx).
+func tokenScopes(ctx context.Context, q interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}, id string) ([]Scope, error) {
+	rows, err := q.QueryContext(ctx, `SELECT workspace, path, perm FROM token_scopes WHERE token_id = ? ORDER BY workspace, path`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Scope
+	for rows.Next() {
+		var s Scope
+		var perm string
+		if err := rows.Scan(&s.Workspace, &s.Path, &perm); err != nil {
+			return nil, err
+		}
+		s.Read = strings.Contains(perm, "r")
+		s.Write = strings.Contains(perm, "w")
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
