@@ -69,16 +69,16 @@ bench: tools minio build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 ## compare: the speed of the tree against OLD (a git rev) in one run: both
-## binaries interleaved, ROUNDS rounds, medians (see README, Benchmarks)
+## binaries interleaved, COMPARE_ROUNDS rounds, medians (see README, Benchmarks)
 OLD    ?= 6a936e3
-ROUNDS ?= 5
+COMPARE_ROUNDS ?= 5
 compare: tools minio build
 	@set -e; tmp=$$(mktemp -d); \
 	trap 'git worktree remove --force "$$tmp/src" >/dev/null 2>&1 || true; rm -rf "$$tmp"; git worktree prune' EXIT; \
 	git worktree add --detach --quiet "$$tmp/src" "$(OLD)"; \
 	echo "old: $(OLD) = $$(git -C "$$tmp/src" rev-parse --short HEAD); new: this tree, $$(git rev-parse --short HEAD)$$(git diff --quiet HEAD || echo ' + uncommitted changes')"; \
 	(cd "$$tmp/src" && $(GO) build -o $(BIN)/sftpgate-old ./cmd/sftpgate)
-	SFTPGATE_COMPARE_BINS="old=$(BIN)/sftpgate-old,new=$(SFTPGATE)" SFTPGATE_COMPARE_ROUNDS=$(ROUNDS) \
+	SFTPGATE_COMPARE_BINS="old=$(BIN)/sftpgate-old,new=$(SFTPGATE)" SFTPGATE_COMPARE_ROUNDS=$(COMPARE_ROUNDS) \
 		$(GO) test -count=1 -v -run '^TestCompareBinaries$$' -timeout 150m ./integration
 
 ## run: the quick start — a development gateway in .sftpgate-dev on port 2022
