@@ -33,10 +33,10 @@ $(MINIO_STAMP):
 	done; exit 1
 	@touch $@
 
-## tools: the system packages the end-to-end tests use (fuse3, sshpass, sshfs, OpenSSH client)
+## tools: the system packages the end-to-end tests use (fuse3, sshpass, sshfs, OpenSSH client, rclone)
 tools:
 	@missing=""; \
-	for c in fusermount3:fuse3 sshpass:sshpass sshfs:sshfs sftp:openssh-client ssh-keygen:openssh-client; do \
+	for c in fusermount3:fuse3 sshpass:sshpass sshfs:sshfs sftp:openssh-client ssh-keygen:openssh-client rclone:rclone; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
