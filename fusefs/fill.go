@@ -29,26 +29,7 @@ func (f *fill) add(off, end int64) {
 	if off <= f.prefix {
 		f.prefix = end
 	} else {
-		i, _ := slices.BinarySearchFunc(f.pieces, off, func(x extent, o int64) int {
-			switch {
-			case x.off < o:
-				return -1
-			case x.off > o:
-				return 1
-			}
-			return 0
-		})
-		f.pieces = slices.Insert(f.pieces, i, extent{off, end})
-		// Merge with the neighbours it touches.
-		if i > 0 && f.pieces[i-1].end >= off {
-			f.pieces[i-1].end = max(f.pieces[i-1].end, end)
-			f.pieces = slices.Delete(f.pieces, i, i+1)
-			i--
-		}
-		for i+1 < len(f.pieces) && f.pieces[i+1].off <= f.pieces[i].end {
-			f.pieces[i].end = max(f.pieces[i].end, f.pieces[i+1].end)
-			f.pieces = slices.Delete(f.pieces, i+1, i+2)
-		}
+		f.pieces = insertExtent(f.pieces, off, end)
 		if len(f.pieces) > maxFillPieces {
 			f.pieces = f.pieces[:maxFillPieces]
 		}
@@ -77,4 +58,29 @@ func (f *fill) cut(size int64) {
 	if len(f.pieces) == 0 {
 		f.pieces = nil
 	}
+}
+
+// insertExtent adds [off, end) to xs (sorted, disjoint, not touching),
+// merging it with the neighbours it touches, and returns the new slice.
+func insertExtent(xs []extent, off, end int64) []extent {
+	i, _ := slices.BinarySearchFunc(xs, off, func(x extent, o int64) int {
+		switch {
+		case x.off < o:
+			return -1
+		case x.off > o:
+			return 1
+		}
+		return 0
+	})
+	xs = slices.Insert(xs, i, extent{off, end})
+	if i > 0 && xs[i-1].end >= off {
+		xs[i-1].end = max(xs[i-1].end, end)
+		xs = slices.Delete(xs, i, i+1)
+		i--
+	}
+	for i+1 < len(xs) && xs[i+1].off <= xs[i].end {
+		xs[i].end = max(xs[i].end, xs[i+1].end)
+		xs = slices.Delete(xs, i+1, i+2)
+	}
+	return xs
 }

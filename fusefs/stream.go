@@ -95,26 +95,7 @@ func (e *entry) trackWriteLocked(off, end int64) {
 		return
 	}
 	if off > e.seq {
-		i, _ := slices.BinarySearchFunc(e.ahead, off, func(x extent, o int64) int {
-			switch {
-			case x.off < o:
-				return -1
-			case x.off > o:
-				return 1
-			}
-			return 0
-		})
-		e.ahead = slices.Insert(e.ahead, i, extent{off, end})
-		// Merge with the neighbours it touches.
-		if i > 0 && e.ahead[i-1].end >= off {
-			e.ahead[i-1].end = max(e.ahead[i-1].end, end)
-			e.ahead = slices.Delete(e.ahead, i, i+1)
-			i--
-		}
-		for i+1 < len(e.ahead) && e.ahead[i+1].off <= e.ahead[i].end {
-			e.ahead[i].end = max(e.ahead[i].end, e.ahead[i+1].end)
-			e.ahead = slices.Delete(e.ahead, i+1, i+2)
-		}
+		e.ahead = insertExtent(e.ahead, off, end)
 		if len(e.ahead) > maxAhead {
 			e.seq = -1
 			e.ahead = nil

@@ -157,6 +157,13 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// entries returns every entry of the cache, at this moment.
+func (c *cache) entries() []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Keys(c.all))
+}
+
 // lookup returns the entry of an object, nil when there is none.
 func (c *cache) lookup(bucket, key string) *entry {
 	c.mu.Lock()
@@ -475,9 +482,7 @@ func (c *cache) openWriter(e *entry) {
 // userCopies counts the copies of user that are being written or wait as
 // interrupted uploads.
 func (c *cache) userCopies(user string) int {
-	c.mu.Lock()
-	es := slices.Collect(maps.Keys(c.all))
-	c.mu.Unlock()
+	es := c.entries()
 	n := 0
 	for _, e := range es {
 		e.mu.Lock()
@@ -1069,9 +1074,7 @@ func (c *cache) stats(user string) cacheStats {
 // a resume and interrupted uploads nobody resumed. It never uploads. It
 // returns when done or when ctx is cancelled.
 func (c *cache) sweep(ctx context.Context, now time.Time) {
-	c.mu.Lock()
-	es := slices.Collect(maps.Keys(c.all))
-	c.mu.Unlock()
+	es := c.entries()
 	for _, e := range es {
 		if ctx.Err() != nil {
 			return
@@ -1103,9 +1106,7 @@ func (c *cache) sweep(ctx context.Context, now time.Time) {
 // used ones past maxClean. Copies being written and interrupted uploads
 // are never evicted.
 func (c *cache) evictClean(ctx context.Context) {
-	c.mu.Lock()
-	es := slices.Collect(maps.Keys(c.all))
-	c.mu.Unlock()
+	es := c.entries()
 	type used struct {
 		e  *entry
 		at time.Time
@@ -1152,9 +1153,7 @@ func (c *cache) evictClean(ctx context.Context) {
 // fdatasync, then the length recorded in the journal. A crash loses at
 // most what was written since the last checkpoint.
 func (c *cache) checkpoint(ctx context.Context) {
-	c.mu.Lock()
-	es := slices.Collect(maps.Keys(c.all))
-	c.mu.Unlock()
+	es := c.entries()
 	for _, e := range es {
 		if ctx.Err() != nil {
 			return
@@ -1199,9 +1198,7 @@ func fdatasync(f *os.File) error {
 func (c *cache) closeAll() {
 	// Copies still written through a detached mount keep what they can.
 	c.checkpoint(context.Background())
-	c.mu.Lock()
-	es := slices.Collect(maps.Keys(c.all))
-	c.mu.Unlock()
+	es := c.entries()
 	for _, e := range es {
 		e.mu.Lock()
 		e.breakStreamLocked("shutdown")
