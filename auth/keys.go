@@ -198,19 +198,28 @@ func validateFrom(list string) error {
 	return nil
 }
 
-// matchFrom reports whether the address of remote passes the from="..."
-// patterns, as OpenSSH decides it: a matching negated pattern refuses,
-// else any matching pattern accepts.
-func matchFrom(list, remote string) bool {
+// RemoteAddr returns the address of remote ("host:port" or a bare
+// address), IPv4-mapped IPv6 unmapped; ok is false when it is not an IP.
+func RemoteAddr(remote string) (netip.Addr, bool) {
 	host := remote
 	if h, _, err := net.SplitHostPort(remote); err == nil {
 		host = h
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
+		return netip.Addr{}, false
+	}
+	return addr.Unmap(), true
+}
+
+// matchFrom reports whether the address of remote passes the from="..."
+// patterns, as OpenSSH decides it: a matching negated pattern refuses,
+// else any matching pattern accepts.
+func matchFrom(list, remote string) bool {
+	addr, valid := RemoteAddr(remote)
+	if !valid {
 		return false
 	}
-	addr = addr.Unmap()
 	ip := addr.String()
 	ok := false
 	for _, p := range strings.Split(list, ",") {

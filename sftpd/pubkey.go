@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/auth"
 )
 
 // KeyAuthenticator checks public-key and certificate logins (auth.Store
@@ -135,15 +136,10 @@ func (c *serverConn) checkCert(user string, cert *ssh.Certificate) error {
 // certificate's source-address list (comma-separated addresses and CIDR
 // blocks).
 func sourceAddressAllows(list, remote string) bool {
-	host := remote
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		host = h
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
+	addr, ok := auth.RemoteAddr(remote)
+	if !ok {
 		return false
 	}
-	addr = addr.Unmap()
 	for _, p := range strings.Split(list, ",") {
 		p = strings.TrimSpace(p)
 		if pf, err := netip.ParsePrefix(p); err == nil && pf.Contains(addr) {
