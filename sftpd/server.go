@@ -1,6 +1,7 @@
 package sftpd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -204,9 +205,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.MaxStartups.check(); err != nil {
 		return nil, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
 	}
-	if cfg.MaxStartupsPerSource == 0 {
-		cfg.MaxStartupsPerSource = DefaultMaxStartupsPerSource
-	}
+	cfg.MaxStartupsPerSource = cmp.Or(cfg.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
 	for _, a := range []struct {
 		kind string
 		list *[]string
@@ -228,39 +227,17 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
 		}
 	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.MaxSessionsPerUser == 0 {
-		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
-	}
-	if cfg.MaxHandlesPerSession == 0 {
-		cfg.MaxHandlesPerSession = DefaultMaxHandlesPerSession
-	}
-	if cfg.MaxHandlesPerUser == 0 {
-		cfg.MaxHandlesPerUser = DefaultMaxHandlesPerUser
-	}
-	if cfg.MaxFileSize == 0 {
-		cfg.MaxFileSize = DefaultMaxFileSize
-	}
-	if cfg.GatherPerSession == 0 {
-		cfg.GatherPerSession = DefaultGatherPerSession
-	}
-	if cfg.GatherPerUser == 0 {
-		cfg.GatherPerUser = DefaultGatherPerUser
-	}
-	if cfg.HandshakeTimeout == 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if cfg.MaxAuthTries == 0 {
-		cfg.MaxAuthTries = DefaultMaxAuthTries
-	}
-	if cfg.FailureDelay == 0 {
-		cfg.FailureDelay = DefaultFailureDelay
-	}
-	if cfg.GracePeriod == 0 {
-		cfg.GracePeriod = DefaultGracePeriod
-	}
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.MaxSessionsPerUser = cmp.Or(cfg.MaxSessionsPerUser, DefaultMaxSessionsPerUser)
+	cfg.MaxHandlesPerSession = cmp.Or(cfg.MaxHandlesPerSession, DefaultMaxHandlesPerSession)
+	cfg.MaxHandlesPerUser = cmp.Or(cfg.MaxHandlesPerUser, DefaultMaxHandlesPerUser)
+	cfg.MaxFileSize = cmp.Or(cfg.MaxFileSize, DefaultMaxFileSize)
+	cfg.GatherPerSession = cmp.Or(cfg.GatherPerSession, DefaultGatherPerSession)
+	cfg.GatherPerUser = cmp.Or(cfg.GatherPerUser, DefaultGatherPerUser)
+	cfg.HandshakeTimeout = cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.MaxAuthTries = cmp.Or(cfg.MaxAuthTries, DefaultMaxAuthTries)
+	cfg.FailureDelay = cmp.Or(cfg.FailureDelay, DefaultFailureDelay)
+	cfg.GracePeriod = cmp.Or(cfg.GracePeriod, DefaultGracePeriod)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
