@@ -225,6 +225,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 		user:   mt.key.user, readOnly: mt.key.ro, grants: m.o.Grants, ob: m.ob, cache: m.cache,
 		log: m.log.With("user", mt.key.user), attrTTL: m.o.AttrTTL, grantTTL: m.o.GrantsTTL,
 		tmpDir: m.cacheDir, maxSize: m.o.MaxFileSize, uid: m.uid, gid: m.gid, born: time.Now(),
+		quotas: m.o.Quotas,
 	}
 	if err := v.refresh(ctx); err != nil {
 		return err

@@ -61,7 +61,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if skind == kindDir && sl.bucket == dl.bucket && strings.HasPrefix(dst+"/", src+"/") {
 		return syscall.EINVAL // into itself
 	}
-	dkind, _, err := v.resolve(ctx, dl.bucket, dst)
+	dkind, dinfo, err := v.resolve(ctx, dl.bucket, dst)
 	if err != nil {
 		return errno(err)
 	}
@@ -82,13 +82,36 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 			return syscall.ENOTEMPTY
 		}
 	}
+	sq, dq := v.quotaUser(sl.bucket, src), v.quotaUser(dl.bucket, dst)
+	// A copy not published yet is not in the usage: leave the count to a
+	// listing rather than guess.
+	local := v.cache.pendingAt(sl.bucket, src) || v.cache.pendingAt(dl.bucket, dst)
 	if skind == kindFile {
 		err = v.renameFile(ctx, sl.bucket, src, dl.bucket, dst, sinfo)
 	} else {
 		err = v.renameDir(ctx, sl.bucket, src+"/", dl.bucket, dst+"/")
 	}
 	if err != nil {
+		if sq != "" || dq != "" {
+			v.recompute(ctx, v.user) // a part may have moved
+		}
 		return errno(err)
+	}
+	if skind == kindFile {
+		if e := v.cache.lookup(dl.bucket, dst); e != nil {
+			e.setQuotaView(v)
+		}
+	}
+	switch {
+	case sq == "" && dq == "":
+	case local || skind == kindDir && sq != dq:
+		v.recompute(ctx, v.user)
+	case skind == kindFile:
+		if dkind == kindFile {
+			v.addUsage(ctx, dq, -dinfo.Size, -1)
+		}
+		v.addUsage(ctx, sq, -sinfo.Size, -1)
+		v.addUsage(ctx, dq, sinfo.Size, 1)
 	}
 	if ch := nd.GetChild(newName); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok && dkind == kindFile {

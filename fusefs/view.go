@@ -28,6 +28,11 @@ type view struct {
 	uid, gid uint32
 	born     time.Time
 
+	// quotas, nil when none; qmu serializes the listings that compute the
+	// user's usage (held across the listing, never across a mount call).
+	quotas Quotas
+	qmu    sync.Mutex
+
 	openFiles atomic.Int64
 	// notify receives the slugs of revoked workspaces, whose kernel
 	// entries the view's notifier invalidates; never blocked on.
@@ -53,6 +58,7 @@ type workspace struct {
 	bucket   string
 	prefix   string
 	readOnly bool
+	personal bool
 	revoked  bool
 	bucketOK bool
 }
@@ -101,7 +107,7 @@ func (v *view) refresh(ctx context.Context) error {
 		if ws.bucket != w.Bucket {
 			ws.bucketOK = false
 		}
-		ws.bucket, ws.prefix, ws.readOnly, ws.revoked = w.Bucket, prefix, w.ReadOnly, false
+		ws.bucket, ws.prefix, ws.readOnly, ws.personal, ws.revoked = w.Bucket, prefix, w.ReadOnly, w.Personal, false
 		ws.mu.Unlock()
 	}
 	for slug, ws := range v.spaces {
@@ -230,8 +236,9 @@ func (v *view) fillFileAttr(a *fuse.Attr, size int64, mtime time.Time, mode uint
 	a.SetTimes(&mtime, &mtime, &mtime)
 }
 
-// statfs reports the space of the cache directory.
-func (v *view) statfs(out *fuse.StatfsOut) syscall.Errno {
+// statfs reports the user's quota when they have one (total = the limit,
+// free = what is left), else the space of the cache directory.
+func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	avail, total, bsize, err := freeSpace(v.tmpDir)
 	if err != nil || bsize <= 0 {
 		bsize = 4096
@@ -245,5 +252,23 @@ func (v *view) statfs(out *fuse.StatfsOut) syscall.Errno {
 	out.Files = 1 << 30
 	out.Ffree = 1 << 30
 	out.NameLen = maxNameLen
+	if v.quotas == nil || v.readOnly {
+		return 0
+	}
+	q, err := v.quota(ctx)
+	if err != nil || !q.Limited() {
+		return errno(err)
+	}
+	if q.MaxBytes > 0 {
+		const bs = 4096
+		out.Bsize, out.Frsize = bs, bs
+		out.Blocks = uint64(q.MaxBytes+bs-1) / bs
+		free := max(0, q.MaxBytes-q.UsedBytes) / bs
+		out.Bfree, out.Bavail = uint64(free), uint64(free)
+	}
+	if q.MaxFiles > 0 {
+		out.Files = uint64(q.MaxFiles)
+		out.Ffree = uint64(max(0, q.MaxFiles-q.UsedFiles))
+	}
 	return 0
 }

@@ -66,13 +66,17 @@ type entry struct {
 	user       string
 	baseETag   string
 	baseExists bool
-	size       int64
-	mtime      time.Time
-	mtimeSet   bool
-	mode       uint32
-	dirty      bool
-	gen        uint64
-	complete   bool
+	// baseSize is the size of the object at baseETag, for quota deltas;
+	// qv is the view whose user's quota counts the object, nil when none.
+	baseSize int64
+	qv       *view
+	size     int64
+	mtime    time.Time
+	mtimeSet bool
+	mode     uint32
+	dirty    bool
+	gen      uint64
+	complete bool
 	// tailMode: the copy holds only the bytes from tailFrom on, appended
 	// to an object of at least minComposeSize that is not downloaded; the
 	// upload joins them server-side.
@@ -189,6 +193,7 @@ func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entr
 	if remote != nil {
 		e.baseETag = remote.ETag
 		e.baseExists = true
+		e.baseSize = remote.Size
 		e.size = remote.Size
 		e.mtime = remote.Mtime
 		e.mode = remote.Mode
@@ -313,6 +318,9 @@ func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 	}
 	e.bucket, e.key = bucket, key
 	e.baseETag, e.baseExists = etag, exists
+	if !exists {
+		e.baseSize = 0
+	}
 	c.byKey[objKey(bucket, key)] = e
 	c.mu.Unlock()
 	c.saveLocked(e)
@@ -962,11 +970,37 @@ func (c *cache) upload(e *entry) error {
 		e.mu.Unlock()
 		return fmt.Errorf("upload: %w", err)
 	}
+	qv, qSize, qBase, qExisted := e.qv, e.size, e.baseSize, e.baseExists
+	if qv != nil {
+		// The quota is asked without e.mu (a store call, maybe a listing):
+		// writes meanwhile were checked as they grew the copy.
+		e.mu.Unlock()
+		q, err := qv.quota(c.bg)
+		if err == nil {
+			err = q.over(qSize, qBase, qExisted)
+		}
+		e.mu.Lock()
+		if err != nil {
+			c.log.Info("upload refused by quota", "bucket", e.bucket, "key", e.key, "user", qv.user, "err", err)
+			e.breakStreamLocked("quota")
+			e.failedGen = e.gen
+			e.mu.Unlock()
+			e.waitAborts()
+			return fmt.Errorf("upload: %w", err)
+		}
+		if e.deleted || !e.dirty {
+			e.breakStreamLocked("nothing to upload")
+			e.mu.Unlock()
+			e.waitAborts()
+			return nil
+		}
+	}
 	// Writes from now on belong to the next upload: they may start a new
 	// stream.
 	s := e.stream
 	e.stream = nil
 	gen, bucket, key, size, f := e.gen, e.bucket, e.key, e.size, e.f
+	qv, qBase, qExisted = e.qv, e.baseSize, e.baseExists
 	meta := userMeta(e.mtime, e.mode)
 	mtime, mtimeSet, mode := e.mtime, e.mtimeSet, e.mode
 	user := e.user
@@ -1011,10 +1045,18 @@ func (c *cache) upload(e *entry) error {
 		return err
 	}
 	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
+	if qv != nil {
+		dFiles := int64(0)
+		if !qExisted {
+			dFiles = 1
+			qBase = 0
+		}
+		qv.addUsage(c.bg, qv.user, size-qBase, dFiles)
+	}
 	if e.deleted {
 		return nil
 	}
-	e.baseETag, e.baseExists = etag, true
+	e.baseETag, e.baseExists, e.baseSize = etag, true, size
 	if e.gen == gen {
 		e.dirty = false
 		e.fill.reset(e.size)

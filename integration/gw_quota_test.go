@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pkg/sftp"
+)
+
+// uploadBytes uploads size bytes of the stream for seed to path and
+// returns the first error of the create, the writes or the close.
+func uploadBytes(sc *sftp.Client, path string, seed uint64, size int) error {
+	f, err := sc.Create(path)
+	if err != nil {
+		return err
+	}
+	_, werr := f.ReadFrom(bytes.NewReader(prngBytes(seed, size)))
+	cerr := f.Close()
+	return errors.Join(werr, cerr)
+}
+
+// quotaUsed returns the "used" figures the CLI prints for login.
+func quotaUsed(t *testing.T, g *gateway, login string) string {
+	t.Helper()
+	out := g.mustCLI("admin", "user", "quota", "-u", login).stdout
+	var used []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[1] == "used" {
+			used = append(used, f[0]+f[2])
+		}
+	}
+	return strings.Join(used, " ")
+}
+
+// TestGatewayQuota: quota: the upload that crosses it fails and leaves no
+// object, `df` shows the numbers; deletes free room, shared workspaces are
+// not counted, --recompute sees objects put behind the gateway's back.
+func TestGatewayQuota(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gwOptions{})
+	tok := g.addUser("alice", personalWS, commonWS)
+	g.mustCLI("admin", "user", "quota", "-u", "alice", "--bytes", "3MiB", "--files", "10")
+	sc := g.mustSFTP("alice", tok)
+	const mib = 1 << 20
+
+	if err := uploadBytes(sc, "/personal-files/a.bin", 1, 2*mib); err != nil {
+		t.Fatalf("upload 2 MiB under a 3 MiB quota: %v", err)
+	}
+	if got, want := quotaUsed(t, g, "alice"), fmt.Sprintf("bytes:%d files:1", 2*mib); got != want {
+		t.Errorf("usage after the first upload: got %q, want %q", got, want)
+	}
+
+	err := uploadBytes(sc, "/personal-files/b.bin", 2, 2*mib)
+	t.Logf("refused upload: %v", err)
+	var se *sftp.StatusError
+	if !errors.As(err, &se) || se.Code != 4 || !strings.Contains(se.Error(), "quota exceeded") {
+		t.Fatalf("upload crossing the quota: got %v, want SSH_FX_FAILURE (4) \"quota exceeded\"", err)
+	}
+	if _, err := statObject(g.minio, g.personalBucket, personalKey("alice", "b.bin")); !isNotFound(err) {
+		t.Errorf("object of the refused upload: got %v, want none", err)
+	}
+
+	// df, as OpenSSH's sftp shows it (KiB): size, used, available.
+	local := t.TempDir()
+	out, code := g.sftpBatch(t, "alice", tok, local, "df /personal-files\ndf -i /personal-files")
+	if code != 0 {
+		t.Fatalf("sftp df: exit %d\n%s", code, out)
+	}
+	t.Logf("sftp df:\n%s", out)
+	if !dfHas(out, "3072", "2048", "1024") || !dfHas(out, "10", "1", "9") {
+		t.Errorf("sftp df: got\n%s\nwant 3072 2048 1024 (KiB) and 10 1 9 (files)", out)
+	}
+
+	// A shared workspace is not counted.
+	if err := uploadBytes(sc, "/common-files/big.bin", 3, 2*mib); err != nil {
+		t.Fatalf("upload to a shared workspace: %v", err)
+	}
+	if got, want := quotaUsed(t, g, "alice"), fmt.Sprintf("bytes:%d files:1", 2*mib); got != want {
+		t.Errorf("usage after a shared upload: got %q, want %q", got, want)
+	}
+
+	// A delete frees room.
+	if err := sc.Remove("/personal-files/a.bin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uploadBytes(sc, "/personal-files/b.bin", 2, 2*mib); err != nil {
+		t.Fatalf("upload after a delete freed room: %v", err)
+	}
+	// Moving out of the personal workspace frees room too.
+	if err := sc.Rename("/personal-files/b.bin", "/common-files/b.bin"); err != nil {
+		t.Fatal(err)
+	}
+	if got := quotaUsed(t, g, "alice"); got != "bytes:0 files:0" {
+		t.Errorf("usage after moving out: got %q, want bytes:0 files:0", got)
+	}
+
+	// Objects put straight into the bucket count after --recompute.
+	putObject(t, g.minio, g.personalBucket, personalKey("alice", "x/extra.bin"), make([]byte, mib/2))
+	putObject(t, g.minio, g.personalBucket, personalKey("bob", "other.bin"), make([]byte, mib))
+	g.mustCLI("admin", "user", "quota", "-u", "alice", "--recompute")
+	st, err := sc.StatVFS("/personal-files")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total, used := st.Blocks*st.Frsize, (st.Blocks-st.Bfree)*st.Frsize; total != 3*mib || used != mib/2 || st.Files-st.Ffree != 1 {
+		t.Errorf("statvfs after --recompute: got total %d, used %d, files %d, want %d, %d, 1", total, used, st.Files-st.Ffree, 3*mib, mib/2)
+	}
+	if got, want := quotaUsed(t, g, "alice"), fmt.Sprintf("bytes:%d files:1", mib/2); got != want {
+		t.Errorf("usage after --recompute: got %q, want %q", got, want)
+	}
+
+	// The file limit holds as well; "none" lifts the byte limit.
+	g.mustCLI("admin", "user", "quota", "-u", "alice", "--bytes", "none", "--files", "2")
+	if err := uploadBytes(sc, "/personal-files/c.bin", 4, 10); err != nil {
+		t.Fatalf("second file under a 2-file quota: %v", err)
+	}
+	if err := uploadBytes(sc, "/personal-files/d.bin", 5, 10); err == nil || !strings.Contains(err.Error(), "quota exceeded") {
+		t.Errorf("third file under a 2-file quota: got %v, want \"quota exceeded\"", err)
+	}
+	if _, err := statObject(g.minio, g.personalBucket, personalKey("alice", "d.bin")); !isNotFound(err) {
+		t.Errorf("object of the refused file: got %v, want none", err)
+	}
+}
+
+// dfHas reports whether a line of out holds the fields want, in order, as
+// its first fields.
+func dfHas(out string, want ...string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= len(want) && strings.Join(f[:len(want)], " ") == strings.Join(want, " ") {
+			return true
+		}
+	}
+	return false
+}
