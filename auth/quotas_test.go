@@ -117,3 +117,28 @@ func TestAccessPersonal(t *testing.T) {
 		t.Fatalf("Personal: got %v, want home only", got)
 	}
 }
+
+// TestQuotasMigration opens a store left at schema version 3 (before
+// quotas): the migration adds the table and existing users have no quota.
+func TestQuotasMigration(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTestStore(t)
+	mustUser(t, s, "alice")
+	for _, q := range []string{`DROP TABLE user_quotas`, `PRAGMA user_version = 3`} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s2, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open after the downgrade: %v", err)
+	}
+	defer s2.Close()
+	if q, err := s2.Quota(ctx, "alice"); err != nil || q != (Quota{}) {
+		t.Fatalf("Quota after the migration: got %+v, %v, want zero", q, err)
+	}
+	if err := s2.SetQuota(ctx, "alice", 1<<30, 0); err != nil {
+		t.Fatal(err)
+	}
+}
