@@ -66,17 +66,19 @@ type entry struct {
 	user       string
 	baseETag   string
 	baseExists bool
-	// baseSize is the size of the object at baseETag, for quota deltas;
-	// qv is the view whose user's quota counts the object, nil when none.
-	baseSize int64
-	qv       *view
-	size     int64
-	mtime    time.Time
-	mtimeSet bool
-	mode     uint32
-	dirty    bool
-	gen      uint64
-	complete bool
+	// baseSize is the size of the object at baseETag, for quota deltas
+	// (baseSizeUnknown: not known, for a copy found at start); qv is the
+	// view whose user's quota counts the object, nil when none.
+	baseSize        int64
+	baseSizeUnknown bool
+	qv              *view
+	size            int64
+	mtime           time.Time
+	mtimeSet        bool
+	mode            uint32
+	dirty           bool
+	gen             uint64
+	complete        bool
 	// tailMode: the copy holds only the bytes from tailFrom on, appended
 	// to an object of at least minComposeSize that is not downloaded; the
 	// upload joins them server-side.
@@ -1001,6 +1003,7 @@ func (c *cache) upload(e *entry) error {
 	e.stream = nil
 	gen, bucket, key, size, f := e.gen, e.bucket, e.key, e.size, e.f
 	qv, qBase, qExisted = e.qv, e.baseSize, e.baseExists
+	qUnknown := e.baseSizeUnknown
 	meta := userMeta(e.mtime, e.mode)
 	mtime, mtimeSet, mode := e.mtime, e.mtimeSet, e.mode
 	user := e.user
@@ -1045,14 +1048,16 @@ func (c *cache) upload(e *entry) error {
 		return err
 	}
 	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
-	if qv != nil {
-		dFiles := int64(0)
-		if !qExisted {
-			dFiles = 1
-			qBase = 0
-		}
-		qv.addUsage(c.bg, qv.user, size-qBase, dFiles)
+	switch {
+	case qv == nil:
+	case qExisted && qUnknown:
+		qv.recompute(c.bg, qv.user) // what it replaced is not known
+	case qExisted:
+		qv.addUsage(c.bg, qv.user, size-qBase, 0)
+	default:
+		qv.addUsage(c.bg, qv.user, size, 1)
 	}
+	e.baseSizeUnknown = false
 	if e.deleted {
 		return nil
 	}
