@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pkg/sftp"
@@ -61,6 +64,21 @@ func TestGatewayQuota(t *testing.T) {
 	}
 	if _, err := statObject(g.minio, g.personalBucket, personalKey("alice", "b.bin")); !isNotFound(err) {
 		t.Errorf("object of the refused upload: got %v, want none", err)
+	}
+
+	// The same through the mount: EDQUOT, no object; statfs shows the quota.
+	view := filepath.Join(g.mounts, "alice", personalWS)
+	if err := os.WriteFile(filepath.Join(view, "m.bin"), prngBytes(6, 2*mib), 0o644); !errors.Is(err, syscall.EDQUOT) {
+		t.Errorf("write crossing the quota on the mount: got %v, want EDQUOT", err)
+	}
+	if _, err := statObject(g.minio, g.personalBucket, personalKey("alice", "m.bin")); !isNotFound(err) {
+		t.Errorf("object of the refused write on the mount: got %v, want none", err)
+	}
+	var sfs syscall.Statfs_t
+	if err := syscall.Statfs(view, &sfs); err != nil {
+		t.Fatal(err)
+	} else if total, free := sfs.Blocks*uint64(sfs.Frsize), sfs.Bavail*uint64(sfs.Frsize); total != 3*mib || free != mib {
+		t.Errorf("statfs on the mount: got total %d, free %d, want %d, %d", total, free, 3*mib, mib)
 	}
 
 	// df, as OpenSSH's sftp shows it (KiB): size, used, available.
