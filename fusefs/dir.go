@@ -360,7 +360,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	// A counted object's size is asked first, to take it off the quota.
 	qUser, gone := v.quotaUser(l.bucket, key), int64(-1)
-	if qUser != "" {
+	if qUser != "" && v.counting(ctx) {
 		if info, err := v.ob.stat(ctx, l.bucket, key); err == nil {
 			gone = info.Size
 		} else if !isNotFound(err) {

@@ -231,3 +231,11 @@ func (c *cache) pendingAt(bucket, key string) bool {
 	e := c.lookup(bucket, key)
 	return e != nil && e.pending()
 }
+
+// counting tells whether the view's user's usage is kept (computed), so
+// that a change must be added to it; without it, nothing is asked of the
+// store for a delete or a rename.
+func (v *view) counting(ctx context.Context) bool {
+	q, err := v.quotas.Quota(ctx, v.user)
+	return err == nil && q.Computed
+}

@@ -83,6 +83,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		}
 	}
 	sq, dq := v.quotaUser(sl.bucket, src), v.quotaUser(dl.bucket, dst)
+	if (sq != "" || dq != "") && !v.counting(ctx) {
+		sq, dq = "", "" // no usage kept: nothing to change
+	}
 	// A copy not published yet is not in the usage: leave the count to a
 	// listing rather than guess.
 	local := v.cache.pendingAt(sl.bucket, src) || v.cache.pendingAt(dl.bucket, dst)

@@ -973,6 +973,7 @@ func (c *cache) upload(e *entry) error {
 		return fmt.Errorf("upload: %w", err)
 	}
 	qv, qSize, qBase, qExisted := e.qv, e.size, e.baseSize, e.baseExists
+	counting := false // the owner's usage is kept: this upload changes it
 	if qv != nil {
 		// The quota is asked without e.mu (a store call, maybe a listing):
 		// writes meanwhile were checked as they grew the copy.
@@ -981,6 +982,7 @@ func (c *cache) upload(e *entry) error {
 		if err == nil {
 			err = q.over(qSize, qBase, qExisted)
 		}
+		counting = q.Computed
 		e.mu.Lock()
 		if err != nil {
 			c.log.Info("upload refused by quota", "bucket", e.bucket, "key", e.key, "user", qv.user, "err", err)
@@ -1049,7 +1051,7 @@ func (c *cache) upload(e *entry) error {
 	}
 	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
 	switch {
-	case qv == nil:
+	case qv == nil || !counting:
 	case qExisted && qUnknown:
 		qv.recompute(c.bg, qv.user) // what it replaced is not known
 	case qExisted:
