@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 )
 
 // Quota is a user's limits over their personal ({user}) workspaces and
@@ -102,4 +103,66 @@ func (s *Store) RecomputeUsage(ctx context.Context, login string) error {
 		return err
 	})
 	return opErr("recompute usage", err)
+}
+
+// PersonalOwner returns the user whose personal workspace (one whose
+// prefix contains UserPlaceholder, granted to that user) holds the object
+// bucket/key: the user whose quota counts it, whoever writes it. It
+// returns "" when no personal workspace holds it.
+func (s *Store) PersonalOwner(ctx context.Context, bucket, key string) (string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT slug, prefix FROM workspaces
+		WHERE bucket = ? AND instr(prefix, ?) > 0 ORDER BY slug`, bucket, UserPlaceholder)
+	if err != nil {
+		return "", opErr("personal owner", err)
+	}
+	type cand struct{ slug, login string }
+	var cs []cand
+	for rows.Next() {
+		var slug, prefix string
+		if err := rows.Scan(&slug, &prefix); err != nil {
+			rows.Close()
+			return "", opErr("personal owner", err)
+		}
+		if login := personalLogin(prefix, key); login != "" {
+			cs = append(cs, cand{slug, login})
+		}
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return "", opErr("personal owner", err)
+	}
+	for _, c := range cs {
+		var one int
+		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM grants WHERE slug = ? AND login = ?`, c.slug, c.login).Scan(&one)
+		if err == nil {
+			return c.login, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return "", opErr("personal owner", err)
+		}
+	}
+	return "", nil
+}
+
+// personalLogin returns the login that, put in place of UserPlaceholder in
+// prefix (a workspace prefix, taken as a directory: "a/{user}" is
+// "a/{user}/"), makes a prefix of key; "" when none does.
+func personalLogin(prefix, key string) string {
+	prefix = strings.Trim(prefix, "/") + "/"
+	before, after, ok := strings.Cut(prefix, UserPlaceholder)
+	if !ok || !strings.HasPrefix(key, before) {
+		return ""
+	}
+	rest := key[len(before):]
+	next, _, _ := strings.Cut(after, UserPlaceholder) // what follows the login
+	i := strings.Index(rest, next)
+	if i <= 0 {
+		return ""
+	}
+	login := rest[:i]
+	if ValidateLogin(login) != nil || !strings.HasPrefix(key, ExpandPrefix(prefix, login)) {
+		return ""
+	}
+	return login
 }

@@ -142,3 +142,41 @@ func TestQuotasMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPersonalOwner(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTestStore(t)
+	mustUser(t, s, "alice")
+	mustUser(t, s, "bob")
+	for _, w := range []Workspace{
+		{Slug: "home", Bucket: "personal", Prefix: "{user}/"},
+		{Slug: "deep", Bucket: "data", Prefix: "homes/{user}/files"},
+		{Slug: "all", Bucket: "personal"},
+	} {
+		if err := s.CreateWorkspace(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range [][2]string{{"home", "alice"}, {"deep", "alice"}, {"all", "bob"}, {"home", "bob"}} {
+		if err := s.Grant(ctx, g[0], g[1], false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ bucket, key, want string }{
+		{"personal", "alice/a.txt", "alice"},
+		{"personal", "alice/dir/a.txt", "alice"},
+		{"personal", "bob/a.txt", "bob"},
+		{"personal", "carol/a.txt", ""}, // no such user
+		{"personal", "a.txt", ""},
+		{"personal", "alice", ""},
+		{"data", "homes/alice/files/x", "alice"},
+		{"data", "homes/alice/other/x", ""},
+		{"data", "homes/bob/files/x", ""}, // bob has no grant on deep
+		{"common", "alice/a.txt", ""},
+	} {
+		got, err := s.PersonalOwner(ctx, tt.bucket, tt.key)
+		if err != nil || got != tt.want {
+			t.Errorf("PersonalOwner(%s, %s): got %q, %v, want %q", tt.bucket, tt.key, got, err, tt.want)
+		}
+	}
+}
