@@ -359,8 +359,9 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		}
 	}
 	// A counted object's size is asked first, to take it off the quota.
-	qUser, gone := v.quotaUser(l.bucket, key), int64(-1)
-	if qUser != "" && v.counting(ctx) {
+	qk := v.cache.qk
+	qUser, gone := qk.owner(ctx, l.bucket, key), int64(-1)
+	if qUser != "" && qk.counting(ctx, qUser) {
 		if info, err := v.ob.stat(ctx, l.bucket, key); err == nil {
 			gone = info.Size
 		} else if !isNotFound(err) {
@@ -376,7 +377,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		return errno(err)
 	}
 	if gone >= 0 {
-		v.addUsage(ctx, qUser, -gone, -1)
+		qk.add(ctx, qUser, -gone, -1)
 	}
 	return 0
 }

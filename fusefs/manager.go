@@ -102,6 +102,9 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies, maxUserBytes: o.MaxUserCopyBytes,
 		userBytes: map[string]int64{},
 		byKey:     map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
+	if o.Quotas != nil {
+		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log}
+	}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()
 		m.cache.closeAll()
@@ -225,7 +228,6 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 		user:   mt.key.user, readOnly: mt.key.ro, grants: m.o.Grants, ob: m.ob, cache: m.cache,
 		log: m.log.With("user", mt.key.user), attrTTL: m.o.AttrTTL, grantTTL: m.o.GrantsTTL,
 		tmpDir: m.cacheDir, maxSize: m.o.MaxFileSize, uid: m.uid, gid: m.gid, born: time.Now(),
-		quotas: m.o.Quotas,
 	}
 	if err := v.refresh(ctx); err != nil {
 		return err

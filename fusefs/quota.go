@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -33,6 +35,9 @@ type Quotas interface {
 	SetUsage(ctx context.Context, user string, bytes, files int64) error
 	// RecomputeUsage marks a usage as to be computed again.
 	RecomputeUsage(ctx context.Context, user string) error
+	// Owner returns the user whose personal workspace holds bucket/key
+	// (whose quota counts it, whoever writes it), "" when none.
+	Owner(ctx context.Context, bucket, key string) (string, error)
 }
 
 // Limited reports whether q sets any limit.
@@ -56,67 +61,74 @@ func (q Quota) over(size, oldSize int64, existed bool) error {
 	return nil
 }
 
-// quotaUser returns the user whose quota counts the object bucket/key in
-// this view: the view's user when it lies in one of their personal
-// workspaces, "" otherwise (or without quotas).
-func (v *view) quotaUser(bucket, key string) string {
-	if v.quotas == nil || v.readOnly {
-		return ""
-	}
-	v.gmu.Lock()
-	defer v.gmu.Unlock()
-	for _, s := range v.current {
-		ws := v.spaces[s]
-		ws.mu.Lock()
-		in := ws.personal && !ws.revoked && ws.bucket == bucket && strings.HasPrefix(key, ws.prefix)
-		ws.mu.Unlock()
-		if in {
-			return v.user
-		}
-	}
-	return ""
+// quotaKeeper applies the users' quotas for the whole manager: whose
+// quota counts an object, the usage (listed when not kept yet), and its
+// changes. A nil keeper (no Options.Quotas) counts nothing.
+type quotaKeeper struct {
+	q      Quotas
+	grants Grants
+	ob     *objects
+	log    *slog.Logger
+
+	// mu serializes the listings that compute a usage (held across one,
+	// never across a call into a mount).
+	mu sync.Mutex
 }
 
-// quota returns the view's user's quota, computing the usage from a
-// listing of their personal workspaces when it is not computed yet and a
-// limit needs it.
-func (v *view) quota(ctx context.Context) (Quota, error) {
-	q, err := v.quotas.Quota(ctx, v.user)
+// owner returns the user whose quota counts bucket/key, "" when none (a
+// store error is logged and counts nothing: a recompute repairs it).
+func (k *quotaKeeper) owner(ctx context.Context, bucket, key string) string {
+	if k == nil {
+		return ""
+	}
+	u, err := k.q.Owner(ctx, bucket, key)
+	if err != nil {
+		k.log.Error("fusefs: cannot tell whose quota counts an object", "bucket", bucket, "key", key, "err", err)
+		return ""
+	}
+	return u
+}
+
+// quota returns user's quota, computing the usage from a listing of
+// their personal workspaces when it is not kept yet and a limit needs it.
+func (k *quotaKeeper) quota(ctx context.Context, user string) (Quota, error) {
+	if k == nil || user == "" {
+		return Quota{}, nil
+	}
+	q, err := k.q.Quota(ctx, user)
 	if err != nil || q.Computed || !q.Limited() {
 		return q, err
 	}
-	v.qmu.Lock()
-	defer v.qmu.Unlock()
-	if q, err = v.quotas.Quota(ctx, v.user); err != nil || q.Computed {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if q, err = k.q.Quota(ctx, user); err != nil || q.Computed {
 		return q, err
 	}
-	bytes, files, err := v.countPersonal(ctx)
+	bytes, files, err := k.countPersonal(ctx, user)
 	if err != nil {
 		return q, err
 	}
-	if err := v.quotas.SetUsage(ctx, v.user, bytes, files); err != nil {
+	if err := k.q.SetUsage(ctx, user, bytes, files); err != nil {
 		return q, err
 	}
-	v.log.Info("fusefs: quota usage computed", "user", v.user, "bytes", bytes, "files", files)
+	k.log.Info("fusefs: quota usage computed", "user", user, "bytes", bytes, "files", files)
 	q.UsedBytes, q.UsedFiles, q.Computed = bytes, files, true
 	return q, nil
 }
 
-// countPersonal adds up the objects under the user's personal workspaces
+// countPersonal adds up the objects under user's personal workspaces
 // (each prefix once, nested ones inside their parent), streaming the
 // listing: no key list is kept. Directory markers do not count.
-func (v *view) countPersonal(ctx context.Context) (bytes, files int64, err error) {
-	wss, err := v.workspaces(ctx)
+func (k *quotaKeeper) countPersonal(ctx context.Context, user string) (bytes, files int64, err error) {
+	wss, err := k.grants.Workspaces(ctx, user)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("quota: grants of %s: %w", user, err)
 	}
 	var places []loc
-	for _, ws := range wss {
-		ws.mu.Lock()
-		if ws.personal && !ws.revoked {
-			places = append(places, loc{bucket: ws.bucket, prefix: ws.prefix})
+	for _, w := range wss {
+		if p, err := normPrefix(w.Prefix); err == nil && w.Personal && w.Bucket != "" {
+			places = append(places, loc{bucket: w.Bucket, prefix: p})
 		}
-		ws.mu.Unlock()
 	}
 	slices.SortFunc(places, func(a, b loc) int {
 		if c := strings.Compare(a.bucket, b.bucket); c != 0 {
@@ -131,7 +143,7 @@ func (v *view) countPersonal(ctx context.Context) (bytes, files int64, err error
 			continue // inside one already counted
 		}
 		last = &places[i]
-		b, f, err := v.countPrefix(ctx, p.bucket, p.prefix)
+		b, f, err := k.countPrefix(ctx, p.bucket, p.prefix)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -142,10 +154,10 @@ func (v *view) countPersonal(ctx context.Context) (bytes, files int64, err error
 }
 
 // countPrefix adds up the objects under prefix; a missing bucket holds none.
-func (v *view) countPrefix(ctx context.Context, bucket, prefix string) (bytes, files int64, err error) {
+func (k *quotaKeeper) countPrefix(ctx context.Context, bucket, prefix string) (bytes, files int64, err error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range v.ob.listAll(lctx, bucket, prefix) {
+	for oi := range k.ob.listAll(lctx, bucket, prefix) {
 		if oi.Err != nil {
 			var er minio.ErrorResponse
 			if errors.As(oi.Err, &er) && er.Code == "NoSuchBucket" {
@@ -162,36 +174,50 @@ func (v *view) countPrefix(ctx context.Context, bucket, prefix string) (bytes, f
 	return bytes, files, nil
 }
 
-// addUsage records a change of the user's usage; a failure is logged (a
-// recompute repairs it), never returned: the change itself succeeded.
-func (v *view) addUsage(ctx context.Context, user string, dBytes, dFiles int64) {
-	if user == "" || (dBytes == 0 && dFiles == 0) {
+// counting tells whether user's usage is kept (computed), so that a change
+// must be added to it; without it, a delete or a rename asks nothing more.
+func (k *quotaKeeper) counting(ctx context.Context, user string) bool {
+	if k == nil || user == "" {
+		return false
+	}
+	q, err := k.q.Quota(ctx, user)
+	return err == nil && q.Computed
+}
+
+// add records a change of user's usage; a failure is logged (a recompute
+// repairs it), never returned: the change itself succeeded.
+func (k *quotaKeeper) add(ctx context.Context, user string, dBytes, dFiles int64) {
+	if k == nil || user == "" || (dBytes == 0 && dFiles == 0) {
 		return
 	}
-	if err := v.quotas.AddUsage(ctx, user, dBytes, dFiles); err != nil {
-		v.log.Error("fusefs: cannot record quota usage", "user", user, "bytes", dBytes, "files", dFiles, "err", err)
+	if err := k.q.AddUsage(ctx, user, dBytes, dFiles); err != nil {
+		k.log.Error("fusefs: cannot record quota usage", "user", user, "bytes", dBytes, "files", dFiles, "err", err)
 	}
 }
 
-// recompute asks for the user's usage to be listed again, after a change
-// too wide to count here (a directory rename in or out of a personal
-// workspace).
-func (v *view) recompute(ctx context.Context, user string) {
-	if user == "" {
+// recompute asks for user's usage to be listed again, after a change too
+// wide to count here (a directory moved in or out of a personal
+// workspace, a copy not uploaded yet renamed).
+func (k *quotaKeeper) recompute(ctx context.Context, user string) {
+	if k == nil || user == "" {
 		return
 	}
-	if err := v.quotas.RecomputeUsage(ctx, user); err != nil {
-		v.log.Error("fusefs: cannot mark quota usage for recompute", "user", user, "err", err)
+	if err := k.q.RecomputeUsage(ctx, user); err != nil {
+		k.log.Error("fusefs: cannot mark quota usage for recompute", "user", user, "err", err)
 	}
 }
 
-// checkGrow fails with ErrQuota when making e end bytes long would take
-// its quota owner past their quota. Only growth is checked.
-func (v *view) checkGrow(ctx context.Context, e *entry, end int64, appending bool) error {
+// checkGrow fails with ErrQuota when making e end bytes long (after its
+// end when appending) would take its quota's owner past their quota. Only
+// growth is checked.
+func (k *quotaKeeper) checkGrow(ctx context.Context, e *entry, end int64, appending bool) error {
+	if k == nil {
+		return nil
+	}
 	e.mu.Lock()
-	qv, size, baseSize, existed := e.qv, e.size, e.baseSize, e.baseExists
+	user, size, baseSize, existed := e.qUser, e.size, e.baseSize, e.baseExists
 	e.mu.Unlock()
-	if qv == nil {
+	if user == "" {
 		return nil
 	}
 	if appending {
@@ -200,28 +226,27 @@ func (v *view) checkGrow(ctx context.Context, e *entry, end int64, appending boo
 	if end <= size {
 		return nil
 	}
-	q, err := qv.quota(ctx)
+	q, err := k.quota(ctx, user)
 	if err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	if err := q.over(max(end, size), baseSize, existed); err != nil {
+	if err := q.over(end, baseSize, existed); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil
 }
 
-// setQuotaView records which view's user's quota counts the entry's
-// object, as seen from v (nil: none).
-func (e *entry) setQuotaView(v *view) {
+// setQuotaOwner records whose quota counts the entry's object.
+func (e *entry) setQuotaOwner(ctx context.Context, k *quotaKeeper) {
+	if k == nil {
+		return
+	}
 	e.mu.Lock()
 	bucket, key := e.bucket, e.key
 	e.mu.Unlock()
-	var qv *view
-	if v.quotaUser(bucket, key) != "" {
-		qv = v
-	}
+	user := k.owner(ctx, bucket, key)
 	e.mu.Lock()
-	e.qv = qv
+	e.qUser = user
 	e.mu.Unlock()
 }
 
@@ -230,12 +255,4 @@ func (e *entry) setQuotaView(v *view) {
 func (c *cache) pendingAt(bucket, key string) bool {
 	e := c.lookup(bucket, key)
 	return e != nil && e.pending()
-}
-
-// counting tells whether the view's user's usage is kept (computed), so
-// that a change must be added to it; without it, nothing is asked of the
-// store for a delete or a rename.
-func (v *view) counting(ctx context.Context) bool {
-	q, err := v.quotas.Quota(ctx, v.user)
-	return err == nil && q.Computed
 }

@@ -82,12 +82,20 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 			return syscall.ENOTEMPTY
 		}
 	}
-	sq, dq := v.quotaUser(sl.bucket, src), v.quotaUser(dl.bucket, dst)
-	if (sq != "" || dq != "") && !v.counting(ctx) {
-		sq, dq = "", "" // no usage kept: nothing to change
+	// Whose quotas count the source and the destination, when their usage
+	// is kept. A copy not published yet is not in any usage: leave the
+	// count to a listing rather than guess.
+	qk := v.cache.qk
+	sq, dq := qk.owner(ctx, sl.bucket, src+"/"), qk.owner(ctx, dl.bucket, dst+"/")
+	if skind == kindFile {
+		sq, dq = qk.owner(ctx, sl.bucket, src), qk.owner(ctx, dl.bucket, dst)
 	}
-	// A copy not published yet is not in the usage: leave the count to a
-	// listing rather than guess.
+	if !qk.counting(ctx, sq) {
+		sq = ""
+	}
+	if !qk.counting(ctx, dq) {
+		dq = ""
+	}
 	local := v.cache.pendingAt(sl.bucket, src) || v.cache.pendingAt(dl.bucket, dst)
 	if skind == kindFile {
 		err = v.renameFile(ctx, sl.bucket, src, dl.bucket, dst, sinfo)
@@ -95,26 +103,26 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		err = v.renameDir(ctx, sl.bucket, src+"/", dl.bucket, dst+"/")
 	}
 	if err != nil {
-		if sq != "" || dq != "" {
-			v.recompute(ctx, v.user) // a part may have moved
-		}
+		qk.recompute(ctx, sq) // a part may have moved
+		qk.recompute(ctx, dq)
 		return errno(err)
 	}
 	if skind == kindFile {
 		if e := v.cache.lookup(dl.bucket, dst); e != nil {
-			e.setQuotaView(v)
+			e.setQuotaOwner(ctx, qk)
 		}
 	}
 	switch {
 	case sq == "" && dq == "":
 	case local || skind == kindDir && sq != dq:
-		v.recompute(ctx, v.user)
+		qk.recompute(ctx, sq)
+		qk.recompute(ctx, dq)
 	case skind == kindFile:
 		if dkind == kindFile {
-			v.addUsage(ctx, dq, -dinfo.Size, -1)
+			qk.add(ctx, dq, -dinfo.Size, -1)
 		}
-		v.addUsage(ctx, sq, -sinfo.Size, -1)
-		v.addUsage(ctx, dq, sinfo.Size, 1)
+		qk.add(ctx, sq, -sinfo.Size, -1)
+		qk.add(ctx, dq, sinfo.Size, 1)
 	}
 	if ch := nd.GetChild(newName); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok && dkind == kindFile {

@@ -28,11 +28,6 @@ type view struct {
 	uid, gid uint32
 	born     time.Time
 
-	// quotas, nil when none; qmu serializes the listings that compute the
-	// user's usage (held across the listing, never across a mount call).
-	quotas Quotas
-	qmu    sync.Mutex
-
 	openFiles atomic.Int64
 	// notify receives the slugs of revoked workspaces, whose kernel
 	// entries the view's notifier invalidates; never blocked on.
@@ -252,10 +247,10 @@ func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Files = 1 << 30
 	out.Ffree = 1 << 30
 	out.NameLen = maxNameLen
-	if v.quotas == nil || v.readOnly {
+	if v.readOnly {
 		return 0
 	}
-	q, err := v.quota(ctx)
+	q, err := v.cache.qk.quota(ctx, v.user)
 	if err != nil || !q.Limited() {
 		return errno(err)
 	}

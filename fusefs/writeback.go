@@ -67,11 +67,11 @@ type entry struct {
 	baseETag   string
 	baseExists bool
 	// baseSize is the size of the object at baseETag, for quota deltas
-	// (baseSizeUnknown: not known, for a copy found at start); qv is the
-	// view whose user's quota counts the object, nil when none.
+	// (baseSizeUnknown: not known, for a copy found at start); qUser is
+	// the user whose quota counts the object, "" when none.
 	baseSize        int64
 	baseSizeUnknown bool
-	qv              *view
+	qUser           string
 	size            int64
 	mtime           time.Time
 	mtimeSet        bool
@@ -137,6 +137,8 @@ type cache struct {
 	// user has being written or interrupted (Options).
 	maxClean, maxUserCopies int
 	maxUserBytes            int64
+	// qk applies the users' quotas; nil when there are none.
+	qk *quotaKeeper
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -972,20 +974,20 @@ func (c *cache) upload(e *entry) error {
 		e.mu.Unlock()
 		return fmt.Errorf("upload: %w", err)
 	}
-	qv, qSize, qBase, qExisted := e.qv, e.size, e.baseSize, e.baseExists
+	qUser, qSize, qBase, qExisted := e.qUser, e.size, e.baseSize, e.baseExists
 	counting := false // the owner's usage is kept: this upload changes it
-	if qv != nil {
+	if qUser != "" && c.qk != nil {
 		// The quota is asked without e.mu (a store call, maybe a listing):
 		// writes meanwhile were checked as they grew the copy.
 		e.mu.Unlock()
-		q, err := qv.quota(c.bg)
+		q, err := c.qk.quota(c.bg, qUser)
 		if err == nil {
 			err = q.over(qSize, qBase, qExisted)
 		}
 		counting = q.Computed
 		e.mu.Lock()
 		if err != nil {
-			c.log.Info("upload refused by quota", "bucket", e.bucket, "key", e.key, "user", qv.user, "err", err)
+			c.log.Info("upload refused by quota", "bucket", e.bucket, "key", e.key, "user", qUser, "err", err)
 			e.breakStreamLocked("quota")
 			e.failedGen = e.gen
 			e.mu.Unlock()
@@ -1004,7 +1006,7 @@ func (c *cache) upload(e *entry) error {
 	s := e.stream
 	e.stream = nil
 	gen, bucket, key, size, f := e.gen, e.bucket, e.key, e.size, e.f
-	qv, qBase, qExisted = e.qv, e.baseSize, e.baseExists
+	qBase, qExisted = e.baseSize, e.baseExists
 	qUnknown := e.baseSizeUnknown
 	meta := userMeta(e.mtime, e.mode)
 	mtime, mtimeSet, mode := e.mtime, e.mtimeSet, e.mode
@@ -1051,13 +1053,13 @@ func (c *cache) upload(e *entry) error {
 	}
 	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
 	switch {
-	case qv == nil || !counting:
+	case !counting:
 	case qExisted && qUnknown:
-		qv.recompute(c.bg, qv.user) // what it replaced is not known
+		c.qk.recompute(c.bg, qUser) // what it replaced is not known
 	case qExisted:
-		qv.addUsage(c.bg, qv.user, size-qBase, 0)
+		c.qk.add(c.bg, qUser, size-qBase, 0)
 	default:
-		qv.addUsage(c.bg, qv.user, size, 1)
+		c.qk.add(c.bg, qUser, size, 1)
 	}
 	e.baseSizeUnknown = false
 	if e.deleted {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,6 +141,32 @@ func TestGatewayQuota(t *testing.T) {
 	}
 	if _, err := statObject(g.minio, g.personalBucket, personalKey("alice", "d.bin")); !isNotFound(err) {
 		t.Errorf("object of the refused file: got %v, want none", err)
+	}
+
+	// An object in alice's space counts for alice, whoever writes it: bob
+	// reaches the whole bucket through a workspace that is not personal.
+	g.mustCLI("admin", "workspace", "create", "--slug", "homes", "--bucket", g.personalBucket)
+	btok := g.addUser("bob", "homes")
+	bsc := g.mustSFTP("bob", btok)
+	g.mustCLI("admin", "user", "quota", "-u", "alice", "--files", "none")
+	if err := uploadBytes(bsc, "/homes/alice/from-bob.bin", 7, 1000); err != nil {
+		t.Fatalf("bob's upload into alice's space: %v", err)
+	}
+	if got, want := quotaUsed(t, g, "alice"), fmt.Sprintf("bytes:%d files:3", mib/2+10+1000); got != want {
+		t.Errorf("usage after bob wrote into alice's space: got %q, want %q", got, want)
+	}
+	g.mustCLI("admin", "user", "quota", "-u", "alice", "--bytes", strconv.Itoa(mib/2+10+1500))
+	if err := uploadBytes(bsc, "/homes/alice/big-from-bob.bin", 8, 1000); err == nil || !strings.Contains(err.Error(), "quota exceeded") {
+		t.Errorf("bob's upload past alice's quota: got %v, want \"quota exceeded\"", err)
+	}
+	if err := uploadBytes(bsc, "/homes/bob-own.bin", 9, 1000); err != nil {
+		t.Errorf("bob's upload outside any personal space: %v", err)
+	}
+	if err := bsc.Remove("/homes/alice/from-bob.bin"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := quotaUsed(t, g, "alice"), fmt.Sprintf("bytes:%d files:2", mib/2+10); got != want {
+		t.Errorf("usage after bob removed his file from alice's space: got %q, want %q", got, want)
 	}
 }
 

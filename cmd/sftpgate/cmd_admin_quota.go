@@ -137,3 +137,8 @@ func (q quotaSource) SetUsage(ctx context.Context, user string, bytes, files int
 func (q quotaSource) RecomputeUsage(ctx context.Context, user string) error {
 	return q.st.RecomputeUsage(ctx, user)
 }
+
+// Owner implements fusefs.Quotas.
+func (q quotaSource) Owner(ctx context.Context, bucket, key string) (string, error) {
+	return q.st.PersonalOwner(ctx, bucket, key)
+}
