@@ -86,10 +86,11 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	// is kept. A copy not published yet is not in any usage: leave the
 	// count to a listing rather than guess.
 	qk := v.cache.qk
-	sq, dq := qk.owner(ctx, sl.bucket, src+"/"), qk.owner(ctx, dl.bucket, dst+"/")
+	sOwner, dOwner := qk.owner(ctx, sl.bucket, src+"/"), qk.owner(ctx, dl.bucket, dst+"/")
 	if skind == kindFile {
-		sq, dq = qk.owner(ctx, sl.bucket, src), qk.owner(ctx, dl.bucket, dst)
+		sOwner, dOwner = qk.owner(ctx, sl.bucket, src), qk.owner(ctx, dl.bucket, dst)
 	}
+	sq, dq := sOwner, dOwner
 	if !qk.counting(ctx, sq) {
 		sq = ""
 	}
@@ -107,8 +108,14 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		qk.recompute(ctx, dq)
 		return errno(err)
 	}
-	if skind == kindFile {
+	// The local copies that moved are counted by their new owner.
+	switch {
+	case skind == kindFile:
 		if e := v.cache.lookup(dl.bucket, dst); e != nil {
+			e.setQuotaOwner(ctx, qk)
+		}
+	case sOwner != dOwner:
+		for _, e := range v.cache.under(dl.bucket, dst+"/") {
 			e.setQuotaOwner(ctx, qk)
 		}
 	}

@@ -53,7 +53,6 @@ type workspace struct {
 	bucket   string
 	prefix   string
 	readOnly bool
-	personal bool
 	revoked  bool
 	bucketOK bool
 }
@@ -102,7 +101,7 @@ func (v *view) refresh(ctx context.Context) error {
 		if ws.bucket != w.Bucket {
 			ws.bucketOK = false
 		}
-		ws.bucket, ws.prefix, ws.readOnly, ws.personal, ws.revoked = w.Bucket, prefix, w.ReadOnly, w.Personal, false
+		ws.bucket, ws.prefix, ws.readOnly, ws.revoked = w.Bucket, prefix, w.ReadOnly, false
 		ws.mu.Unlock()
 	}
 	for slug, ws := range v.spaces {

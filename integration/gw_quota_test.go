@@ -116,6 +116,25 @@ func TestGatewayQuota(t *testing.T) {
 		t.Errorf("usage after moving out: got %q, want bytes:0 files:0", got)
 	}
 
+	// So does moving a directory out (its usage is listed again).
+	if err := sc.Mkdir("/personal-files/d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := uploadBytes(sc, "/personal-files/d1/f.bin", 10, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if got := quotaUsed(t, g, "alice"); got != "bytes:1000 files:1" {
+		t.Errorf("usage after an upload into a directory: got %q, want bytes:1000 files:1", got)
+	}
+	if err := sc.Rename("/personal-files/d1", "/common-files/d1"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := sc.StatVFS("/personal-files"); err != nil {
+		t.Fatal(err)
+	} else if used, files := (st.Blocks-st.Bfree)*st.Frsize, st.Files-st.Ffree; used != 0 || files != 0 {
+		t.Errorf("statvfs after moving a directory out: got used %d, files %d, want 0, 0", used, files)
+	}
+
 	// Objects put straight into the bucket count after --recompute.
 	putObject(t, g.minio, g.personalBucket, personalKey("alice", "x/extra.bin"), make([]byte, mib/2))
 	putObject(t, g.minio, g.personalBucket, personalKey("bob", "other.bin"), make([]byte, mib))
