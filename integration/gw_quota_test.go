@@ -47,6 +47,20 @@ func TestGatewayQuota(t *testing.T) {
 	g := startGateway(t, gwOptions{})
 	tok := g.addUser("alice", personalWS, commonWS)
 	g.mustCLI("admin", "user", "quota", "-u", "alice", "--bytes", "3MiB", "--files", "10")
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"-u", "alice", "--bytes", "12XB"}, 2},
+		{[]string{"-u", "alice", "--files", "-3"}, 2},
+		{[]string{"--bytes", "1MiB"}, 2},
+		{[]string{"-u", "nobody", "--bytes", "1MiB"}, 1},
+		{[]string{"-u", "nobody"}, 1},
+	} {
+		if r := g.cli(append([]string{"admin", "user", "quota"}, tt.args...)...); r.code != tt.code {
+			t.Errorf("admin user quota %s: got %s, want exit %d", strings.Join(tt.args, " "), r, tt.code)
+		}
+	}
 	sc := g.mustSFTP("alice", tok)
 	const mib = 1 << 20
 
