@@ -160,15 +160,15 @@ func TestWorkspacesAndGrants(t *testing.T) {
 		return as
 	}
 	wantAlice := []Access{
-		{Workspace{Slug: "common-files", Bucket: "common"}, true},
-		{Workspace{Slug: "personal-files", Bucket: "personal", Prefix: "alice/"}, false},
+		{Workspace{Slug: "common-files", Bucket: "common"}, true, false},
+		{Workspace{Slug: "personal-files", Bucket: "personal", Prefix: "alice/"}, false, true},
 	}
 	if got := access("alice"); !reflect.DeepEqual(got, wantAlice) {
 		t.Errorf("alice: got %+v, want %+v", got, wantAlice)
 	}
 	wantBob := []Access{
-		{Workspace{Slug: "archive", Bucket: "archive", Prefix: "old/"}, true},
-		{Workspace{Slug: "personal-files", Bucket: "personal", Prefix: "bob/"}, false},
+		{Workspace{Slug: "archive", Bucket: "archive", Prefix: "old/"}, true, false},
+		{Workspace{Slug: "personal-files", Bucket: "personal", Prefix: "bob/"}, false, true},
 	}
 	if got := access("bob"); !reflect.DeepEqual(got, wantBob) {
 		t.Errorf("bob: got %+v, want %+v", got, wantBob)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type Access struct {
 	Workspace
 	// ReadOnly is true if the user may only read.
 	ReadOnly bool
+	// Personal is true when the workspace's prefix contains
+	// UserPlaceholder: the user's own space, counted by their quota.
+	Personal bool
 }
 
 func workspaceWhat(slug string) string { return fmt.Sprintf("workspace %q", slug) }
@@ -159,6 +163,7 @@ func (s *Store) Access(ctx context.Context, login string) ([]Access, error) {
 			return nil, opErr("list access", err)
 		}
 		a.Created = fromNanos(created)
+		a.Personal = strings.Contains(a.Prefix, UserPlaceholder)
 		a.Prefix = ExpandPrefix(a.Prefix, login)
 		as = append(as, a)
 	}

@@ -261,7 +261,7 @@ func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 
 // Statfs reports the cache directory's space.
 func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return d.ws.v.statfs(out)
+	return d.ws.v.statfs(ctx, out)
 }
 
 // Mkdir writes a zero-byte marker "name/".
@@ -358,6 +358,16 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 			fn.gone.Store(true)
 		}
 	}
+	// A counted object's size is asked first, to take it off the quota.
+	qk := v.cache.qk
+	qUser, gone := qk.owner(ctx, l.bucket, key), int64(-1)
+	if qUser != "" && qk.counting(ctx, qUser) {
+		if info, err := v.ob.stat(ctx, l.bucket, key); err == nil {
+			gone = info.Size
+		} else if !isNotFound(err) {
+			return errno(err)
+		}
+	}
 	if e := v.cache.lookup(l.bucket, key); e != nil {
 		e.upMu.Lock()
 		v.cache.forget(e)
@@ -365,6 +375,9 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	}
 	if err := v.ob.remove(ctx, l.bucket, key); err != nil {
 		return errno(err)
+	}
+	if gone >= 0 {
+		qk.add(ctx, qUser, -gone, -1)
 	}
 	return 0
 }

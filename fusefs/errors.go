@@ -55,6 +55,9 @@ var (
 	// ErrCopyQuota is returned when a write would take the copies a user has
 	// being written past Options.MaxUserCopyBytes.
 	ErrCopyQuota = errors.New("fusefs: too much data being written by one user")
+	// ErrQuota is returned when a write or an upload would take a user
+	// past their quota (Options.Quotas).
+	ErrQuota = errors.New("fusefs: quota exceeded")
 	// ErrBusy is returned by Unmount while the view is held.
 	ErrBusy = errors.New("fusefs: view in use")
 	// ErrNotMounted is returned by Unmount when there is no such view.
@@ -113,7 +116,7 @@ func mapErr(err error) (syscall.Errno, bool) {
 		return syscall.EFBIG, true
 	case errors.Is(err, ErrTooManyCopies):
 		return syscall.EMFILE, true
-	case errors.Is(err, ErrCopyQuota):
+	case errors.Is(err, ErrCopyQuota), errors.Is(err, ErrQuota):
 		return syscall.EDQUOT, true
 	case errors.Is(err, ErrBusy):
 		return syscall.EBUSY, true

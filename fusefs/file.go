@@ -417,6 +417,7 @@ func (h *fileHandle) Ioctl(ctx context.Context, cmd uint32, arg uint64, input []
 func newWriteHandle(v *view, e *entry, flags uint32) *fileHandle {
 	v.openFiles.Add(1)
 	v.cache.openWriter(e)
+	e.setQuotaOwner(v.cache.bg, v.cache.qk)
 	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, counted: true}
 }
 
@@ -457,6 +458,10 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	if !h.append && off > h.v.maxSize-int64(len(data)) {
 		h.poisonWith(syscall.EFBIG)
 		return 0, syscall.EFBIG
+	}
+	if err := h.v.cache.qk.checkGrow(ctx, h.e, off+int64(len(data)), h.append); err != nil {
+		h.poisonWith(err)
+		return 0, errno(err)
 	}
 	if h.append {
 		off = appendOffset // at the end, decided under the entry's lock

@@ -102,6 +102,9 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies, maxUserBytes: o.MaxUserCopyBytes,
 		userBytes: map[string]int64{},
 		byKey:     map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
+	if o.Quotas != nil {
+		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log}
+	}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()
 		m.cache.closeAll()

@@ -21,6 +21,9 @@ type Workspace struct {
 	Prefix string
 	// ReadOnly refuses every change with EROFS.
 	ReadOnly bool
+	// Personal marks the user's own workspace (its prefix was made from
+	// the user's name): its objects count in the user's quota.
+	Personal bool
 }
 
 // Grants tells which workspaces a user may see. It is asked again every
@@ -93,6 +96,10 @@ type Options struct {
 	// would grow them past it fails with EDQUOT. Zero means a quarter of
 	// the size of the file system holding TmpDir; negative, no bound.
 	MaxUserCopyBytes int64
+	// Quotas holds the users' quotas over their personal workspaces; nil
+	// means no quotas. Writes and uploads past a quota fail with EDQUOT,
+	// and statfs reports it.
+	Quotas Quotas
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
 }

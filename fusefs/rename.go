@@ -61,7 +61,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if skind == kindDir && sl.bucket == dl.bucket && strings.HasPrefix(dst+"/", src+"/") {
 		return syscall.EINVAL // into itself
 	}
-	dkind, _, err := v.resolve(ctx, dl.bucket, dst)
+	dkind, dinfo, err := v.resolve(ctx, dl.bucket, dst)
 	if err != nil {
 		return errno(err)
 	}
@@ -82,13 +82,54 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 			return syscall.ENOTEMPTY
 		}
 	}
+	// Whose quotas count the source and the destination, when their usage
+	// is kept. A copy not published yet is not in any usage: leave the
+	// count to a listing rather than guess.
+	qk := v.cache.qk
+	sOwner, dOwner := qk.owner(ctx, sl.bucket, src+"/"), qk.owner(ctx, dl.bucket, dst+"/")
+	if skind == kindFile {
+		sOwner, dOwner = qk.owner(ctx, sl.bucket, src), qk.owner(ctx, dl.bucket, dst)
+	}
+	sq, dq := sOwner, dOwner
+	if !qk.counting(ctx, sq) {
+		sq = ""
+	}
+	if !qk.counting(ctx, dq) {
+		dq = ""
+	}
+	local := v.cache.pendingAt(sl.bucket, src) || v.cache.pendingAt(dl.bucket, dst)
 	if skind == kindFile {
 		err = v.renameFile(ctx, sl.bucket, src, dl.bucket, dst, sinfo)
 	} else {
 		err = v.renameDir(ctx, sl.bucket, src+"/", dl.bucket, dst+"/")
 	}
 	if err != nil {
+		qk.recompute(ctx, sq) // a part may have moved
+		qk.recompute(ctx, dq)
 		return errno(err)
+	}
+	// The local copies that moved are counted by their new owner.
+	switch {
+	case skind == kindFile:
+		if e := v.cache.lookup(dl.bucket, dst); e != nil {
+			e.setQuotaOwner(ctx, qk)
+		}
+	case sOwner != dOwner:
+		for _, e := range v.cache.under(dl.bucket, dst+"/") {
+			e.setQuotaOwner(ctx, qk)
+		}
+	}
+	switch {
+	case sq == "" && dq == "":
+	case local || skind == kindDir && sq != dq:
+		qk.recompute(ctx, sq)
+		qk.recompute(ctx, dq)
+	case skind == kindFile:
+		if dkind == kindFile {
+			qk.add(ctx, dq, -dinfo.Size, -1)
+		}
+		qk.add(ctx, sq, -sinfo.Size, -1)
+		qk.add(ctx, dq, sinfo.Size, 1)
 	}
 	if ch := nd.GetChild(newName); ch != nil {
 		if fn, ok := ch.Operations().(*fileNode); ok && dkind == kindFile {

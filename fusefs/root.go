@@ -78,7 +78,7 @@ func (r *rootNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAtt
 
 // Statfs reports the cache directory's space.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	return r.v.statfs(out)
+	return r.v.statfs(ctx, out)
 }
 
 // Mkdir is refused: `/` only holds workspaces.

@@ -230,8 +230,9 @@ func (v *view) fillFileAttr(a *fuse.Attr, size int64, mtime time.Time, mode uint
 	a.SetTimes(&mtime, &mtime, &mtime)
 }
 
-// statfs reports the space of the cache directory.
-func (v *view) statfs(out *fuse.StatfsOut) syscall.Errno {
+// statfs reports the user's quota when they have one (total = the limit,
+// free = what is left), else the space of the cache directory.
+func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	avail, total, bsize, err := freeSpace(v.tmpDir)
 	if err != nil || bsize <= 0 {
 		bsize = 4096
@@ -245,5 +246,23 @@ func (v *view) statfs(out *fuse.StatfsOut) syscall.Errno {
 	out.Files = 1 << 30
 	out.Ffree = 1 << 30
 	out.NameLen = maxNameLen
+	if v.readOnly {
+		return 0
+	}
+	q, err := v.cache.qk.quota(ctx, v.user)
+	if err != nil || !q.Limited() {
+		return errno(err)
+	}
+	if q.MaxBytes > 0 {
+		const bs = 4096
+		out.Bsize, out.Frsize = bs, bs
+		out.Blocks = uint64(q.MaxBytes+bs-1) / bs
+		free := max(0, q.MaxBytes-q.UsedBytes) / bs
+		out.Bfree, out.Bavail = uint64(free), uint64(free)
+	}
+	if q.MaxFiles > 0 {
+		out.Files = uint64(q.MaxFiles)
+		out.Ffree = uint64(max(0, q.MaxFiles-q.UsedFiles))
+	}
 	return 0
 }

@@ -66,13 +66,19 @@ type entry struct {
 	user       string
 	baseETag   string
 	baseExists bool
-	size       int64
-	mtime      time.Time
-	mtimeSet   bool
-	mode       uint32
-	dirty      bool
-	gen        uint64
-	complete   bool
+	// baseSize is the size of the object at baseETag, for quota deltas
+	// (baseSizeUnknown: not known, for a copy found at start); qUser is
+	// the user whose quota counts the object, "" when none.
+	baseSize        int64
+	baseSizeUnknown bool
+	qUser           string
+	size            int64
+	mtime           time.Time
+	mtimeSet        bool
+	mode            uint32
+	dirty           bool
+	gen             uint64
+	complete        bool
 	// tailMode: the copy holds only the bytes from tailFrom on, appended
 	// to an object of at least minComposeSize that is not downloaded; the
 	// upload joins them server-side.
@@ -131,6 +137,8 @@ type cache struct {
 	// user has being written or interrupted (Options).
 	maxClean, maxUserCopies int
 	maxUserBytes            int64
+	// qk applies the users' quotas; nil when there are none.
+	qk *quotaKeeper
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -196,6 +204,7 @@ func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entr
 	if remote != nil {
 		e.baseETag = remote.ETag
 		e.baseExists = true
+		e.baseSize = remote.Size
 		e.size = remote.Size
 		e.mtime = remote.Mtime
 		e.mode = remote.Mode
@@ -320,6 +329,9 @@ func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 	}
 	e.bucket, e.key = bucket, key
 	e.baseETag, e.baseExists = etag, exists
+	if !exists {
+		e.baseSize = 0
+	}
 	c.byKey[objKey(bucket, key)] = e
 	c.mu.Unlock()
 	c.saveLocked(e)
@@ -967,11 +979,40 @@ func (c *cache) upload(e *entry) error {
 		e.mu.Unlock()
 		return fmt.Errorf("upload: %w", err)
 	}
+	qUser, qSize, qBase, qExisted := e.qUser, e.size, e.baseSize, e.baseExists
+	counting := false // the owner's usage is kept: this upload changes it
+	if qUser != "" && c.qk != nil {
+		// The quota is asked without e.mu (a store call, maybe a listing):
+		// writes meanwhile were checked as they grew the copy.
+		e.mu.Unlock()
+		q, err := c.qk.quota(c.bg, qUser)
+		if err == nil {
+			err = q.over(qSize, qBase, qExisted)
+		}
+		counting = q.Computed
+		e.mu.Lock()
+		if err != nil {
+			c.log.Info("upload refused by quota", "bucket", e.bucket, "key", e.key, "user", qUser, "err", err)
+			e.breakStreamLocked("quota")
+			e.failedGen = e.gen
+			e.mu.Unlock()
+			e.waitAborts()
+			return fmt.Errorf("upload: %w", err)
+		}
+		if e.deleted || !e.dirty {
+			e.breakStreamLocked("nothing to upload")
+			e.mu.Unlock()
+			e.waitAborts()
+			return nil
+		}
+	}
 	// Writes from now on belong to the next upload: they may start a new
 	// stream.
 	s := e.stream
 	e.stream = nil
 	gen, bucket, key, size, f := e.gen, e.bucket, e.key, e.size, e.f
+	qBase, qExisted = e.baseSize, e.baseExists
+	qUnknown := e.baseSizeUnknown
 	meta := userMeta(e.mtime, e.mode)
 	mtime, mtimeSet, mode := e.mtime, e.mtimeSet, e.mode
 	user := e.user
@@ -1016,10 +1057,20 @@ func (c *cache) upload(e *entry) error {
 		return err
 	}
 	c.log.Debug("uploaded", "bucket", bucket, "key", key, "size", size, "took", time.Since(start))
+	switch {
+	case !counting:
+	case qExisted && qUnknown:
+		c.qk.recompute(c.bg, qUser) // what it replaced is not known
+	case qExisted:
+		c.qk.add(c.bg, qUser, size-qBase, 0)
+	default:
+		c.qk.add(c.bg, qUser, size, 1)
+	}
+	e.baseSizeUnknown = false
 	if e.deleted {
 		return nil
 	}
-	e.baseETag, e.baseExists = etag, true
+	e.baseETag, e.baseExists, e.baseSize = etag, true, size
 	if e.gen == gen {
 		e.dirty = false
 		e.fill.reset(e.size)

@@ -42,11 +42,12 @@ func newAdminUserCmd() *cobra.Command {
   sftpgate admin user token -u alice -e 24h
   sftpgate admin user key add -u alice --file id_ed25519.pub
   sftpgate admin user set -u alice --auth token,key
+  sftpgate admin user quota -u alice --bytes 10GiB --files 100000
   sftpgate admin user delete -u alice`,
 		Args: groupArgs,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newUserCreateCmd(), newUserListCmd(), newUserDeleteCmd(), newUserTokenCmd(), newUserKeyCmd(), newUserSetCmd())
+	cmd.AddCommand(newUserCreateCmd(), newUserListCmd(), newUserDeleteCmd(), newUserTokenCmd(), newUserKeyCmd(), newUserSetCmd(), newUserQuotaCmd())
 	return cmd
 }
 

@@ -185,6 +185,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		MaxUserCopyBytes: cfg.MaxPendingBytesPerUser,
 		MaxFileSize:      cfg.MaxFileSize,
 		ReadAheadBudget:  cfg.ReadAheadBudget,
+		Quotas:           quotaSource{st},
 		Logger:           log.With("component", "fusefs"),
 	})
 	if err != nil {
@@ -434,7 +435,7 @@ func (g grantSource) Workspaces(ctx context.Context, user string) ([]fusefs.Work
 	}
 	ws := make([]fusefs.Workspace, 0, len(acc))
 	for _, a := range acc {
-		ws = append(ws, fusefs.Workspace{Slug: a.Slug, Bucket: a.Bucket, Prefix: a.Prefix, ReadOnly: a.ReadOnly})
+		ws = append(ws, fusefs.Workspace{Slug: a.Slug, Bucket: a.Bucket, Prefix: a.Prefix, ReadOnly: a.ReadOnly, Personal: a.Personal})
 	}
 	return ws, nil
 }
