@@ -290,6 +290,9 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 		if hasSize && !h.write {
 			return fmt.Errorf("truncate: %w", syscall.EBADF)
 		}
+		if hasSize {
+			h.activate()
+		}
 		e = h.e
 	} else if hasSize {
 		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
@@ -374,11 +377,36 @@ type fileHandle struct {
 
 	// mu guards the fields below. poison is the error of a failed write
 	// (no space, too big): the handle's close returns it and publishes
-	// nothing. counted: the handle counts in the view's open files (until
-	// its first flush, when close(2) returns, or its release).
+	// nothing. active: the handle counts as a writer of the copy (from its
+	// open or a write until its next flush: close(2) returns at the flush,
+	// the release comes later, asynchronously). counted: the handle counts
+	// in the view's open files (until its first flush or its release).
 	mu      sync.Mutex
 	poison  error
+	active  bool
 	counted bool
+}
+
+// activate makes the handle a writer of the copy again (a write after a
+// flush, as through a dup'ed descriptor).
+func (h *fileHandle) activate() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.active {
+		h.active = true
+		h.v.cache.openWriter(h.e)
+	}
+}
+
+// deactivate ends the handle's part as a writer, once per activation.
+func (h *fileHandle) deactivate() {
+	h.mu.Lock()
+	active := h.active
+	h.active = false
+	h.mu.Unlock()
+	if active {
+		h.v.cache.closeWriter(h.e)
+	}
 }
 
 // uncount removes the handle from the view's open files, once.
@@ -418,7 +446,7 @@ func newWriteHandle(v *view, e *entry, flags uint32) *fileHandle {
 	v.openFiles.Add(1)
 	v.cache.openWriter(e)
 	e.setQuotaOwner(v.cache.bg, v.cache.qk)
-	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, counted: true}
+	return &fileHandle{v: v, e: e, write: true, append: flags&syscall.O_APPEND != 0, active: true, counted: true}
 }
 
 func newLocalReadHandle(v *view, e *entry) *fileHandle {
@@ -455,6 +483,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	if h.interrupted.Load() {
 		return 0, syscall.EIO
 	}
+	h.activate()
 	if !h.append && off > h.v.maxSize-int64(len(data)) {
 		h.poisonWith(syscall.EFBIG)
 		return 0, syscall.EFBIG
@@ -516,7 +545,13 @@ func (h *fileHandle) uploadNow() error {
 // nothing; a poisoned one returns its write's error.
 func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	defer h.uncount()
-	return h.publish()
+	errno := h.publish()
+	if h.write {
+		// close(2) returns now: the next operation on the path must not
+		// find this handle a writer still (its release comes later).
+		h.deactivate()
+	}
+	return errno
 }
 
 // Fsync publishes the copy now, as a close does.
@@ -546,7 +581,7 @@ func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	if h.write {
-		h.v.cache.closeWriter(h.e)
+		h.deactivate()
 	}
 	h.v.cache.release(h.e)
 	return 0
@@ -564,6 +599,7 @@ func (h *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode
 	if h.interrupted.Load() {
 		return syscall.EIO
 	}
+	h.activate()
 	err := h.e.allocate(ctx, int64(off), int64(size), mode)
 	h.poisonWith(err)
 	return errno(err)
