@@ -125,7 +125,7 @@ func errnoStatus(errno syscall.Errno) error {
 	case syscall.ENOSPC:
 		return failure("no space left on device")
 	case syscall.EDQUOT:
-		return failure("disk quota exceeded")
+		return failure("quota exceeded")
 	case syscall.EIO:
 		return failure("input/output error")
 	}

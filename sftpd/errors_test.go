@@ -42,7 +42,7 @@ func TestToStatus(t *testing.T) {
 		{"errors.ErrUnsupported", fmt.Errorf("x: %w", errors.ErrUnsupported), sftp.ErrSSHFxOpUnsupported, "operation unsupported"},
 		{"ENOTEMPTY", pathErr(syscall.ENOTEMPTY), sftp.ErrSSHFxFailure, "directory not empty"},
 		{"ENOSPC", pathErr(syscall.ENOSPC), sftp.ErrSSHFxFailure, "no space left on device"},
-		{"EDQUOT", syscall.EDQUOT, sftp.ErrSSHFxFailure, "disk quota exceeded"},
+		{"EDQUOT", syscall.EDQUOT, sftp.ErrSSHFxFailure, "quota exceeded"},
 		{"EIO from close", &fs.PathError{Op: "close", Path: "ws/a", Err: syscall.EIO}, sftp.ErrSSHFxFailure, "input/output error"},
 		{"EEXIST", pathErr(syscall.EEXIST), sftp.ErrSSHFxFailure, "file already exists"},
 		{"fs.ErrExist", fs.ErrExist, sftp.ErrSSHFxFailure, "file already exists"},
