@@ -73,3 +73,46 @@ func TestGatewayRcloneCheck(t *testing.T) {
 		t.Fatalf("rclone check after the object changed (same size): exit %d, want 1 difference\n%s", code, out)
 	}
 }
+
+// TestGatewayChecksumOpenSSH: `ssh -p PORT user@host sha256sum /ws/file`
+// with OpenSSH answers what sha256sum gives for the local file.
+func TestGatewayChecksumOpenSSH(t *testing.T) {
+	t.Parallel()
+	g := startGateway(t, gwOptions{})
+	tok := g.addUser("alice", personalWS)
+	g.secret(tok)
+	local := filepath.Join(t.TempDir(), "report file.bin")
+	writeLocal(t, local, 77, 3<<20+5)
+	sc := g.mustSFTP("alice", tok)
+	src, err := os.Open(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := sc.Create("/" + personalWS + "/report file.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.ReadFrom(src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := exec.Command("sha256sum", local).Output()
+
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSum := strings.Fields(string(want))[0]
+	out, code, err := execCommand("", []string{"SSHPASS=" + tok}, "sshpass", "-e",
+		"ssh", "-p", strconv.Itoa(g.port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "PubkeyAuthentication=no", "-o", "LogLevel=ERROR", "alice@127.0.0.1",
+		"sha256sum", "'/"+personalWS+"/report file.bin'")
+	if err != nil || code != 0 {
+		t.Fatalf("ssh sha256sum: exit %d, %v\n%s", code, err, out)
+	}
+	if got := strings.Fields(out); len(got) < 1 || got[0] != wantSum {
+		t.Fatalf("ssh sha256sum: got %q, want %s", out, wantSum)
+	}
+}
