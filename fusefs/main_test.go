@@ -29,6 +29,9 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	if os.Getenv(envCrashHelper) == "" {
+		defer testenv.KeepFusectl()()
+	}
 	if os.Getenv(envCrashHelper) != "" {
 		// Subprocess of TestCrashRecovery: use the parent's server.
 		c, err := minio.New(os.Getenv(envMinIOEnd), &minio.Options{

@@ -24,8 +24,10 @@ func TestMain(m *testing.M) {
 		serveMemSFTP() // the benchmark's memory SFTP server, a process of its own
 		return
 	}
+	restoreFusectl := testenv.KeepFusectl()
 	code := m.Run()
 	stopSharedMinIO()
+	restoreFusectl()
 	binary.cleanup()
 	os.Exit(code)
 }
