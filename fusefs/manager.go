@@ -100,8 +100,8 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m.cache = &cache{dir: cacheDir, root: root, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
 		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies, maxUserBytes: o.MaxUserCopyBytes,
-		userBytes: map[string]int64{},
-		byKey:     map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
+		userBytes: map[string]int64{}, userFiles: map[string]int{},
+		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
 	if o.Quotas != nil {
 		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log}
 	}

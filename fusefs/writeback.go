@@ -95,8 +95,10 @@ type entry struct {
 	// parked: the data file is closed while the copy is clean and idle
 	// (f nil); fileLocked opens it again.
 	parked bool
-	// accounted is what the copy counts in cache.userBytes, for acctUser.
+	// accounted is what the copy counts in cache.userBytes, and acctHeld
+	// whether it counts in cache.userFiles, for acctUser.
 	accounted int64
+	acctHeld  bool
 	acctUser  string
 	lastUse   time.Time
 	written   int64 // bytes written since the last free-space check
@@ -155,6 +157,9 @@ type cache struct {
 	// userBytes adds up, per user, the size of the copies being written
 	// or waiting as interrupted uploads (entry.accountLocked).
 	userBytes map[string]int64
+	// userFiles counts, per user, the copies being written or waiting as
+	// interrupted uploads (entry.accountLocked).
+	userFiles map[string]int
 }
 
 func objKey(bucket, key string) string { return bucket + "\x00" + key }
@@ -494,27 +499,22 @@ func (c *cache) openWriter(e *entry) {
 // userCopies counts the copies of user that are being written or wait as
 // interrupted uploads.
 func (c *cache) userCopies(user string) int {
-	es := c.entries()
-	n := 0
-	for _, e := range es {
-		e.mu.Lock()
-		if e.user == user && !e.deleted && (e.writers > 0 || e.dirty) {
-			n++
-		}
-		e.mu.Unlock()
-	}
-	return n
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.userFiles[user]
 }
 
-// accountLocked brings the copy's part of cache.userBytes up to date: its
-// size while a writer or an interrupted upload holds it, else nothing.
-// e.mu must be held.
+// accountLocked brings the copy's part of cache.userBytes and
+// cache.userFiles up to date: one file, of its size, while a writer or an
+// interrupted upload holds it (for the bytes, unless it ran out of space),
+// else nothing. Every change of those states ends here. e.mu must be held.
 func (e *entry) accountLocked() {
+	held := !e.deleted && (e.writers > 0 || e.dirty)
 	want := int64(0)
-	if !e.deleted && !e.noSpace && (e.writers > 0 || e.dirty) {
+	if held && !e.noSpace {
 		want = e.size
 	}
-	if want == e.accounted && e.acctUser == e.user {
+	if want == e.accounted && held == e.acctHeld && e.acctUser == e.user {
 		return
 	}
 	c := e.c
@@ -524,11 +524,19 @@ func (e *entry) accountLocked() {
 			delete(c.userBytes, e.acctUser)
 		}
 	}
+	if e.acctHeld {
+		if c.userFiles[e.acctUser]--; c.userFiles[e.acctUser] == 0 {
+			delete(c.userFiles, e.acctUser)
+		}
+	}
 	if want != 0 {
 		c.userBytes[e.user] += want
 	}
+	if held {
+		c.userFiles[e.user]++
+	}
 	c.mu.Unlock()
-	e.accounted, e.acctUser = want, e.user
+	e.accounted, e.acctHeld, e.acctUser = want, held, e.user
 }
 
 // account is accountLocked for a caller without e.mu.
