@@ -33,12 +33,15 @@ $(MINIO_STAMP):
 	done; exit 1
 	@touch $@
 
-## tools: the system packages the end-to-end tests use (fuse3, sshpass, sshfs, OpenSSH client, rclone)
+## tools: the system packages the end-to-end tests use (fuse3, sshpass, sshfs, OpenSSH client and server, rclone, PostgreSQL, HAProxy)
 tools:
 	@missing=""; \
 	for c in fusermount3:fuse3 sshpass:sshpass sshfs:sshfs sftp:openssh-client ssh-keygen:openssh-client rclone:rclone; do \
 		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null 2>&1 || missing="$$missing haproxy"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \
@@ -56,7 +59,7 @@ lint:
 
 ## test: every test, end-to-end ones included (real MinIO, real FUSE mounts, real SFTP clients)
 test: tools minio build lint
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	SFTPGATE_REQUIRE_POSTGRES=1 SFTPGATE_REQUIRE_HAPROXY=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## soak: only the kill -9 fault loop (TestGatewayFaultLoop), for ROUNDS rounds
 ROUNDS        ?= 200
