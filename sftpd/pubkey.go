@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // KeyAuthenticator checks public-key and certificate logins (auth.Store
@@ -136,7 +136,7 @@ func (c *serverConn) checkCert(user string, cert *ssh.Certificate) error {
 // certificate's source-address list (comma-separated addresses and CIDR
 // blocks).
 func sourceAddressAllows(list, remote string) bool {
-	addr, ok := auth.RemoteAddr(remote)
+	addr, ok := authapi.RemoteAddr(remote)
 	if !ok {
 		return false
 	}

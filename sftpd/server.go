@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // Authenticator checks a login. A refused login returns an error; if the
@@ -24,7 +24,7 @@ import (
 // login returns the token's scopes: nil for an unscoped token, else the
 // subtrees the session is restricted to.
 type Authenticator interface {
-	Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error)
+	Login(ctx context.Context, login, secret, remote string) (authapi.Scopes, error)
 }
 
 // Mounter gives the directory that is the root of a user's SFTP session,
