@@ -52,7 +52,7 @@ func (h *handlers) fail(op, p string, err error) error {
 	if st == nil || st == io.EOF {
 		return st
 	}
-	if msg := st.Error(); msg == "failure" || msg == "input/output error" {
+	if isVague(st) {
 		// No precise status: keep the cause for the operator.
 		h.sess.log.Warn("sftp operation failed", "op", op, "path", p, "err", err)
 	} else {
