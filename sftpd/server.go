@@ -139,6 +139,9 @@ type Server struct {
 	// gate admits the connections that have not authenticated.
 	gate *preauthGate
 
+	// windows holds the buffers of the sessions' gathered writes.
+	windows windowPool
+
 	// mu guards the fields below.
 	mu           sync.Mutex
 	shuttingDown bool
@@ -251,6 +254,7 @@ func New(cfg Config) (*Server, error) {
 		cancel:    cancel,
 		closing:   make(chan struct{}),
 		gate:      newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
+		windows:   windowPool{size: combineBudgetSize},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
 		sessions:  make(map[string]*session),

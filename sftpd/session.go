@@ -267,6 +267,7 @@ func (ss *session) serveSFTP(root *os.Root) {
 		user:      &ss.user.windows,
 		userLimit: srv.cfg.GatherPerUser / combineWindow,
 	}
+	h.pending.bufs = &srv.windows
 	rwc := &activityChannel{Channel: ss.ch, sess: ss}
 	rs := sftp.NewRequestServer(rwc, h.sftpHandlers(), sftp.WithStartDirectory("/"), sftp.WithRSMaxTxPacket(maxReadLength))
 
