@@ -5,20 +5,21 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
 )
 
-func init() {
-	// Advertise only the extensions that work here (the package default
-	// also advertises hardlink@openssh.com, which is refused). The list is
-	// process-wide in pkg/sftp, so it is set once, before any session.
-	if err := sftp.SetSFTPExtensions("posix-rename@openssh.com", "statvfs@openssh.com"); err != nil {
-		panic(fmt.Sprintf("sftpd: set sftp extensions: %v", err))
-	}
-}
+// advertiseExtensions makes pkg/sftp advertise only the extensions that
+// work here (its default also advertises hardlink@openssh.com, which is
+// refused). The list is process-wide in pkg/sftp and read by every
+// session, so New sets it once per process: setting it per Server would
+// race with the sessions of another Server.
+var advertiseExtensions = sync.OnceValue(func() error {
+	return sftp.SetSFTPExtensions("posix-rename@openssh.com", "statvfs@openssh.com")
+})
 
 // handlers serves one SFTP session's requests. Every path goes through
 // root, so nothing outside the session's directory can be reached.

@@ -170,7 +170,8 @@ type SessionInfo struct {
 	Op                 string // the current or last operation, e.g. "upload /ws/a.txt"
 }
 
-// New checks cfg, applies defaults and returns a Server.
+// New checks cfg, applies defaults and returns a Server. The first call
+// also sets the SFTP extensions that pkg/sftp advertises, for the process.
 func New(cfg Config) (*Server, error) {
 	switch {
 	case len(cfg.HostKeys) == 0:
@@ -241,6 +242,9 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxAuthTries = cmp.Or(cfg.MaxAuthTries, DefaultMaxAuthTries)
 	cfg.FailureDelay = cmp.Or(cfg.FailureDelay, DefaultFailureDelay)
 	cfg.GracePeriod = cmp.Or(cfg.GracePeriod, DefaultGracePeriod)
+	if err := advertiseExtensions(); err != nil {
+		return nil, fmt.Errorf("sftpd: advertise sftp extensions: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
