@@ -18,6 +18,7 @@ const (
 	needRead                  // read a file's contents
 	needWrite                 // create, write, truncate, setstat, mkdir, delete
 	needReadWrite             // open for reading and writing
+	needRename                // rename: both names, in one writable scope (allowRename)
 )
 
 var (

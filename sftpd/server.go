@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgate/sftpgate/internal/authapi"
@@ -169,6 +170,15 @@ type SessionInfo struct {
 	BytesUp, BytesDown int64
 	Op                 string // the current or last operation, e.g. "upload /ws/a.txt"
 }
+
+// advertiseExtensions makes pkg/sftp advertise only the extensions that
+// work here (its default also advertises hardlink@openssh.com, which is
+// refused). The list is process-wide in pkg/sftp and read by every
+// session, so New sets it once per process: setting it per Server would
+// race with the sessions of another Server.
+var advertiseExtensions = sync.OnceValue(func() error {
+	return sftp.SetSFTPExtensions("posix-rename@openssh.com", "statvfs@openssh.com")
+})
 
 // New checks cfg, applies defaults and returns a Server. The first call
 // also sets the SFTP extensions that pkg/sftp advertises, for the process.
