@@ -190,28 +190,23 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: no authenticator", ErrBadConfig)
 	case cfg.Mounts == nil:
 		return nil, fmt.Errorf("%w: no mounter", ErrBadConfig)
-	case cfg.MaxSessionsPerUser < 0:
-		return nil, fmt.Errorf("%w: MaxSessionsPerUser %d is negative", ErrBadConfig, cfg.MaxSessionsPerUser)
-	case cfg.MaxHandlesPerSession < 0:
-		return nil, fmt.Errorf("%w: MaxHandlesPerSession %d is negative", ErrBadConfig, cfg.MaxHandlesPerSession)
-	case cfg.MaxHandlesPerUser < 0:
-		return nil, fmt.Errorf("%w: MaxHandlesPerUser %d is negative", ErrBadConfig, cfg.MaxHandlesPerUser)
-	case cfg.MaxFileSize < 0:
-		return nil, fmt.Errorf("%w: MaxFileSize %d is negative", ErrBadConfig, cfg.MaxFileSize)
-	case cfg.GatherPerSession < 0:
-		return nil, fmt.Errorf("%w: GatherPerSession %d is negative", ErrBadConfig, cfg.GatherPerSession)
-	case cfg.GatherPerUser < 0:
-		return nil, fmt.Errorf("%w: GatherPerUser %d is negative", ErrBadConfig, cfg.GatherPerUser)
-	case cfg.MaxAuthTries < 0:
-		return nil, fmt.Errorf("%w: MaxAuthTries %d is negative", ErrBadConfig, cfg.MaxAuthTries)
-	case cfg.HandshakeTimeout < 0:
-		return nil, fmt.Errorf("%w: HandshakeTimeout %v is negative", ErrBadConfig, cfg.HandshakeTimeout)
-	case cfg.FailureDelay < 0:
-		return nil, fmt.Errorf("%w: FailureDelay %v is negative", ErrBadConfig, cfg.FailureDelay)
-	case cfg.GracePeriod < 0:
-		return nil, fmt.Errorf("%w: GracePeriod %v is negative", ErrBadConfig, cfg.GracePeriod)
-	case cfg.MaxStartupsPerSource < 0:
-		return nil, fmt.Errorf("%w: MaxStartupsPerSource %d is negative", ErrBadConfig, cfg.MaxStartupsPerSource)
+	}
+	for _, err := range []error{
+		notNegative("MaxSessionsPerUser", cfg.MaxSessionsPerUser),
+		notNegative("MaxHandlesPerSession", cfg.MaxHandlesPerSession),
+		notNegative("MaxHandlesPerUser", cfg.MaxHandlesPerUser),
+		notNegative("MaxFileSize", cfg.MaxFileSize),
+		notNegative("GatherPerSession", cfg.GatherPerSession),
+		notNegative("GatherPerUser", cfg.GatherPerUser),
+		notNegative("MaxAuthTries", cfg.MaxAuthTries),
+		notNegative("HandshakeTimeout", cfg.HandshakeTimeout),
+		notNegative("FailureDelay", cfg.FailureDelay),
+		notNegative("GracePeriod", cfg.GracePeriod),
+		notNegative("MaxStartupsPerSource", cfg.MaxStartupsPerSource),
+	} {
+		if err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MaxStartups == (MaxStartups{}) {
 		cfg.MaxStartups = DefaultMaxStartups
@@ -274,6 +269,14 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[string]*session),
 		perUser:   make(map[string]*userState),
 	}, nil
+}
+
+// notNegative refuses a Config field below zero (zero picks the default).
+func notNegative[T int | int64 | time.Duration](name string, v T) error {
+	if v < 0 {
+		return fmt.Errorf("%w: %s %v is negative", ErrBadConfig, name, v)
+	}
+	return nil
 }
 
 // Serve accepts connections on l until Shutdown, then returns
