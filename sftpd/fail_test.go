@@ -55,3 +55,25 @@ func TestFailLogsVagueCauses(t *testing.T) {
 		})
 	}
 }
+
+// A checksum of a path that leaves the session root reports it missing,
+// as coreutils does for a name that is not there.
+func TestChecksumErrorPathEscape(t *testing.T) {
+	root, err := os.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	_, escape := root.Open("../x")
+	if escape == nil {
+		t.Fatal("os.Root let ../x through")
+	}
+	for _, err := range []error{escape, fmt.Errorf("hash: %w", escape)} {
+		if got := checksumError(err); got != "No such file or directory" {
+			t.Errorf("checksumError(%v): got %q, want %q", err, got, "No such file or directory")
+		}
+	}
+	if got := checksumError(errors.New("path escapes nothing")); got != "Input/output error" {
+		t.Errorf("an unrelated error: got %q, want %q", got, "Input/output error")
+	}
+}
