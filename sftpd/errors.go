@@ -44,7 +44,10 @@ type statusError struct {
 	vague bool
 }
 
+// Error returns the message the client receives.
 func (e *statusError) Error() string { return e.msg }
+
+// Unwrap returns the SFTP status code, which the request server finds.
 func (e *statusError) Unwrap() error { return e.code }
 
 // failure is a failure status with the message msg.

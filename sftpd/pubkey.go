@@ -56,8 +56,11 @@ var knownCertExtensions = []string{
 // keyRefusal is a refusal of a key or certificate found by sftpd itself.
 type keyRefusal string
 
+// Error returns the refusal with the package prefix.
 func (r keyRefusal) Error() string { return "sftpd: key refused: " + string(r) }
-func (r keyRefusal) Why() string   { return string(r) }
+
+// Why returns the reason, for the login audit event.
+func (r keyRefusal) Why() string { return string(r) }
 
 // checkPublicKey is the PublicKeyCallback: a certificate is checked
 // against TrustedUserCAKeys, then the store decides; a plain key is looked

@@ -162,10 +162,10 @@ type userState struct {
 
 // SessionInfo describes a live session, for administration.
 type SessionInfo struct {
-	ID     string // "<connection id>-<n>", as in the log lines; the key for Kill
-	User   string
-	Remote string // client address
-	Since  time.Time
+	ID     string    // "<connection id>-<n>", as in the log lines; the key for Kill
+	User   string    // the login
+	Remote string    // client address
+	Since  time.Time // when the session was opened
 	// BytesUp and BytesDown count file data written and read.
 	BytesUp, BytesDown int64
 	Op                 string // the current or last operation, e.g. "upload /ws/a.txt"
