@@ -14,10 +14,9 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// fail logs at warning level the errors whose status says nothing precise
-// (their cause is all the operator gets), and the others at debug level,
-// whatever the words of the status sent to the client.
-func TestFailLogsVagueCauses(t *testing.T) {
+// pathEscapeError returns the error os.Root gives for a name that leaves it.
+func pathEscapeError(t *testing.T) error {
+	t.Helper()
 	root, err := os.OpenRoot(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +26,14 @@ func TestFailLogsVagueCauses(t *testing.T) {
 	if escape == nil {
 		t.Fatal("os.Root let ../x through")
 	}
+	return escape
+}
+
+// fail logs at warning level the errors whose status says nothing precise
+// (their cause is all the operator gets), and the others at debug level,
+// whatever the words of the status sent to the client.
+func TestFailLogsVagueCauses(t *testing.T) {
+	escape := pathEscapeError(t)
 	for _, tt := range []struct {
 		name  string
 		err   error
@@ -59,15 +66,7 @@ func TestFailLogsVagueCauses(t *testing.T) {
 // A checksum of a path that leaves the session root reports it missing,
 // as coreutils does for a name that is not there.
 func TestChecksumErrorPathEscape(t *testing.T) {
-	root, err := os.OpenRoot(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	_, escape := root.Open("../x")
-	if escape == nil {
-		t.Fatal("os.Root let ../x through")
-	}
+	escape := pathEscapeError(t)
 	for _, err := range []error{escape, fmt.Errorf("hash: %w", escape)} {
 		if got := checksumError(err); got != "No such file or directory" {
 			t.Errorf("checksumError(%v): got %q, want %q", err, got, "No such file or directory")

@@ -183,70 +183,10 @@ var advertiseExtensions = sync.OnceValue(func() error {
 // New checks cfg, applies defaults and returns a Server. The first call
 // also sets the SFTP extensions that pkg/sftp advertises, for the process.
 func New(cfg Config) (*Server, error) {
-	switch {
-	case len(cfg.HostKeys) == 0:
-		return nil, fmt.Errorf("%w: no host key", ErrBadConfig)
-	case cfg.Auth == nil:
-		return nil, fmt.Errorf("%w: no authenticator", ErrBadConfig)
-	case cfg.Mounts == nil:
-		return nil, fmt.Errorf("%w: no mounter", ErrBadConfig)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	for _, err := range []error{
-		notNegative("MaxSessionsPerUser", cfg.MaxSessionsPerUser),
-		notNegative("MaxHandlesPerSession", cfg.MaxHandlesPerSession),
-		notNegative("MaxHandlesPerUser", cfg.MaxHandlesPerUser),
-		notNegative("MaxFileSize", cfg.MaxFileSize),
-		notNegative("GatherPerSession", cfg.GatherPerSession),
-		notNegative("GatherPerUser", cfg.GatherPerUser),
-		notNegative("MaxAuthTries", cfg.MaxAuthTries),
-		notNegative("HandshakeTimeout", cfg.HandshakeTimeout),
-		notNegative("FailureDelay", cfg.FailureDelay),
-		notNegative("GracePeriod", cfg.GracePeriod),
-		notNegative("MaxStartupsPerSource", cfg.MaxStartupsPerSource),
-	} {
-		if err != nil {
-			return nil, err
-		}
-	}
-	if cfg.MaxStartups == (MaxStartups{}) {
-		cfg.MaxStartups = DefaultMaxStartups
-	}
-	if err := cfg.MaxStartups.check(); err != nil {
-		return nil, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
-	}
-	cfg.MaxStartupsPerSource = cmp.Or(cfg.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
-	for _, a := range []struct {
-		kind string
-		list *[]string
-		def  []string
-	}{
-		{AlgoKeyExchange, &cfg.KeyExchanges, DefaultKeyExchanges},
-		{AlgoCipher, &cfg.Ciphers, DefaultCiphers},
-		{AlgoMAC, &cfg.MACs, DefaultMACs},
-	} {
-		if *a.list == nil {
-			*a.list = a.def
-		}
-		if err := CheckAlgorithms(a.kind, *a.list); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
-		}
-	}
-	for i, k := range cfg.HostKeys {
-		if k == nil {
-			return nil, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
-		}
-	}
-	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
-	cfg.MaxSessionsPerUser = cmp.Or(cfg.MaxSessionsPerUser, DefaultMaxSessionsPerUser)
-	cfg.MaxHandlesPerSession = cmp.Or(cfg.MaxHandlesPerSession, DefaultMaxHandlesPerSession)
-	cfg.MaxHandlesPerUser = cmp.Or(cfg.MaxHandlesPerUser, DefaultMaxHandlesPerUser)
-	cfg.MaxFileSize = cmp.Or(cfg.MaxFileSize, DefaultMaxFileSize)
-	cfg.GatherPerSession = cmp.Or(cfg.GatherPerSession, DefaultGatherPerSession)
-	cfg.GatherPerUser = cmp.Or(cfg.GatherPerUser, DefaultGatherPerUser)
-	cfg.HandshakeTimeout = cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
-	cfg.MaxAuthTries = cmp.Or(cfg.MaxAuthTries, DefaultMaxAuthTries)
-	cfg.FailureDelay = cmp.Or(cfg.FailureDelay, DefaultFailureDelay)
-	cfg.GracePeriod = cmp.Or(cfg.GracePeriod, DefaultGracePeriod)
 	if err := advertiseExtensions(); err != nil {
 		return nil, fmt.Errorf("sftpd: advertise sftp extensions: %w", err)
 	}
@@ -269,6 +209,76 @@ func New(cfg Config) (*Server, error) {
 		sessions:  make(map[string]*session),
 		perUser:   make(map[string]*userState),
 	}, nil
+}
+
+// withDefaults checks cfg and returns it with the defaults in its zero
+// fields. Every error wraps ErrBadConfig and names the field.
+func (cfg Config) withDefaults() (Config, error) {
+	switch {
+	case len(cfg.HostKeys) == 0:
+		return Config{}, fmt.Errorf("%w: no host key", ErrBadConfig)
+	case cfg.Auth == nil:
+		return Config{}, fmt.Errorf("%w: no authenticator", ErrBadConfig)
+	case cfg.Mounts == nil:
+		return Config{}, fmt.Errorf("%w: no mounter", ErrBadConfig)
+	}
+	for _, err := range []error{
+		notNegative("MaxSessionsPerUser", cfg.MaxSessionsPerUser),
+		notNegative("MaxHandlesPerSession", cfg.MaxHandlesPerSession),
+		notNegative("MaxHandlesPerUser", cfg.MaxHandlesPerUser),
+		notNegative("MaxFileSize", cfg.MaxFileSize),
+		notNegative("GatherPerSession", cfg.GatherPerSession),
+		notNegative("GatherPerUser", cfg.GatherPerUser),
+		notNegative("MaxAuthTries", cfg.MaxAuthTries),
+		notNegative("HandshakeTimeout", cfg.HandshakeTimeout),
+		notNegative("FailureDelay", cfg.FailureDelay),
+		notNegative("GracePeriod", cfg.GracePeriod),
+		notNegative("MaxStartupsPerSource", cfg.MaxStartupsPerSource),
+	} {
+		if err != nil {
+			return Config{}, err
+		}
+	}
+	if cfg.MaxStartups == (MaxStartups{}) {
+		cfg.MaxStartups = DefaultMaxStartups
+	}
+	if err := cfg.MaxStartups.check(); err != nil {
+		return Config{}, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
+	}
+	cfg.MaxStartupsPerSource = cmp.Or(cfg.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
+	for _, a := range []struct {
+		kind string
+		list *[]string
+		def  []string
+	}{
+		{AlgoKeyExchange, &cfg.KeyExchanges, DefaultKeyExchanges},
+		{AlgoCipher, &cfg.Ciphers, DefaultCiphers},
+		{AlgoMAC, &cfg.MACs, DefaultMACs},
+	} {
+		if *a.list == nil {
+			*a.list = a.def
+		}
+		if err := CheckAlgorithms(a.kind, *a.list); err != nil {
+			return Config{}, fmt.Errorf("%w: %w", ErrBadConfig, err)
+		}
+	}
+	for i, k := range cfg.HostKeys {
+		if k == nil {
+			return Config{}, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
+		}
+	}
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.MaxSessionsPerUser = cmp.Or(cfg.MaxSessionsPerUser, DefaultMaxSessionsPerUser)
+	cfg.MaxHandlesPerSession = cmp.Or(cfg.MaxHandlesPerSession, DefaultMaxHandlesPerSession)
+	cfg.MaxHandlesPerUser = cmp.Or(cfg.MaxHandlesPerUser, DefaultMaxHandlesPerUser)
+	cfg.MaxFileSize = cmp.Or(cfg.MaxFileSize, DefaultMaxFileSize)
+	cfg.GatherPerSession = cmp.Or(cfg.GatherPerSession, DefaultGatherPerSession)
+	cfg.GatherPerUser = cmp.Or(cfg.GatherPerUser, DefaultGatherPerUser)
+	cfg.HandshakeTimeout = cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.MaxAuthTries = cmp.Or(cfg.MaxAuthTries, DefaultMaxAuthTries)
+	cfg.FailureDelay = cmp.Or(cfg.FailureDelay, DefaultFailureDelay)
+	cfg.GracePeriod = cmp.Or(cfg.GracePeriod, DefaultGracePeriod)
+	return cfg, nil
 }
 
 // notNegative refuses a Config field below zero (zero picks the default).
