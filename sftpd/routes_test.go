@@ -2,10 +2,12 @@ package sftpd
 
 import (
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pkg/sftp"
@@ -183,5 +185,25 @@ func TestRouteRefusedTouchesNothing(t *testing.T) {
 				t.Errorf("%d gathered windows held after a refused request, want the 1 held before", n)
 			}
 		})
+	}
+}
+
+// A panic in a handler fails that request with "internal error" and is
+// logged; the session goes on.
+func TestServeRecoversPanic(t *testing.T) {
+	h := newRouteHandlers(t, t.TempDir(), nil)
+	var buf syncBuffer
+	h.sess.log = slog.New(slog.NewTextHandler(&buf, nil))
+	_, err := serve(h, sftp.NewRequest("Stat", "/x"), route{op: "stat", need: needStat}, func(*request) (int, error) {
+		panic("boom")
+	})
+	if code := sftpCode(err); code != sftp.ErrSSHFxFailure || err.Error() != "internal error" {
+		t.Errorf("got %v, want SSH_FX_FAILURE \"internal error\"", err)
+	}
+	if log := buf.String(); !strings.Contains(log, "sftp handler panic") || !strings.Contains(log, "panic=boom") {
+		t.Errorf("log %q lacks the panic", log)
+	}
+	if _, err := (sftpServer{h}).Lstat(sftp.NewRequest("Lstat", "/")); err != nil {
+		t.Errorf("the next request: %v", err)
 	}
 }
