@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"path"
 	"slices"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // MinRSABits is the smallest RSA key accepted as a user key.
@@ -200,17 +201,7 @@ func validateFrom(list string) error {
 
 // RemoteAddr returns the address of remote ("host:port" or a bare
 // address), IPv4-mapped IPv6 unmapped; ok is false when it is not an IP.
-func RemoteAddr(remote string) (netip.Addr, bool) {
-	host := remote
-	if h, _, err := net.SplitHostPort(remote); err == nil {
-		host = h
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return addr.Unmap(), true
-}
+func RemoteAddr(remote string) (netip.Addr, bool) { return authapi.RemoteAddr(remote) }
 
 // matchFrom reports whether the address of remote passes the from="..."
 // patterns, as OpenSSH decides it: a matching negated pattern refuses,

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // errRefused is what the SSH layer sees for a refused login; the client
@@ -91,16 +91,16 @@ var DefaultCiphers = []string{
 	ssh.CipherAES128CTR, ssh.CipherAES192CTR, ssh.CipherAES256CTR,
 }
 
-// scopesKey is the key of a login's auth.Scopes in ssh.Permissions.ExtraData.
+// scopesKey is the key of a login's scopes in ssh.Permissions.ExtraData.
 type scopesKey struct{}
 
 // loginScopes returns the scopes of the login that perms come from (nil,
 // unscoped, for a login that carries none).
-func loginScopes(perms *ssh.Permissions) auth.Scopes {
+func loginScopes(perms *ssh.Permissions) authapi.Scopes {
 	if perms == nil {
 		return nil
 	}
-	s, _ := perms.ExtraData[scopesKey{}].(auth.Scopes)
+	s, _ := perms.ExtraData[scopesKey{}].(authapi.Scopes)
 	return s
 }
 

@@ -235,8 +235,7 @@ func checksumError(err error) string {
 	case errors.Is(err, context.Canceled):
 		return "Interrupted"
 	}
-	var pe *os.PathError
-	if errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "escapes") {
+	if isPathEscape(err) {
 		return "No such file or directory"
 	}
 	return "Input/output error"

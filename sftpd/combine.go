@@ -19,31 +19,36 @@ import (
 // soon as it is complete; what is left is written when the handle is read,
 // closed, or anything else in the session looks at a file. The windows
 // held are bounded per session and per user (Config.GatherPerSession,
-// GatherPerUser) and for the process (combineBudgetSize): a write that
-// finds its budget spent goes straight to the file.
+// GatherPerUser) and for the server (combineBudgetSize, Server.windows): a
+// write that finds its budget spent goes straight to the file.
 const (
 	combineWindow     = 1 << 20 // bytes per window, aligned on its size
 	combinePerHandle  = 3       // windows a handle may hold
 	combineMaxSpans   = 64      // pieces in one window before it is written out
-	combineBudgetSize = 24      // windows for the whole process (24 MiB)
+	combineBudgetSize = 24      // windows for the whole server (24 MiB)
 )
 
-// combineBuffers is the process-wide set of window buffers: a handle that
-// finds none free writes through, so memory stays bounded whatever the
-// number of uploads.
-var combineBuffers = struct {
+// windowPool is a server's set of window buffers: a handle that finds
+// none free writes through, so memory stays bounded whatever the number of
+// uploads. A nil *windowPool allocates a buffer for every window, with no
+// bound of its own (tests that look at one combiner).
+type windowPool struct {
+	size int // buffers it may hand out at once
+
 	// mu guards free and inUse.
 	mu    sync.Mutex
 	free  [][]byte // buffers returned, for reuse
 	inUse int      // buffers handed out and not returned
-}{}
+}
 
-// getWindowBuf returns a window buffer, or nil when the budget is spent.
-func getWindowBuf() []byte {
-	b := &combineBuffers
+// get returns a window buffer, or nil when the budget is spent.
+func (b *windowPool) get() []byte {
+	if b == nil {
+		return make([]byte, combineWindow)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.inUse >= combineBudgetSize {
+	if b.inUse >= b.size {
 		return nil
 	}
 	b.inUse++
@@ -55,9 +60,11 @@ func getWindowBuf() []byte {
 	return make([]byte, combineWindow)
 }
 
-// putWindowBuf returns a buffer of getWindowBuf.
-func putWindowBuf(buf []byte) {
-	b := &combineBuffers
+// put returns a buffer of get.
+func (b *windowPool) put(buf []byte) {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inUse--
@@ -146,12 +153,12 @@ func (c *combiner) writeInWindow(p []byte, off, wOff int64) error {
 				return err
 			}
 		}
-		// Over the session's, the user's or the process's budget, the
+		// Over the session's, the user's or the server's budget, the
 		// write goes straight to the file: memory never grows past them.
 		if !c.pending.take() {
 			return c.writeAt(p, off)
 		}
-		buf := getWindowBuf()
+		buf := c.pending.bufs.get()
 		if buf == nil {
 			c.pending.give()
 			return c.writeAt(p, off)
@@ -200,7 +207,7 @@ func (c *combiner) flushWindow(w *window) error {
 		}
 	}
 	c.wins = slices.DeleteFunc(c.wins, func(x *window) bool { return x == w })
-	putWindowBuf(w.buf)
+	c.pending.bufs.put(w.buf)
 	c.pending.give()
 	return err
 }
@@ -215,7 +222,7 @@ func (c *combiner) flush() error {
 	// After an error the rest is dropped: the handle reports it and the
 	// file is never published (see file.Close).
 	for _, w := range c.wins {
-		putWindowBuf(w.buf)
+		c.pending.bufs.put(w.buf)
 		c.pending.give()
 	}
 	c.wins = nil
@@ -238,8 +245,10 @@ func (c *combiner) writeAt(p []byte, off int64) error {
 // wrote; the counter makes that free when nothing is held.
 type pendingWrites struct {
 	windows atomic.Int64 // windows held by the session's combiners
-	// limits bounds windows; nil: only the process's budget applies.
+	// limits bounds windows; nil: only the server's budget applies.
 	limits *gatherLimits
+	// bufs holds the windows' buffers: the server's, shared by its sessions.
+	bufs *windowPool
 
 	// mu guards combiners; it is never held while a combiner's is.
 	mu        sync.Mutex

@@ -155,20 +155,22 @@ func TestCombinerErrorSticks(t *testing.T) {
 	}
 }
 
-// When the process-wide budget is spent, a handle writes through and the
+// When the server's budget is spent, a handle writes through and the
 // data is still all there; the buffers come back once flushed.
 func TestCombinerBudget(t *testing.T) {
+	pool := &windowPool{size: combineBudgetSize}
 	inUse := func() int {
-		combineBuffers.mu.Lock()
-		defer combineBuffers.mu.Unlock()
-		return combineBuffers.inUse
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return pool.inUse
 	}
-	before := inUse() // sessions of other tests may still hold some
+	before := inUse()
 	var held []*combiner
 	var dsts []*recordingFile
 	for range combineBudgetSize - before + 3 {
 		dst := &recordingFile{}
-		c, _ := newTestCombiner(dst)
+		c, pw := newTestCombiner(dst)
+		pw.bufs = pool
 		if err := c.write([]byte("hello"), 7); err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // serverConn is one SSH connection.
@@ -25,7 +25,7 @@ type serverConn struct {
 	log    *slog.Logger
 	user   string // set once the handshake has succeeded
 	// scopes restrict the session's paths (nil: unrestricted); set with user.
-	scopes auth.Scopes
+	scopes authapi.Scopes
 	src    netip.Addr
 
 	// preauthOnce gives back the connection's pre-auth slot, once.

@@ -39,17 +39,41 @@ var (
 type statusError struct {
 	code error // one of the sftp.ErrSSHFx* constants
 	msg  string
+	// vague marks a status that does not say what went wrong (an error
+	// with no precise status): the handler logs its cause for the operator.
+	vague bool
 }
 
+// Error returns the message the client receives.
 func (e *statusError) Error() string { return e.msg }
+
+// Unwrap returns the SFTP status code, which the request server finds.
 func (e *statusError) Unwrap() error { return e.code }
 
+// failure is a failure status with the message msg.
 func failure(msg string) error {
 	return &statusError{code: sftp.ErrSSHFxFailure, msg: msg}
 }
 
+// vagueFailure is a failure status for an error that has no precise one.
+func vagueFailure(msg string) error {
+	return &statusError{code: sftp.ErrSSHFxFailure, msg: msg, vague: true}
+}
+
+// isVague reports whether st, a status of toStatus, tells the client
+// nothing precise: a vague statusError or a bare SSH_FX_FAILURE.
+func isVague(st error) bool {
+	var se *statusError
+	if errors.As(st, &se) {
+		return se.vague
+	}
+	return st == sftp.ErrSSHFxFailure
+}
+
 // isPathEscape reports whether err is os.Root's "path escapes from parent"
-// error (unexported in package os, so it is recognised by its text).
+// error. It is the one error recognised by its text: package os does not
+// export it (it is errPathEscapes), so neither errors.Is nor errors.As can
+// name it.
 func isPathEscape(err error) bool {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if e.Error() == "path escapes from parent" {
@@ -103,7 +127,7 @@ func toStatus(err error) error {
 	case errors.Is(err, errors.ErrUnsupported):
 		return sftp.ErrSSHFxOpUnsupported
 	}
-	return failure("failure")
+	return vagueFailure("failure")
 }
 
 // errnoStatus maps a system error number.
@@ -127,7 +151,7 @@ func errnoStatus(errno syscall.Errno) error {
 	case syscall.EDQUOT:
 		return failure("quota exceeded")
 	case syscall.EIO:
-		return failure("input/output error")
+		return vagueFailure("input/output error")
 	}
 	return failure(errno.Error())
 }

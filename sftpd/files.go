@@ -42,7 +42,10 @@ type file struct {
 }
 
 // closeFile closes an open file; a seam so tests can make close fail the
-// way an upload failure on the mount does.
+// way an upload failure on the mount does. It stays a package variable:
+// nothing but a test of this package assigns it (before its server
+// starts), and as a Server field it would put a test hook in every
+// server for a test that needs it in one.
 var closeFile = (*os.File).Close
 
 // appendMode says where writes on a handle opened with the append flag go.

@@ -11,38 +11,13 @@ import (
 	"github.com/pkg/sftp"
 )
 
-func init() {
-	// Advertise only the extensions that work here (the package default
-	// also advertises hardlink@openssh.com, which is refused). The list is
-	// process-wide in pkg/sftp, so it is set once, before any session.
-	if err := sftp.SetSFTPExtensions("posix-rename@openssh.com", "statvfs@openssh.com"); err != nil {
-		panic(fmt.Sprintf("sftpd: set sftp extensions: %v", err))
-	}
-}
-
 // handlers serves one SFTP session's requests. Every path goes through
-// root, so nothing outside the session's directory can be reached.
+// root, so nothing outside the session's directory can be reached. Its
+// request handlers are reached only through serve (routes.go).
 type handlers struct {
 	root    *os.Root
 	sess    *session
 	pending pendingWrites // the open handles' gathered writes
-}
-
-var (
-	_ sftp.FileReader           = (*handlers)(nil)
-	_ sftp.OpenFileWriter       = (*handlers)(nil)
-	_ sftp.FileCmder            = (*handlers)(nil)
-	_ sftp.PosixRenameFileCmder = (*handlers)(nil)
-	_ sftp.StatVFSFileCmder     = (*handlers)(nil)
-	_ sftp.FileLister           = (*handlers)(nil)
-	_ sftp.LstatFileLister      = (*handlers)(nil)
-	_ sftp.RealPathFileLister   = (*handlers)(nil)
-	_ sftp.ReadlinkFileLister   = (*handlers)(nil)
-)
-
-// sftpHandlers returns the request server's handler set for h.
-func (h *handlers) sftpHandlers() sftp.Handlers {
-	return sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h}
 }
 
 // fail maps err for the client, logging the cause of failures that have no
@@ -52,7 +27,7 @@ func (h *handlers) fail(op, p string, err error) error {
 	if st == nil || st == io.EOF {
 		return st
 	}
-	if msg := st.Error(); msg == "failure" || msg == "input/output error" {
+	if isVague(st) {
 		// No precise status: keep the cause for the operator.
 		h.sess.log.Warn("sftp operation failed", "op", op, "path", p, "err", err)
 	} else {
@@ -61,23 +36,9 @@ func (h *handlers) fail(op, p string, err error) error {
 	return st
 }
 
-// recoverOp turns a panic in a handler into a failure for the client.
-func (h *handlers) recoverOp(op string, errp *error) {
-	if v := recover(); v != nil {
-		h.sess.log.Error("sftp handler panic", "op", op, "panic", fmt.Sprint(v))
-		*errp = failure("internal error")
-	}
-}
-
-// Fileread opens a file for reading.
-func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
-	defer h.recoverOp("read", &err)
-	h.pending.flush()
-	p := sessionPath(r.Filepath)
-	if err := h.allow(p, needRead); err != nil {
-		return nil, h.fail("open", p, err)
-	}
-	h.sess.setOp("download " + p)
+// openRead opens a file for reading.
+func (h *handlers) openRead(rq *request) (*file, error) {
+	p := rq.path
 	if err := h.sess.acquireHandle(); err != nil {
 		return nil, h.fail("open", p, err)
 	}
@@ -89,32 +50,20 @@ func (h *handlers) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	return h.newFile(f, p, true, false, false), nil
 }
 
-// Filewrite opens a file for writing (create, truncate, exclusive and
-// append as the client asks).
-func (h *handlers) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
-	defer h.recoverOp("write", &err)
-	return h.openWrite(r, false)
-}
+// openWriteOnly opens a file for writing.
+func (h *handlers) openWriteOnly(rq *request) (*file, error) { return h.openWrite(rq, false) }
 
-// OpenFile opens a file for reading and writing on one handle.
-func (h *handlers) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error) {
-	defer h.recoverOp("open", &err)
-	return h.openWrite(r, true)
-}
+// openReadWrite opens a file for reading and writing.
+func (h *handlers) openReadWrite(rq *request) (*file, error) { return h.openWrite(rq, true) }
 
-func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
-	p := sessionPath(r.Filepath)
-	if err := h.allow(p, needWrite); err != nil {
-		return nil, h.fail("open", p, err)
-	}
+func (h *handlers) openWrite(rq *request, read bool) (*file, error) {
+	p := rq.path
 	if read && checkScope(h.sess.conn.scopes, p, needReadWrite) != nil {
 		// A write-only scope: clients open read-write to upload (pkg/sftp
 		// Create does); the handle is opened write-only and refuses reads.
 		read = false
 	}
-	h.sess.setOp("upload " + p)
-	h.pending.flush()
-	pf := r.Pflags()
+	pf := rq.Pflags()
 	// Never O_APPEND: os.File.WriteAt refuses such files, and clients that
 	// resume (OpenSSH reput) send absolute offsets with the append flag.
 	flag := os.O_WRONLY
@@ -152,53 +101,20 @@ func (h *handlers) openWrite(r *sftp.Request, read bool) (*file, error) {
 	return fl, nil
 }
 
-// Filecmd runs setstat, rename, rmdir, mkdir, remove, link and symlink.
-func (h *handlers) Filecmd(r *sftp.Request) (err error) {
-	defer h.recoverOp(r.Method, &err)
-	p := sessionPath(r.Filepath)
-	if err := checkPath(p); err != nil {
-		return h.fail(r.Method, p, err)
-	}
-	if r.Method != "Rename" {
-		// Every other command changes p (rename checks both of its names).
-		if err := h.allow(p, needWrite); err != nil {
-			return h.fail(r.Method, p, err)
-		}
-	}
-	h.pending.flush()
-	switch r.Method {
-	case "Setstat":
-		h.sess.setOp("setstat " + p)
-		return h.setstat(r, p)
-	case "Rename":
-		return h.rename(p, sessionPath(r.Target), false)
-	case "Rmdir":
-		return h.rmdir(p)
-	case "Mkdir":
-		h.sess.setOp("mkdir " + p)
-		err := h.root.Mkdir(rootRel(p), 0o755)
-		h.audit("mkdir", err, "path", p)
-		return h.fail("mkdir", p, err)
-	case "Remove":
-		return h.remove(p)
-	case "Link", "Symlink":
-		return sftp.ErrSSHFxOpUnsupported
-	}
-	return sftp.ErrSSHFxOpUnsupported
+// mkdir makes a directory.
+func (h *handlers) mkdir(rq *request) error {
+	err := h.root.Mkdir(rootRel(rq.path), 0o755)
+	h.audit("mkdir", err, "path", rq.path)
+	return h.fail("mkdir", rq.path, err)
 }
 
-// PosixRename renames, replacing the target if it exists.
-func (h *handlers) PosixRename(r *sftp.Request) (err error) {
-	defer h.recoverOp("posix-rename", &err)
-	h.pending.flush()
-	return h.rename(sessionPath(r.Filepath), sessionPath(r.Target), true)
-}
+// renameNoReplace renames, failing if the target exists.
+func (h *handlers) renameNoReplace(rq *request) error { return h.rename(rq.path, rq.target, false) }
+
+// renameReplace renames, replacing the target if it exists.
+func (h *handlers) renameReplace(rq *request) error { return h.rename(rq.path, rq.target, true) }
 
 func (h *handlers) rename(from, to string, replace bool) error {
-	if err := h.allowRename(from, to); err != nil {
-		return h.fail("rename", from, err)
-	}
-	h.sess.setOp("rename " + from)
 	var err error
 	if !replace {
 		// SFTP v3 rename must not overwrite (draft-ietf-secsh-filexfer-02 6.5).
@@ -213,8 +129,9 @@ func (h *handlers) rename(from, to string, replace bool) error {
 	return h.fail("rename", from, err)
 }
 
-func (h *handlers) rmdir(p string) error {
-	h.sess.setOp("rmdir " + p)
+// rmdir removes a directory, and only a directory.
+func (h *handlers) rmdir(rq *request) error {
+	p := rq.path
 	fi, err := h.root.Lstat(rootRel(p))
 	if err == nil && !fi.IsDir() {
 		err = &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTDIR}
@@ -226,8 +143,9 @@ func (h *handlers) rmdir(p string) error {
 	return h.fail("rmdir", p, err)
 }
 
-func (h *handlers) remove(p string) error {
-	h.sess.setOp("delete " + p)
+// remove removes a file, and only a file.
+func (h *handlers) remove(rq *request) error {
+	p := rq.path
 	fi, err := h.root.Lstat(rootRel(p))
 	if err == nil && fi.IsDir() {
 		err = &fs.PathError{Op: "remove", Path: p, Err: syscall.EISDIR}
@@ -249,7 +167,8 @@ func (h *handlers) audit(event string, err error, args ...any) {
 
 // setstat applies size, permissions and times. Owner changes are refused
 // before anything is changed.
-func (h *handlers) setstat(r *sftp.Request, p string) error {
+func (h *handlers) setstat(rq *request) error {
+	r, p := rq.Request, rq.path
 	if err := checkAttrs(r.Flags, r.Attrs); err != nil {
 		return h.fail("setstat", p, err)
 	}
@@ -324,57 +243,25 @@ func checkAttrs(flags uint32, b []byte) error {
 	return nil
 }
 
-// Filelist serves opendir (a paged lister) and stat (one entry).
-func (h *handlers) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
-	defer h.recoverOp(r.Method, &err)
-	p := sessionPath(r.Filepath)
-	if err := h.allow(p, needStat); err != nil {
-		return nil, h.fail(r.Method, p, err)
-	}
-	h.pending.flush()
-	switch r.Method {
-	case "List":
-		h.sess.setOp("list " + p)
-		return h.openDir(p)
-	case "Stat":
-		fi, err := h.root.Stat(rootRel(p))
-		if err != nil {
-			return nil, h.fail("stat", p, err)
-		}
-		return oneEntry{scopedInfo(h.sess.conn.scopes, p, fi)}, nil
-	case "Readlink":
-		return nil, sftp.ErrSSHFxOpUnsupported
-	}
-	return nil, sftp.ErrSSHFxOpUnsupported
-}
+// list opens a directory for a paged listing.
+func (h *handlers) list(rq *request) (*dirLister, error) { return h.openDir(rq.path) }
 
-// Lstat stats a path without following a final symlink.
-func (h *handlers) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
-	defer h.recoverOp("lstat", &err)
-	h.pending.flush()
-	p := sessionPath(r.Filepath)
-	if err := h.allow(p, needStat); err != nil {
-		return nil, h.fail("lstat", p, err)
-	}
-	fi, err := h.root.Lstat(rootRel(p))
+// stat stats a path, following a final symlink.
+func (h *handlers) stat(rq *request) (sftp.ListerAt, error) {
+	fi, err := h.root.Stat(rootRel(rq.path))
 	if err != nil {
-		return nil, h.fail("lstat", p, err)
+		return nil, h.fail("stat", rq.path, err)
 	}
-	return oneEntry{scopedInfo(h.sess.conn.scopes, p, fi)}, nil
+	return oneEntry{scopedInfo(h.sess.conn.scopes, rq.path, fi)}, nil
 }
 
-// RealPath returns the cleaned absolute form of p; ".." stops at "/".
-func (h *handlers) RealPath(p string) (string, error) {
-	p = sessionPath(p)
-	if err := checkPath(p); err != nil {
-		return "", h.fail("realpath", p, err)
+// lstat stats a path without following a final symlink.
+func (h *handlers) lstat(rq *request) (sftp.ListerAt, error) {
+	fi, err := h.root.Lstat(rootRel(rq.path))
+	if err != nil {
+		return nil, h.fail("lstat", rq.path, err)
 	}
-	return p, nil
-}
-
-// Readlink is refused: links are not supported.
-func (h *handlers) Readlink(string) (string, error) {
-	return "", sftp.ErrSSHFxOpUnsupported
+	return oneEntry{scopedInfo(h.sess.conn.scopes, rq.path, fi)}, nil
 }
 
 // newFile wraps f for the request server.

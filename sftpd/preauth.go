@@ -17,7 +17,7 @@ import (
 // percent, rising linearly to 100% at Full; at Full every new one is
 // dropped.
 type MaxStartups struct {
-	Start, Rate, Full int
+	Start, Rate, Full int // connections, percent, connections
 }
 
 // DefaultMaxStartups is the MaxStartups of a zero Config.

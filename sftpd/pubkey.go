@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // KeyAuthenticator checks public-key and certificate logins (auth.Store
@@ -56,8 +56,11 @@ var knownCertExtensions = []string{
 // keyRefusal is a refusal of a key or certificate found by sftpd itself.
 type keyRefusal string
 
+// Error returns the refusal with the package prefix.
 func (r keyRefusal) Error() string { return "sftpd: key refused: " + string(r) }
-func (r keyRefusal) Why() string   { return string(r) }
+
+// Why returns the reason, for the login audit event.
+func (r keyRefusal) Why() string { return string(r) }
 
 // checkPublicKey is the PublicKeyCallback: a certificate is checked
 // against TrustedUserCAKeys, then the store decides; a plain key is looked
@@ -136,7 +139,7 @@ func (c *serverConn) checkCert(user string, cert *ssh.Certificate) error {
 // certificate's source-address list (comma-separated addresses and CIDR
 // blocks).
 func sourceAddressAllows(list, remote string) bool {
-	addr, ok := auth.RemoteAddr(remote)
+	addr, ok := authapi.RemoteAddr(remote)
 	if !ok {
 		return false
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/pkg/sftp"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // need is what an operation does to a path, for the scope check.
@@ -18,6 +18,7 @@ const (
 	needRead                  // read a file's contents
 	needWrite                 // create, write, truncate, setstat, mkdir, delete
 	needReadWrite             // open for reading and writing
+	needRename                // rename: both names, in one writable scope (allowRename)
 )
 
 var (
@@ -36,20 +37,20 @@ var (
 // everything (the grants still apply, on the mount). A path outside the
 // scopes is errScopeHidden, except for a change in a directory on the way
 // to a scope (errScopeDenied, as in a read-only directory).
-func checkScope(scopes auth.Scopes, p string, n need) error {
+func checkScope(scopes authapi.Scopes, p string, n need) error {
 	a, read, write := scopes.Lookup(p)
 	switch a {
-	case auth.ScopeHidden:
+	case authapi.ScopeHidden:
 		if n != needStat && n != needRead {
 			// A change in a directory the session sees (on the way to a
 			// scope) is refused as in any read-only directory, whether
 			// the name exists or not.
-			if pa, _, _ := scopes.Lookup(path.Dir(p)); pa == auth.ScopeParent {
+			if pa, _, _ := scopes.Lookup(path.Dir(p)); pa == authapi.ScopeParent {
 				return errScopeDenied
 			}
 		}
 		return errScopeHidden
-	case auth.ScopeParent:
+	case authapi.ScopeParent:
 		if n == needStat {
 			return nil
 		}
@@ -101,7 +102,7 @@ func (h *handlers) allowRename(from, to string) error {
 // scopedInfo shows fi, the entry at session path p, as the scopes let the
 // session use it: without write permission bits where the scopes allow
 // no write (the directories on the way to a scope, read-only scopes).
-func scopedInfo(scopes auth.Scopes, p string, fi os.FileInfo) os.FileInfo {
+func scopedInfo(scopes authapi.Scopes, p string, fi os.FileInfo) os.FileInfo {
 	if !scopes.Scoped() {
 		return fi
 	}
@@ -119,7 +120,7 @@ func (r readOnlyInfo) Mode() fs.FileMode { return r.FileInfo.Mode() &^ 0o222 }
 
 // visible reports whether the entry name of the directory at session path
 // dir is shown to the session.
-func visible(scopes auth.Scopes, dir, name string) bool {
+func visible(scopes authapi.Scopes, dir, name string) bool {
 	a, _, _ := scopes.Lookup(path.Join(dir, name))
-	return a != auth.ScopeHidden
+	return a != authapi.ScopeHidden
 }

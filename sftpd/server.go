@@ -14,9 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // Authenticator checks a login. A refused login returns an error; if the
@@ -24,7 +25,7 @@ import (
 // login returns the token's scopes: nil for an unscoped token, else the
 // subtrees the session is restricted to.
 type Authenticator interface {
-	Login(ctx context.Context, login, secret, remote string) (auth.Scopes, error)
+	Login(ctx context.Context, login, secret, remote string) (authapi.Scopes, error)
 }
 
 // Mounter gives the directory that is the root of a user's SFTP session,
@@ -139,6 +140,9 @@ type Server struct {
 	// gate admits the connections that have not authenticated.
 	gate *preauthGate
 
+	// windows holds the buffers of the sessions' gathered writes.
+	windows windowPool
+
 	// mu guards the fields below.
 	mu           sync.Mutex
 	shuttingDown bool
@@ -158,52 +162,88 @@ type userState struct {
 
 // SessionInfo describes a live session, for administration.
 type SessionInfo struct {
-	ID     string // "<connection id>-<n>", as in the log lines; the key for Kill
-	User   string
-	Remote string // client address
-	Since  time.Time
+	ID     string    // "<connection id>-<n>", as in the log lines; the key for Kill
+	User   string    // the login
+	Remote string    // client address
+	Since  time.Time // when the session was opened
 	// BytesUp and BytesDown count file data written and read.
 	BytesUp, BytesDown int64
 	Op                 string // the current or last operation, e.g. "upload /ws/a.txt"
 }
 
-// New checks cfg, applies defaults and returns a Server.
+// advertiseExtensions makes pkg/sftp advertise only the extensions that
+// work here (its default also advertises hardlink@openssh.com, which is
+// refused). The list is process-wide in pkg/sftp and read by every
+// session, so New sets it once per process: setting it per Server would
+// race with the sessions of another Server.
+var advertiseExtensions = sync.OnceValue(func() error {
+	return sftp.SetSFTPExtensions("posix-rename@openssh.com", "statvfs@openssh.com")
+})
+
+// New checks cfg, applies defaults and returns a Server. The first call
+// also sets the SFTP extensions that pkg/sftp advertises, for the process.
 func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := advertiseExtensions(); err != nil {
+		return nil, fmt.Errorf("sftpd: advertise sftp extensions: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = newCleanLogger(log)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:       cfg,
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		closing:   make(chan struct{}),
+		gate:      newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
+		windows:   windowPool{size: combineBudgetSize},
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+		sessions:  make(map[string]*session),
+		perUser:   make(map[string]*userState),
+	}, nil
+}
+
+// withDefaults checks cfg and returns it with the defaults in its zero
+// fields. Every error wraps ErrBadConfig and names the field.
+func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case len(cfg.HostKeys) == 0:
-		return nil, fmt.Errorf("%w: no host key", ErrBadConfig)
+		return Config{}, fmt.Errorf("%w: no host key", ErrBadConfig)
 	case cfg.Auth == nil:
-		return nil, fmt.Errorf("%w: no authenticator", ErrBadConfig)
+		return Config{}, fmt.Errorf("%w: no authenticator", ErrBadConfig)
 	case cfg.Mounts == nil:
-		return nil, fmt.Errorf("%w: no mounter", ErrBadConfig)
-	case cfg.MaxSessionsPerUser < 0:
-		return nil, fmt.Errorf("%w: MaxSessionsPerUser %d is negative", ErrBadConfig, cfg.MaxSessionsPerUser)
-	case cfg.MaxHandlesPerSession < 0:
-		return nil, fmt.Errorf("%w: MaxHandlesPerSession %d is negative", ErrBadConfig, cfg.MaxHandlesPerSession)
-	case cfg.MaxHandlesPerUser < 0:
-		return nil, fmt.Errorf("%w: MaxHandlesPerUser %d is negative", ErrBadConfig, cfg.MaxHandlesPerUser)
-	case cfg.MaxFileSize < 0:
-		return nil, fmt.Errorf("%w: MaxFileSize %d is negative", ErrBadConfig, cfg.MaxFileSize)
-	case cfg.GatherPerSession < 0:
-		return nil, fmt.Errorf("%w: GatherPerSession %d is negative", ErrBadConfig, cfg.GatherPerSession)
-	case cfg.GatherPerUser < 0:
-		return nil, fmt.Errorf("%w: GatherPerUser %d is negative", ErrBadConfig, cfg.GatherPerUser)
-	case cfg.MaxAuthTries < 0:
-		return nil, fmt.Errorf("%w: MaxAuthTries %d is negative", ErrBadConfig, cfg.MaxAuthTries)
-	case cfg.HandshakeTimeout < 0:
-		return nil, fmt.Errorf("%w: HandshakeTimeout %v is negative", ErrBadConfig, cfg.HandshakeTimeout)
-	case cfg.FailureDelay < 0:
-		return nil, fmt.Errorf("%w: FailureDelay %v is negative", ErrBadConfig, cfg.FailureDelay)
-	case cfg.GracePeriod < 0:
-		return nil, fmt.Errorf("%w: GracePeriod %v is negative", ErrBadConfig, cfg.GracePeriod)
-	case cfg.MaxStartupsPerSource < 0:
-		return nil, fmt.Errorf("%w: MaxStartupsPerSource %d is negative", ErrBadConfig, cfg.MaxStartupsPerSource)
+		return Config{}, fmt.Errorf("%w: no mounter", ErrBadConfig)
+	}
+	for _, err := range []error{
+		notNegative("MaxSessionsPerUser", cfg.MaxSessionsPerUser),
+		notNegative("MaxHandlesPerSession", cfg.MaxHandlesPerSession),
+		notNegative("MaxHandlesPerUser", cfg.MaxHandlesPerUser),
+		notNegative("MaxFileSize", cfg.MaxFileSize),
+		notNegative("GatherPerSession", cfg.GatherPerSession),
+		notNegative("GatherPerUser", cfg.GatherPerUser),
+		notNegative("MaxAuthTries", cfg.MaxAuthTries),
+		notNegative("HandshakeTimeout", cfg.HandshakeTimeout),
+		notNegative("FailureDelay", cfg.FailureDelay),
+		notNegative("GracePeriod", cfg.GracePeriod),
+		notNegative("MaxStartupsPerSource", cfg.MaxStartupsPerSource),
+	} {
+		if err != nil {
+			return Config{}, err
+		}
 	}
 	if cfg.MaxStartups == (MaxStartups{}) {
 		cfg.MaxStartups = DefaultMaxStartups
 	}
 	if err := cfg.MaxStartups.check(); err != nil {
-		return nil, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
+		return Config{}, fmt.Errorf("%w: MaxStartups %v: %w", ErrBadConfig, cfg.MaxStartups, err)
 	}
 	cfg.MaxStartupsPerSource = cmp.Or(cfg.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
 	for _, a := range []struct {
@@ -219,12 +259,12 @@ func New(cfg Config) (*Server, error) {
 			*a.list = a.def
 		}
 		if err := CheckAlgorithms(a.kind, *a.list); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+			return Config{}, fmt.Errorf("%w: %w", ErrBadConfig, err)
 		}
 	}
 	for i, k := range cfg.HostKeys {
 		if k == nil {
-			return nil, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
+			return Config{}, fmt.Errorf("%w: host key %d is nil", ErrBadConfig, i)
 		}
 	}
 	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
@@ -238,24 +278,15 @@ func New(cfg Config) (*Server, error) {
 	cfg.MaxAuthTries = cmp.Or(cfg.MaxAuthTries, DefaultMaxAuthTries)
 	cfg.FailureDelay = cmp.Or(cfg.FailureDelay, DefaultFailureDelay)
 	cfg.GracePeriod = cmp.Or(cfg.GracePeriod, DefaultGracePeriod)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	return cfg, nil
+}
+
+// notNegative refuses a Config field below zero (zero picks the default).
+func notNegative[T int | int64 | time.Duration](name string, v T) error {
+	if v < 0 {
+		return fmt.Errorf("%w: %s %v is negative", ErrBadConfig, name, v)
 	}
-	log = newCleanLogger(log)
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		cfg:       cfg,
-		log:       log,
-		ctx:       ctx,
-		cancel:    cancel,
-		closing:   make(chan struct{}),
-		gate:      newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*serverConn]struct{}),
-		sessions:  make(map[string]*session),
-		perUser:   make(map[string]*userState),
-	}, nil
+	return nil
 }
 
 // Serve accepts connections on l until Shutdown, then returns

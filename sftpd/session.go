@@ -89,7 +89,7 @@ func (ss *session) info() SessionInfo {
 
 // run answers the channel's requests until the channel closes or the
 // session ends on our side (SFTP ended, shell refused). The server's
-// WaitGroup was incremented for it by reserveSession.
+// WaitGroup was incremented for it by addSession.
 func (ss *session) run(reqs <-chan *ssh.Request) {
 	srv := ss.conn.srv
 	defer srv.wg.Done()
@@ -267,6 +267,7 @@ func (ss *session) serveSFTP(root *os.Root) {
 		user:      &ss.user.windows,
 		userLimit: srv.cfg.GatherPerUser / combineWindow,
 	}
+	h.pending.bufs = &srv.windows
 	rwc := &activityChannel{Channel: ss.ch, sess: ss}
 	rs := sftp.NewRequestServer(rwc, h.sftpHandlers(), sftp.WithStartDirectory("/"), sftp.WithRSMaxTxPacket(maxReadLength))
 

@@ -5,14 +5,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// StatVFS answers statvfs@openssh.com with fstatfs on the directory or file
-// opened through the session root.
-func (h *handlers) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
-	defer h.recoverOp("statvfs", &err)
-	p := sessionPath(r.Filepath)
-	if err := h.allow(p, needStat); err != nil {
-		return nil, h.fail("statvfs", p, err)
-	}
+// statVFS answers statvfs@openssh.com with fstatfs on the directory or
+// file opened through the session root.
+func (h *handlers) statVFS(rq *request) (*sftp.StatVFS, error) {
+	p := rq.path
 	f, err := h.root.Open(rootRel(p))
 	if err != nil {
 		return nil, h.fail("statvfs", p, err)
