@@ -97,6 +97,8 @@ func (c *Config) fields() []field {
 		{key: "maxStartups", value: c.MaxStartups.String()},
 		{key: "maxStartupsPerSource", value: c.MaxStartupsPerSource},
 		{key: "loginGraceTime", value: c.LoginGraceTime.String()},
+		{key: "proxyProtocol", value: c.ProxyProtocol.String()},
+		{key: "proxyTrusted", value: proxyTrustedStrings(c.ProxyTrusted)},
 		{key: "kexAlgorithms", value: c.KexAlgorithms},
 		{key: "ciphers", value: c.Ciphers},
 		{key: "macs", value: c.MACs},
