@@ -265,8 +265,8 @@ func (c *serverConn) proxyHandshake() (*proxyConn, bool) {
 		case ok:
 			client = src
 		case h.Command.IsLocal() || h.TransportProtocol.IsUnspec():
-			// The balancer's own connection (a health check): the peer is
-			// the client.
+			// The balancer's own connection (HAProxy's health checks send
+			// LOCAL): the peer is the client.
 			c.health = true
 		default:
 			c.refuseProxy(refuseMalformed, fmt.Errorf("unsupported address family %#x", byte(h.TransportProtocol)))
