@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -146,12 +147,12 @@ type errProxyIO struct{ err error }
 func (e errProxyIO) Error() string { return e.err.Error() }
 func (e errProxyIO) Unwrap() error { return e.err }
 
-// readProxyHeader reads the PROXY header nc starts with, if it starts with
+// readProxyHeader reads the PROXY header r starts with, if it starts with
 // one. It returns the header (nil when the first bytes are not a PROXY
 // signature) and the bytes read past it, for the SSH layer. A failure to
-// read nc is an errProxyIO; any other error is a malformed header.
-func readProxyHeader(nc net.Conn) (*proxyproto.Header, []byte, error) {
-	br := bufio.NewReaderSize(nc, proxyHeaderBuffer)
+// read r is an errProxyIO; any other error is a malformed header.
+func readProxyHeader(r io.Reader) (*proxyproto.Header, []byte, error) {
+	br := bufio.NewReaderSize(r, proxyHeaderBuffer)
 	if _, err := br.Peek(1); err != nil {
 		return nil, nil, errProxyIO{err}
 	}
