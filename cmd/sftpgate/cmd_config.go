@@ -121,6 +121,11 @@ func (c *Config) fields() []field {
 			}
 		}
 	}
+	for i := range f {
+		if f[i].key == "proxyTrusted" && len(c.ProxyTrusted) == 0 {
+			f[i].text = "(none)"
+		}
+	}
 	if c.HostKeyFile == "" {
 		f[1].text = "(not set)"
 	}

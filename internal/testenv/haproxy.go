@@ -66,6 +66,9 @@ defaults
     timeout client 1h
     timeout server 1h
     timeout check 5s
+    # A connection a stopping node refuses goes to another node.
+    retries 2
+    option redispatch
 
 frontend sftp
     bind ` + bind + `

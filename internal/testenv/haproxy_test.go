@@ -3,6 +3,8 @@ package testenv
 import (
 	"bufio"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -108,5 +110,22 @@ func TestHAProxySendsClientAddress(t *testing.T) {
 	defer be.mu.Unlock()
 	if be.none != 0 || be.locals == 0 {
 		t.Errorf("health checks: got %d without a header and %d LOCAL headers, want 0 and at least 1", be.none, be.locals)
+	}
+}
+
+// TestHAProxyConfigInREADME: the README's "Running a cluster" shows the
+// configuration the tests run.
+func TestHAProxyConfigInREADME(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "```haproxy\n" + HAProxyConfig("0.0.0.0:22", []string{"10.0.0.11:2022", "10.0.0.12:2022", "10.0.0.13:2022"}) + "```\n"
+	if !strings.Contains(string(readme), want) {
+		t.Errorf("README.md: no block\n%s", want)
 	}
 }
