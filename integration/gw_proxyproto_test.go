@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -328,4 +330,110 @@ func TestGatewayProxyOptional(t *testing.T) {
 	}
 	sc.Close()
 	cl.Close()
+}
+
+// TestGatewayClusterHAProxy runs two nodes (same host key, same buckets)
+// behind HAProxy. Until the identity store is shared, alice exists on
+// each node with the same SSH key. Her sessions spread over both nodes,
+// each node's `sessions` shows the client address, a file written through
+// one session reads back through every other; when a node is killed,
+// logins through the balancer go on, and the node rejoins once restarted.
+func TestGatewayClusterHAProxy(t *testing.T) {
+	t.Parallel()
+	gws := startGateways(t, 2, gwOptions{proxyProtocol: "required"})
+	lb := balance(t, gws...)
+	keyFile := sshKeygen(t, t.TempDir(), "id_alice", "-t", "ed25519")
+	for _, g := range gws {
+		g.mustCLI("admin", "user", "create", "-u", "alice")
+		g.mustCLI("admin", "workspace", "grant", "--slug", personalWS, "-u", "alice")
+		g.mustCLI("admin", "user", "key", "add", "-u", "alice", "--file", keyFile+".pub")
+	}
+	pem, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(local string) (*ssh.Client, error) {
+		return gws[0].dialFrom(lb.Addr, local, "alice", ssh.PublicKeys(signer))
+	}
+
+	var clients []*sftp.Client
+	for i := range 4 {
+		c, err := login("127.0.0.2")
+		if err != nil {
+			t.Fatalf("login %d through the balancer: %v", i+1, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		clients = append(clients, newSFTP(t, c))
+	}
+	for i, g := range gws {
+		rows := g.sessionRows()
+		if len(rows) == 0 {
+			t.Errorf("node %d: no session, want some of the 4 (leastconn)", i+1)
+		}
+		for _, r := range rows {
+			if !strings.HasPrefix(r.Remote, "127.0.0.2:") {
+				t.Errorf("node %d: session remote %q, want 127.0.0.2:port", i+1, r.Remote)
+			}
+		}
+	}
+
+	const size = 5 << 20
+	want := prngSum(21, size)
+	f, err := clients[0].Create("/" + personalWS + "/shared.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(f, prng(21, size)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, sc := range clients {
+		var sum string
+		var n int64
+		ok := waitFor(5*time.Second, 100*time.Millisecond, func() bool {
+			r, err := sc.Open("/" + personalWS + "/shared.bin")
+			if err != nil {
+				return false
+			}
+			defer r.Close()
+			sum, n, err = sumOf(r)
+			return err == nil && sum == want
+		})
+		if !ok {
+			t.Errorf("session %d: read %d bytes sha256 %s, want %d bytes %s", i+1, n, sum, size, want)
+		}
+	}
+
+	// Node 2 dies: logins through the balancer still work (a refused
+	// connection is redispatched, the health check takes the node out).
+	gws[1].kill9()
+	for i := range 3 {
+		c, err := login("127.0.0.3")
+		if err != nil {
+			t.Fatalf("login %d with node 2 dead: %v", i+1, err)
+		}
+		c.Close()
+	}
+	// Restarted, it serves again.
+	gws[1].start()
+	gws[1].waitReady()
+	if !waitFor(20*time.Second, 200*time.Millisecond, func() bool {
+		c, err := login("127.0.0.3")
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		if _, err := newSFTPClient(c); err != nil {
+			return false
+		}
+		return len(gws[1].sessionRows()) > 0
+	}) {
+		t.Errorf("node 2 got no session within 20s of its restart")
+	}
 }
