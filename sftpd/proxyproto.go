@@ -177,6 +177,8 @@ func readProxyHeader(r io.Reader) (*proxyproto.Header, []byte, error) {
 type proxyConn struct {
 	net.Conn
 	rest []byte
+	// client is the address the header gave; nil: the peer's.
+	client net.Addr
 	// untrusted is set for a peer not in ProxyTrusted: the first Read
 	// looks for a header; refuse is called, and the Read fails, if it
 	// finds one.
@@ -213,6 +215,14 @@ func (p *proxyConn) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return p.Conn.Read(b)
+}
+
+// RemoteAddr returns the client's address: the header's, else the peer's.
+func (p *proxyConn) RemoteAddr() net.Addr {
+	if p.client != nil {
+		return p.client
+	}
+	return p.Conn.RemoteAddr()
 }
 
 // SyscallConn gives the socket's, so that the batching layer can still see
@@ -285,7 +295,11 @@ func (c *serverConn) proxyHandshake() (*proxyConn, bool) {
 	c.src = src
 	c.remote = client.String()
 	c.log = s.log.With("conn", c.id, "remote", c.remote, "via", peer.String())
-	return &proxyConn{Conn: c.nc, rest: rest}, true
+	pc := &proxyConn{Conn: c.nc, rest: rest}
+	if client != peer {
+		pc.client = client
+	}
+	return pc, true
 }
 
 // refuseProxy logs a refused PROXY header, at most once per peer address

@@ -85,7 +85,9 @@ type Config struct {
 	// (see MaxStartups). Zero means DefaultMaxStartups (128:30:512).
 	MaxStartups MaxStartups
 	// MaxStartupsPerSource bounds the unauthenticated connections from one
-	// IPv4 address or IPv6 /64; more are dropped at accept. Zero means 32.
+	// IPv4 address or IPv6 /64; more are dropped at accept (through a
+	// trusted load balancer: the client's address, once its PROXY header
+	// is read). Zero means 32.
 	MaxStartupsPerSource int
 	// ProxyProtocol says whether the peers in ProxyTrusted (load
 	// balancers) start their connections with a PROXY protocol header (v1
