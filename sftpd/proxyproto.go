@@ -247,9 +247,7 @@ func (c *serverConn) proxyHandshake() (*proxyConn, bool) {
 	s := c.srv
 	peer := c.nc.RemoteAddr()
 	if !c.viaProxy {
-		pc := &proxyConn{Conn: c.nc, untrusted: true}
-		pc.refuse = func(reason string, err error) { c.refuseProxy(reason, err) }
-		return pc, true
+		return &proxyConn{Conn: c.nc, untrusted: true, refuse: c.refuseProxy}, true
 	}
 	h, rest, err := readProxyHeader(c.nc)
 	var ioErr errProxyIO
