@@ -125,6 +125,18 @@ type gwOptions struct {
 	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
 	// keys, listed in hostKeyFiles beside hostKeyFile.
 	hostKeyFiles []string
+
+	// proxyProtocol, when not empty, sets the key proxyProtocol ("off",
+	// "optional", "required") and proxyTrusted to proxyTrusted, or to
+	// ["127.0.0.1/32"] (where the harness's HAProxy connects from) when
+	// that is nil.
+	proxyProtocol string
+	proxyTrusted  []string
+
+	// peer, when set, makes this gateway another node of peer's cluster:
+	// same host key and same buckets (peer's cleanup removes them), its
+	// own working directory, mounts and cache. See startGateways.
+	peer *gateway
 }
 
 // gateway is a running `sftpgate serve` daemon configured by a test, with
@@ -141,6 +153,7 @@ type gateway struct {
 	metrics string // metricsAddr (127.0.0.1:port) when opts.metrics, else empty
 
 	personalBucket, commonBucket string
+	hostKeyFile                  string // the private key file (hostKeyFile)
 	hostKey                      ssh.PublicKey
 	hostKeys                     []ssh.PublicKey // hostKey, then those of opts.hostKeyFiles
 
@@ -175,18 +188,23 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 		opts:   opts,
 	}
 	g.secret(m.SecretKey) // the MinIO secret key must not be logged either
-	g.personalBucket = m.NewBucket(t, "personal")
-	g.commonBucket = m.NewBucket(t, "common")
-	t.Cleanup(func() { removeBucket(t, m, g.personalBucket) })
-	t.Cleanup(func() { removeBucket(t, m, g.commonBucket) })
-
 	keyFile := filepath.Join(dir, "id_ed25519")
-	keyArgs := []string{"-t", "ed25519"}
-	if opts.rsaHostKey {
-		keyFile = filepath.Join(dir, "id_rsa")
-		keyArgs = []string{"-t", "rsa", "-b", "2048"}
+	if opts.peer != nil {
+		g.personalBucket, g.commonBucket = opts.peer.personalBucket, opts.peer.commonBucket
+		keyFile = opts.peer.hostKeyFile
+	} else {
+		g.personalBucket = m.NewBucket(t, "personal")
+		g.commonBucket = m.NewBucket(t, "common")
+		t.Cleanup(func() { removeBucket(t, m, g.personalBucket) })
+		t.Cleanup(func() { removeBucket(t, m, g.commonBucket) })
+		keyArgs := []string{"-t", "ed25519"}
+		if opts.rsaHostKey {
+			keyFile = filepath.Join(dir, "id_rsa")
+			keyArgs = []string{"-t", "rsa", "-b", "2048"}
+		}
+		runCommand(t, "", nil, "ssh-keygen", append(keyArgs, "-f", keyFile, "-N", "", "-q")...)
 	}
-	runCommand(t, "", nil, "ssh-keygen", append(keyArgs, "-f", keyFile, "-N", "", "-q")...)
+	g.hostKeyFile = keyFile
 	pub, err := os.ReadFile(keyFile + ".pub")
 	if err != nil {
 		t.Fatal(err)
@@ -252,6 +270,13 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	}
 	if maxSessions < 0 {
 		delete(section, "maxSessionsPerUser")
+	}
+	if opts.proxyProtocol != "" {
+		section["proxyProtocol"] = opts.proxyProtocol
+		section["proxyTrusted"] = opts.proxyTrusted
+		if opts.proxyTrusted == nil {
+			section["proxyTrusted"] = []string{"127.0.0.1/32"}
+		}
 	}
 	for k, v := range opts.keys {
 		section[k] = v
@@ -505,10 +530,28 @@ func (g *gateway) token(login, expire string) string {
 // dial opens an SSH connection as user with the given auth methods; the
 // handshake is bounded by dialTimeout.
 func (g *gateway) dial(user string, auth ...ssh.AuthMethod) (*ssh.Client, error) {
-	conn, err := net.DialTimeout("tcp", g.addr, dialTimeout)
+	return g.dialFrom(g.addr, "", user, auth...)
+}
+
+// dialFrom is dial to addr (the gateway's, or a load balancer's in front
+// of it) from the local address local ("" for any), e.g. "127.0.0.2".
+func (g *gateway) dialFrom(addr, local, user string, auth ...ssh.AuthMethod) (*ssh.Client, error) {
+	d := net.Dialer{Timeout: dialTimeout}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
+	return g.sshOn(conn, user, auth...)
+}
+
+// sshOn runs the SSH handshake as user on conn, an open connection to the
+// gateway (or to its balancer), bounded by dialTimeout; conn is closed
+// when it fails.
+func (g *gateway) sshOn(conn net.Conn, user string, auth ...ssh.AuthMethod) (*ssh.Client, error) {
+	addr := conn.RemoteAddr().String()
 	conn.SetDeadline(time.Now().Add(dialTimeout))
 	cfg := &ssh.ClientConfig{
 		User:            user,
@@ -516,7 +559,7 @@ func (g *gateway) dial(user string, auth ...ssh.AuthMethod) (*ssh.Client, error)
 		HostKeyCallback: ssh.FixedHostKey(g.hostKey),
 		Timeout:         dialTimeout,
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, g.addr, cfg)
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -26,7 +26,12 @@ type serverConn struct {
 	user   string // set once the handshake has succeeded
 	// scopes restrict the session's paths (nil: unrestricted); set with user.
 	scopes authapi.Scopes
-	src    netip.Addr
+	// src is the source the pre-auth slot is counted under; the zero
+	// Addr while a load balancer's PROXY header is not read yet.
+	src netip.Addr
+	// viaProxy is set for a peer in ProxyTrusted; health for a balancer's
+	// own connection (a PROXY header with no client address).
+	viaProxy, health bool
 
 	// preauthOnce gives back the connection's pre-auth slot, once.
 	preauthOnce sync.Once
@@ -78,19 +83,33 @@ func (c *serverConn) serve() {
 		c.log.Info("connection failed", "err", err)
 		return
 	}
+	nc := c.nc
+	var pc *proxyConn
+	if s.cfg.ProxyProtocol != ProxyOff {
+		var ok bool
+		if pc, ok = c.proxyHandshake(); !ok {
+			return
+		}
+		nc = pc
+	}
 	var stall time.Duration
 	if s.cfg.IdleTimeout > 0 {
 		stall = s.cfg.IdleTimeout
 	}
-	bc := newBatchConn(c.nc, stall, func() {
+	bc := newBatchConn(nc, stall, func() {
 		c.log.Info("client stopped reading, closing connection", "stalled", stall)
 	})
 	defer bc.Close()
 	sc, chans, reqs, err := ssh.NewServerConn(bc, c.sshConfig())
 	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
+		switch {
+		case pc != nil && pc.refused.Load():
+			// Logged by refuseProxy.
+		case c.health:
+			c.log.Debug("load balancer health check closed", "err", err)
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			c.log.Info("handshake failed: loginGraceTime passed", "loginGraceTime", s.cfg.HandshakeTimeout)
-		} else {
+		default:
 			c.log.Info("handshake failed", "err", err)
 		}
 		return

@@ -100,13 +100,7 @@ func newPreauthGate(limits MaxStartups, perSource int) *preauthGate {
 // sourceOf is the key a connection's source is counted under: its IPv4
 // address, or its IPv6 /64 (the block one site usually gets).
 func sourceOf(a net.Addr) netip.Addr {
-	var ip netip.Addr
-	if ta, ok := a.(*net.TCPAddr); ok {
-		ip, _ = netip.AddrFromSlice(ta.IP)
-	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		ip = ap.Addr()
-	}
-	ip = ip.WithZone("").Unmap()
+	ip := peerIP(a)
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return p.Addr()
@@ -115,7 +109,8 @@ func sourceOf(a net.Addr) netip.Addr {
 }
 
 // admit takes a pre-auth slot for a connection from src, or returns why
-// it is dropped.
+// it is dropped. With the zero Addr as src the slot counts only in the
+// total until assign gives it a source.
 func (g *preauthGate) admit(src netip.Addr) (reason string, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -131,19 +126,38 @@ func (g *preauthGate) admit(src netip.Addr) (reason string, ok bool) {
 			return "maxStartups random early drop", false
 		}
 	}
-	if g.bySource[src] >= g.perSource {
+	if src.IsValid() && g.bySource[src] >= g.perSource {
 		return "maxStartupsPerSource", false
 	}
 	g.total++
-	g.bySource[src]++
+	if src.IsValid() {
+		g.bySource[src]++
+	}
 	return "", true
 }
 
-// release gives back the slot of a connection from src.
+// assign counts a slot taken with the zero Addr under src, unless src
+// already holds perSource slots. On false the slot is still held (in the
+// total only) and must be released with the zero Addr.
+func (g *preauthGate) assign(src netip.Addr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.bySource[src] >= g.perSource {
+		return false
+	}
+	g.bySource[src]++
+	return true
+}
+
+// release gives back the slot of a connection from src (the zero Addr for
+// a slot never assigned a source).
 func (g *preauthGate) release(src netip.Addr) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.total--
+	if !src.IsValid() {
+		return
+	}
 	if g.bySource[src]--; g.bySource[src] <= 0 {
 		delete(g.bySource, src)
 	}

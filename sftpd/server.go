@@ -86,8 +86,19 @@ type Config struct {
 	// (see MaxStartups). Zero means DefaultMaxStartups (128:30:512).
 	MaxStartups MaxStartups
 	// MaxStartupsPerSource bounds the unauthenticated connections from one
-	// IPv4 address or IPv6 /64; more are dropped at accept. Zero means 32.
+	// IPv4 address or IPv6 /64; more are dropped at accept (through a
+	// trusted load balancer: the client's address, once its PROXY header
+	// is read). Zero means 32.
 	MaxStartupsPerSource int
+	// ProxyProtocol says whether the peers in ProxyTrusted (load
+	// balancers) start their connections with a PROXY protocol header (v1
+	// or v2) giving the client's address, which then stands for the
+	// client everywhere (limiter, pre-auth limits, logs, Sessions). A
+	// header from any other peer closes the connection. Zero is ProxyOff.
+	ProxyProtocol ProxyMode
+	// ProxyTrusted are the addresses allowed to send a PROXY header;
+	// required when ProxyProtocol is not ProxyOff.
+	ProxyTrusted []netip.Prefix
 	// KeyExchanges, Ciphers and MACs are the algorithms offered, in order
 	// of preference; nil means DefaultKeyExchanges, DefaultCiphers and
 	// DefaultMACs. Every name must be one of KnownAlgorithms.
@@ -139,6 +150,8 @@ type Server struct {
 
 	// gate admits the connections that have not authenticated.
 	gate *preauthGate
+	// proxyRefusals rate-limits the log lines of refused PROXY headers.
+	proxyRefusals *refusalLog
 
 	// windows holds the buffers of the sessions' gathered writes.
 	windows windowPool
@@ -197,17 +210,18 @@ func New(cfg Config) (*Server, error) {
 	log = newCleanLogger(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:       cfg,
-		log:       log,
-		ctx:       ctx,
-		cancel:    cancel,
-		closing:   make(chan struct{}),
-		gate:      newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
-		windows:   windowPool{size: combineBudgetSize},
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*serverConn]struct{}),
-		sessions:  make(map[string]*session),
-		perUser:   make(map[string]*userState),
+		cfg:           cfg,
+		log:           log,
+		ctx:           ctx,
+		cancel:        cancel,
+		closing:       make(chan struct{}),
+		gate:          newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
+		proxyRefusals: newRefusalLog(),
+		windows:       windowPool{size: combineBudgetSize},
+		listeners:     make(map[net.Listener]struct{}),
+		conns:         make(map[*serverConn]struct{}),
+		sessions:      make(map[string]*session),
+		perUser:       make(map[string]*userState),
 	}, nil
 }
 
@@ -238,6 +252,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		if err != nil {
 			return Config{}, err
 		}
+	}
+	switch {
+	case cfg.ProxyProtocol < ProxyOff || cfg.ProxyProtocol > ProxyRequired:
+		return Config{}, fmt.Errorf("%w: unknown ProxyProtocol %v", ErrBadConfig, cfg.ProxyProtocol)
+	case cfg.ProxyProtocol != ProxyOff && len(cfg.ProxyTrusted) == 0:
+		return Config{}, fmt.Errorf("%w: ProxyProtocol %v with no ProxyTrusted address", ErrBadConfig, cfg.ProxyProtocol)
 	}
 	if cfg.MaxStartups == (MaxStartups{}) {
 		cfg.MaxStartups = DefaultMaxStartups
@@ -331,7 +351,14 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
+		// A connection from a load balancer is counted under its client's
+		// source once its goroutine has read the PROXY header; until then
+		// it counts only in the total.
 		src := sourceOf(nc.RemoteAddr())
+		viaProxy := s.proxyTrusted(nc.RemoteAddr())
+		if viaProxy {
+			src = netip.Addr{}
+		}
 		if reason, ok := s.gate.admit(src); !ok {
 			// Dropped at once: no goroutine, no buffer, the descriptor
 			// freed before the next accept.
@@ -342,7 +369,7 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			continue
 		}
-		c, ok := s.trackConn(nc, src)
+		c, ok := s.trackConn(nc, src, viaProxy)
 		if !ok {
 			nc.Close()
 			return ErrServerClosed
@@ -353,7 +380,7 @@ func (s *Server) Serve(l net.Listener) error {
 
 // trackConn registers a new connection and counts its goroutine, unless
 // the server is shutting down.
-func (s *Server) trackConn(nc net.Conn, src netip.Addr) (*serverConn, bool) {
+func (s *Server) trackConn(nc net.Conn, src netip.Addr, viaProxy bool) (*serverConn, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shuttingDown {
@@ -361,6 +388,7 @@ func (s *Server) trackConn(nc net.Conn, src netip.Addr) (*serverConn, bool) {
 		return nil, false
 	}
 	c := newServerConn(s, nc, src)
+	c.viaProxy = viaProxy
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, true

@@ -97,6 +97,8 @@ func (c *Config) fields() []field {
 		{key: "maxStartups", value: c.MaxStartups.String()},
 		{key: "maxStartupsPerSource", value: c.MaxStartupsPerSource},
 		{key: "loginGraceTime", value: c.LoginGraceTime.String()},
+		{key: "proxyProtocol", value: c.ProxyProtocol.String()},
+		{key: "proxyTrusted", value: proxyTrustedStrings(c.ProxyTrusted)},
 		{key: "kexAlgorithms", value: c.KexAlgorithms},
 		{key: "ciphers", value: c.Ciphers},
 		{key: "macs", value: c.MACs},
@@ -117,6 +119,11 @@ func (c *Config) fields() []field {
 			if f[i].key == "maxPendingBytesPerUser" {
 				f[i].text = "a quarter of tmpDir's file system"
 			}
+		}
+	}
+	for i := range f {
+		if f[i].key == "proxyTrusted" && len(c.ProxyTrusted) == 0 {
+			f[i].text = "(none)"
 		}
 	}
 	if c.HostKeyFile == "" {

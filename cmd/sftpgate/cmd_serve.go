@@ -234,6 +234,8 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		HandshakeTimeout:     cfg.LoginGraceTime,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+		ProxyProtocol:        cfg.ProxyProtocol,
+		ProxyTrusted:         cfg.ProxyTrusted,
 		KeyExchanges:         cfg.KexAlgorithms,
 		Ciphers:              cfg.Ciphers,
 		MACs:                 cfg.MACs,

@@ -163,6 +163,12 @@ type Config struct {
 	// LoginGraceTime bounds the SSH handshake and login of a connection;
 	// 30 seconds by default.
 	LoginGraceTime time.Duration
+	// ProxyProtocol says whether the load balancers in ProxyTrusted send a
+	// PROXY protocol header; sftpd.ProxyOff by default.
+	ProxyProtocol sftpd.ProxyMode
+	// ProxyTrusted are the addresses allowed to send a PROXY header; none
+	// by default, required when ProxyProtocol is not off.
+	ProxyTrusted []netip.Prefix
 	// KexAlgorithms, Ciphers and MACs are the SSH algorithms offered, in
 	// order of preference; sftpd.DefaultKeyExchanges, DefaultCiphers and
 	// DefaultMACs by default.
@@ -347,6 +353,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.maxStartups("maxStartups", &cfg.MaxStartups)
 	p.integer("maxStartupsPerSource", &cfg.MaxStartupsPerSource, 1, 1<<20)
 	p.duration("loginGraceTime", &cfg.LoginGraceTime)
+	p.proxyProtocol(&cfg.ProxyProtocol, &cfg.ProxyTrusted)
 	p.algorithms(sftpd.AlgoKeyExchange, &cfg.KexAlgorithms)
 	p.algorithms(sftpd.AlgoCipher, &cfg.Ciphers)
 	p.algorithms(sftpd.AlgoMAC, &cfg.MACs)
