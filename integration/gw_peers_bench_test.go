@@ -122,7 +122,6 @@ func BenchmarkPeers(b *testing.B) {
 	b.Cleanup(m.Stop)
 
 	g := startGateway(b, gwOptions{minio: m})
-	g.secret(m.SecretKey)
 	tok := g.addUser("alice", personalWS)
 	tokens := make([]string, benchSessions)
 	for i := range tokens {
@@ -406,13 +405,21 @@ type peersTableInfo struct {
 	note                  string
 }
 
-// peerLabels are the table's names of the systems.
-var peerLabels = map[string]string{
-	directName:              "direct minio-go (the storage ceiling)",
-	"OpenSSH internal-sftp": "OpenSSH `internal-sftp` to local disk (the SSH ceiling)",
-	"MinIO SFTP":            "MinIO's own SFTP server",
-	"rclone serve sftp":     "rclone serve sftp (`--vfs-cache-mode writes`, durable after its write-back)",
-	"sftpgate":              "**sftpgate**",
+// peerLabel is the table's name of a system.
+func peerLabel(system string) string {
+	switch system {
+	case directName:
+		return "direct minio-go (the storage ceiling)"
+	case "OpenSSH internal-sftp":
+		return "OpenSSH `internal-sftp` to local disk (the SSH ceiling)"
+	case "MinIO SFTP":
+		return "MinIO's own SFTP server"
+	case "rclone serve sftp":
+		return "rclone serve sftp (`--vfs-cache-mode writes`, durable after its write-back)"
+	case "sftpgate":
+		return "**sftpgate**"
+	}
+	return system
 }
 
 // peersTable prints the results as markdown: one row per system (medians,
@@ -429,10 +436,7 @@ func peersTable(res peerRounds, systems []string, s sessionsResult, info peersTa
 	sb.WriteString("| system | upload s | download s | server CPU s/GiB up / down | MinIO CPU s/GiB up / down | 500 × 4 KiB `put -r` s |\n")
 	sb.WriteString("|---|---|---|---|---|---|\n")
 	for _, sys := range systems {
-		label := peerLabels[sys]
-		if label == "" {
-			label = sys
-		}
+		label := peerLabel(sys)
 		cpu := fmt.Sprintf("%s / %s", fmtValue(res.med(sys, mUpCPU)), fmtValue(res.med(sys, mDownCPU)))
 		switch sys {
 		case directName:
@@ -450,6 +454,7 @@ func peersTable(res peerRounds, systems []string, s sessionsResult, info peersTa
 	}
 	sb.WriteString("\nUpload: create, write, close, until the object is complete in MinIO (OpenSSH: until close returns on local disk). ")
 	sb.WriteString("Server CPU: user+system of the server's processes and their children (sftpgate: every `serve` process) per GiB. ")
+	sb.WriteString("Download: the file just uploaded; sftpgate and rclone read it from their local copy (BenchmarkGateway has a not-cached download). ")
 	sb.WriteString("Small files: OpenSSH `sftp -b` `put -r` until all 500 are stored.\n")
 	if info.note != "" {
 		sb.WriteString("\n" + info.note + "\n")
