@@ -123,10 +123,11 @@ func startMinIOOnce(bin, dir string, args []string) (*MinIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.cmd = exec.Command(bin, append([]string{"server", "--quiet",
+	cmdArgs := []string{"server", "--quiet",
 		"--address", m.Endpoint,
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport)},
-		append(args, data)...)...)
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport)}
+	cmdArgs = append(append(cmdArgs, args...), data)
+	m.cmd = exec.Command(bin, cmdArgs...)
 	m.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,
