@@ -431,7 +431,11 @@ func peersTable(res peerRounds, systems []string, s sessionsResult, info peersTa
 	if info.sizeMiB%1024 == 0 {
 		size = fmt.Sprintf("%d GiB", info.sizeMiB/1024)
 	}
-	fmt.Fprintf(&sb, "### Peers: %s random file, pkg/sftp 64 × 32 KiB in flight, %d interleaved rounds, medians (min–max)\n\n", size, info.rounds)
+	rounds := fmt.Sprintf("%d interleaved rounds, medians (min–max)", info.rounds)
+	if info.rounds == 1 {
+		rounds = "1 round"
+	}
+	fmt.Fprintf(&sb, "### Peers: %s random file, pkg/sftp 64 × 32 KiB in flight, %s\n\n", size, rounds)
 	fmt.Fprintf(&sb, "MinIO %s; load average %s before, %s after; %v.\n\n", info.endpoint, info.loadBefore, info.loadAfter, info.took.Round(time.Second))
 	sb.WriteString("| system | upload s | download s | server CPU s/GiB up / down | MinIO CPU s/GiB up / down | 500 × 4 KiB `put -r` s |\n")
 	sb.WriteString("|---|---|---|---|---|---|\n")
