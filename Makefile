@@ -14,7 +14,7 @@ TEST_TIMEOUT  ?= 20m
 export SFTPGATE_MINIO_BIN := $(MINIO)
 export SFTPGATE_BIN       := $(SFTPGATE)
 
-.PHONY: all build test soak lint run bench compare minio tools clean
+.PHONY: all build test soak lint run bench bench-tools compare minio tools clean
 
 all: build
 
@@ -67,9 +67,28 @@ SOAK_TIMEOUT  ?= $(shell echo $$(( $(ROUNDS) * 15 + 300 )))s
 soak: tools minio build
 	SFTPGATE_FAULT_ROUNDS=$(ROUNDS) $(GO) test -race -count=1 -v -run '^TestGatewayFaultLoop$$' -timeout $(SOAK_TIMEOUT) ./integration
 
-## bench: throughput and memory benchmarks, printed as tables
-bench: tools minio build
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+## bench: throughput and memory benchmarks, printed as tables. BENCH selects
+## them (a -bench regexp, e.g. BENCH=Peers); BenchmarkPeers (sftpgate beside
+## minio-go, OpenSSH internal-sftp, MinIO SFTP, rclone) takes BENCH_MIB (the
+## big file, MiB), BENCH_ROUNDS and writes its markdown table to BENCH_OUT too
+BENCH        ?= .
+BENCH_MIB    ?= 1024
+BENCH_ROUNDS ?= 3
+BENCH_OUT    ?= $(BIN)/bench-peers.md
+bench: tools bench-tools minio build
+	SFTPGATE_BENCH_MIB=$(BENCH_MIB) SFTPGATE_BENCH_ROUNDS=$(BENCH_ROUNDS) BENCH_OUT=$(BENCH_OUT) \
+		$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 120m ./...
+
+# bench-tools: OpenSSH's server, BenchmarkPeers' SSH ceiling (run with its
+# own configuration on a loopback port, never as a service)
+bench-tools:
+	@if [ ! -x /usr/sbin/sshd ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server; \
+		else \
+			echo "missing package: openssh-server (install it as root: apt-get install openssh-server)"; exit 1; \
+		fi; \
+	fi
 
 ## compare: the speed of the tree against OLD (a git rev) in one run: both
 ## binaries interleaved, COMPARE_ROUNDS rounds, medians (see README, Benchmarks)

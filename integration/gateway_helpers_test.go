@@ -121,6 +121,7 @@ type gwOptions struct {
 	nofile      int            // when positive, the daemon runs under prlimit --nofile=N:N
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 	extra       map[string]any // more keys of the section, set as given
+	minio       *testenv.MinIO // the MinIO server to use; the shared one when nil
 
 	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
 	// keys, listed in hostKeyFiles beside hostKeyFile.
@@ -176,7 +177,10 @@ type gateway struct {
 // removes its buckets.
 func startGateway(t testing.TB, opts gwOptions) *gateway {
 	t.Helper()
-	m := minioServer(t)
+	m := opts.minio
+	if m == nil {
+		m = minioServer(t)
+	}
 	dir := t.TempDir()
 	g := &gateway{
 		t:      t,

@@ -78,13 +78,19 @@ func FreePort() (int, error) {
 // until it answers. Stop it with Stop. It is killed if the calling process
 // dies (Pdeathsig), so a crashed test leaves no server behind.
 func StartMinIO(dir string) (*MinIO, error) {
+	return StartMinIOWith(dir)
+}
+
+// StartMinIOWith is StartMinIO with more arguments for `minio server`
+// (such as --sftp="address=127.0.0.1:PORT" for its SFTP server).
+func StartMinIOWith(dir string, args ...string) (*MinIO, error) {
 	bin, err := MinIOBinary()
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		m, err := startMinIOOnce(bin, dir)
+		m, err := startMinIOOnce(bin, dir, args)
 		if err == nil {
 			return m, nil
 		}
@@ -93,7 +99,7 @@ func StartMinIO(dir string) (*MinIO, error) {
 	return nil, lastErr
 }
 
-func startMinIOOnce(bin, dir string) (*MinIO, error) {
+func startMinIOOnce(bin, dir string, args []string) (*MinIO, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -117,10 +123,11 @@ func startMinIOOnce(bin, dir string) (*MinIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.cmd = exec.Command(bin, "server", "--quiet",
+	cmdArgs := []string{"server", "--quiet",
 		"--address", m.Endpoint,
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport),
-		data)
+		"--console-address", fmt.Sprintf("127.0.0.1:%d", cport)}
+	cmdArgs = append(append(cmdArgs, args...), data)
+	m.cmd = exec.Command(bin, cmdArgs...)
 	m.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,
@@ -174,6 +181,9 @@ func startMinIOOnce(bin, dir string) (*MinIO, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// PID is the server's process id (its CPU time is in /proc/PID/stat).
+func (m *MinIO) PID() int { return m.cmd.Process.Pid }
 
 // Stop kills the server and waits for it to exit.
 func (m *MinIO) Stop() {
