@@ -10,6 +10,7 @@ import (
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // newUserQuotaCmd is "sftpgate admin user quota".
@@ -37,7 +38,7 @@ gateway lists the user's personal workspaces again at its next use (without
 			maxBytes, maxFiles := int64(-1), int64(-1)
 			var err error
 			if cmd.Flags().Changed("bytes") {
-				if maxBytes, err = parseLimit(bytes, parseSize); err != nil {
+				if maxBytes, err = parseLimit(bytes, config.ParseSize); err != nil {
 					return usagef("--bytes: %v", err)
 				}
 			}
@@ -98,7 +99,7 @@ func formatQuota(login string, q auth.Quota) string {
 		if limit > 0 {
 			lim = strconv.FormatInt(limit, 10)
 			if size {
-				lim += " (" + formatSize(limit) + ")"
+				lim += " (" + config.FormatSize(limit) + ")"
 			}
 		}
 		u := "not computed yet (listed at the gateway's next use)"

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // Quick-start fixtures created by "sftpgate dev" (make run).
@@ -88,7 +89,7 @@ reuses what exists (and mints a new token).`,
 		}),
 	}
 	lf.add(cmd)
-	cmd.Flags().IntVar(&port, "port", defaultPort, "port of the configuration written on the first run")
+	cmd.Flags().IntVar(&port, "port", config.DefaultPort, "port of the configuration written on the first run")
 	return cmd
 }
 
@@ -113,7 +114,7 @@ func devSetup(ctx context.Context, dir, cfgPath string, port int) error {
 	} else if err != nil {
 		return fmt.Errorf("config %s: %w", cfgPath, err)
 	}
-	st, err := auth.Open(filepath.Join(dir, storeFile))
+	st, err := auth.Open(filepath.Join(dir, config.StoreFile))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

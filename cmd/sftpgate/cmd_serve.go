@@ -19,6 +19,7 @@ import (
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/config"
 	"github.com/sftpgate/sftpgate/internal/embedstore"
 	"github.com/sftpgate/sftpgate/internal/metrics"
 	"github.com/sftpgate/sftpgate/sftpd"
@@ -100,7 +101,7 @@ a resume.`,
 // control socket is found stale, its mounts are aborted and detached, the
 // process is waited for (oldDaemonWait at most) and its SSH port retried
 // (portRetry at most). See fusefs/watchdog.go for what frees it earlier.
-func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, ready func(addr string)) error {
+func serve(ctx context.Context, cfg *config.Config, lf logFlags, log *slog.Logger, ready func(addr string)) error {
 	if !cfg.Enabled {
 		return fmt.Errorf(`the SFTP gateway is disabled: set services."pydio.gateway.sftp".enabled to true in %s`, cfg.Path)
 	}
@@ -146,7 +147,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		}
 	}()
 
-	st, err := auth.Open(filepath.Join(cfg.Workdir, storeFile))
+	st, err := auth.Open(filepath.Join(cfg.Workdir, config.StoreFile))
 	if err != nil {
 		return fmt.Errorf("open identity store: %w", err)
 	}
@@ -353,7 +354,7 @@ const mountIdleDelay = 30 * time.Second
 // objectStore connects to the configured MinIO server (checking endpoint
 // and credentials) or starts the embedded store. stop releases it.
 // wrap, if not nil, wraps the client's HTTP transport (metrics).
-func objectStore(ctx context.Context, cfg *Config, log *slog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (client *minio.Client, stop func(), err error) {
+func objectStore(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap func(http.RoundTripper) http.RoundTripper) (client *minio.Client, stop func(), err error) {
 	if cfg.MinIO == nil {
 		es, err := embedstore.Start(ctx, cfg.DataDir(), log.With("component", "embedstore"))
 		if err != nil {
@@ -393,7 +394,7 @@ func objectStore(ctx context.Context, cfg *Config, log *slog.Logger, wrap func(h
 
 // checkMinIO makes one authenticated request and says which setting is
 // wrong when it fails.
-func checkMinIO(ctx context.Context, c *minio.Client, m *MinIOConfig) error {
+func checkMinIO(ctx context.Context, c *minio.Client, m *config.MinIOConfig) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	_, err := c.ListBuckets(cctx)
@@ -443,7 +444,7 @@ func (g grantSource) Workspaces(ctx context.Context, user string) ([]fusefs.Work
 // warnLowNoFile logs a warning when the process may open fewer files than
 // two users at maxHandlesPerUser need (about two descriptors per handle
 // open for writing, see README "Limits").
-func warnLowNoFile(log *slog.Logger, cfg *Config) {
+func warnLowNoFile(log *slog.Logger, cfg *config.Config) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // version is the program version, set at build time with
@@ -228,20 +229,17 @@ func configPath(cmd *cobra.Command, workdir string) string {
 
 // loadConfig loads the configuration named by the global flags, printing
 // its warnings on stderr.
-func loadConfig(cmd *cobra.Command) (*Config, error) {
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	dir, err := workdir(cmd)
 	if err != nil {
 		return nil, err
 	}
-	cfg, warnings, err := LoadConfig(configPath(cmd, dir), dir)
+	cfg, warnings, err := config.LoadConfig(configPath(cmd, dir), dir)
 	for _, w := range warnings {
 		fmt.Fprintf(cmd.ErrOrStderr(), "sftpgate: warning: %s\n", w)
 	}
 	return cfg, err
 }
-
-// storeFile is the name of the identity store in the working directory.
-const storeFile = "sftpgate.db"
 
 // openStore opens <workdir>/sftpgate.db, creating the working directory
 // (0700) if needed. The caller closes the store.
@@ -253,7 +251,7 @@ func openStore(cmd *cobra.Command) (*auth.Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
-	st, err := auth.Open(filepath.Join(dir, storeFile))
+	st, err := auth.Open(filepath.Join(dir, config.StoreFile))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
