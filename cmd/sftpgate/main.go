@@ -1,7 +1,9 @@
 // Command sftpgate is an SFTP gateway to MinIO buckets: users log in over
 // SSH with a personal token and see their workspaces, served through a
-// per-user FUSE mount. This package holds the command line (serve, admin,
-// config), the configuration file and the wiring of the other packages.
+// per-user FUSE mount. This package holds the command line only: the cobra
+// tree, its flags, the rendering of results (output.go) and the control
+// client (client.go). The configuration is internal/config, the daemon
+// internal/daemon, the control socket's protocol internal/control.
 package main
 
 import (
