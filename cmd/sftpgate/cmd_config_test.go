@@ -11,28 +11,17 @@ import (
 	"github.com/sftpgate/sftpgate/internal/config"
 )
 
-// writeKey writes a fake host key file and returns its path.
-func writeKey(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "id_ed25519")
-	if err := os.WriteFile(p, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// sectionJSON wraps the body of the gateway's section into a pydio.json.
-func sectionJSON(body string) []byte {
-	return []byte(`{"version": "4.0", "defaults": {"url": "x"}, "services": {"pydio.grpc.mailer": {"queue": 1}, "pydio.gateway.sftp": {` + body + `}}}`)
-}
-
 // TestConfigCheckShowsHostKeyFiles checks that `config check --json` prints
 // hostKeyFiles after hostKeyFile, in a form that parses back.
 func TestConfigCheckShowsHostKeyFiles(t *testing.T) {
 	dir := t.TempDir()
-	key := writeKey(t, dir)
+	key := filepath.Join(dir, "id_ed25519") // read at start, not by config check
+	if err := os.WriteFile(key, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "pydio.json")
-	cfg, _, err := config.ParseConfig(sectionJSON(`"enabled": true, "hostKeyFile": "`+key+`", "hostKeyFiles": ["`+key+`"]`), path, dir)
+	section := `"enabled": true, "hostKeyFile": "` + key + `", "hostKeyFiles": ["` + key + `"]`
+	cfg, _, err := config.ParseConfig([]byte(`{"services": {"pydio.gateway.sftp": {`+section+`}}}`), path, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

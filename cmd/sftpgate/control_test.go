@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sftpgate/sftpgate/internal/control"
 )
 
@@ -35,15 +37,18 @@ func TestControlNoDaemon(t *testing.T) {
 	}
 }
 
-// leaveStaleSocket creates a socket file at path that nobody listens on.
+// leaveStaleSocket creates a socket file at path that nobody listens on,
+// as a killed daemon leaves it.
 func leaveStaleSocket(t *testing.T, path string) {
 	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.SetUnlinkOnClose(false)
-	l.Close()
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // fakeDaemon answers the control socket of dir with h, as the daemon

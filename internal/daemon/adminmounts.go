@@ -105,6 +105,7 @@ func (a *adminMounts) extend(user string, rw bool, d time.Duration) (h adminHold
 // other mode; the command line says until when, from hold.
 type heldError struct{ hold adminHold }
 
+// Error names the user; the hold itself is in the response, as data.
 func (e *heldError) Error() string {
 	return fmt.Sprintf("mount: %s's view is already held by an admin mount of the other mode", e.hold.user)
 }

@@ -1,3 +1,8 @@
+// Package daemon runs the gateway: Run wires the identity store, the
+// object store, the mount manager (fusefs) and the SSH server (sftpd)
+// together, serves the metrics and the control socket (admin mounts,
+// sessions), and shuts them down in order. It returns data to the control
+// socket's clients (internal/control); the command line words it.
 package daemon
 
 import (
