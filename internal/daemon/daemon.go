@@ -175,18 +175,35 @@ func newMountManager(ctx context.Context, cfg *config.Config, st *auth.Store, cl
 	if err != nil {
 		return nil, fmt.Errorf("list workspaces: %w", err)
 	}
-	mounts, err := fusefs.NewManager(ctx, fusefs.Options{
-		Client:           client,
-		Grants:           grantSource{st},
+	o := mountOptions(cfg)
+	o.Client = client
+	o.Grants = grantSource{st}
+	o.ValidKey = workspaceKeys(workspaces)
+	o.Quotas = quotaSource{st}
+	o.Logger = log.With("component", "fusefs")
+	mounts, err := fusefs.NewManager(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("mount manager: %w", err)
+	}
+	return mounts, nil
+}
+
+// mountOptions are the settings of the mount manager from cfg, every one
+// given explicitly: none is left to fusefs's zero-value defaults.
+func mountOptions(cfg *config.Config) fusefs.Options {
+	minFree := cfg.TmpMinFree
+	if minFree == 0 {
+		minFree = -1 // tmpMinFree "0" turns the reserve off; fusefs reads zero as its default
+	}
+	return fusefs.Options{
 		MountRoot:        cfg.MountRoot,
 		TmpDir:           cfg.TmpDir,
 		LegacyTmpDir:     cfg.LegacyTmpDir,
-		ValidKey:         workspaceKeys(workspaces),
 		Lifespan:         cfg.TmpFilesLifespan,
 		IdleDelay:        cfg.MountIdleDelay,
 		PartSize:         cfg.UploadPartSize,
 		Concurrency:      cfg.UploadConcurrency,
-		MinFree:          cfg.TmpMinFree,
+		MinFree:          minFree,
 		MaxCleanFiles:    cfg.MaxCachedFiles,
 		MaxUserCopies:    cfg.MaxPendingFilesPerUser,
 		MaxUserCopyBytes: cfg.MaxPendingBytesPerUser,
@@ -194,38 +211,33 @@ func newMountManager(ctx context.Context, cfg *config.Config, st *auth.Store, cl
 		ReadAheadBudget:  cfg.ReadAheadBudget,
 		AttrTTL:          cfg.AttrTTL,
 		GrantsTTL:        cfg.GrantsTTL,
-		Quotas:           quotaSource{st},
-		Logger:           log.With("component", "fusefs"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mount manager: %w", err)
 	}
-	return mounts, nil
 }
 
 // newSSHServer makes the SSH server: logins checked by st, sessions rooted
 // in the views of mounts, counted by met when not nil.
 func newSSHServer(cfg *config.Config, hostKeys []ssh.Signer, st *auth.Store, mounts *fusefs.Manager, met *metrics.Metrics, log *slog.Logger) (*sftpd.Server, error) {
-	var authn sftpd.Authenticator = st
-	var onSessionEnd func(sftpd.SessionInfo)
-	var onKeyLogin func(string)
-	var keys sftpd.KeyAuthenticator
+	c := sshConfig(cfg)
+	c.HostKeys = hostKeys
+	c.Auth = st
+	c.Mounts = mounts
+	c.Logger = log.With("component", "sftpd")
 	if cfg.PubkeyAuthentication {
-		keys = st
+		c.Keys = st
 	}
 	if met != nil {
-		onKeyLogin = met.KeyLogin
-		authn = met.Auth(st)
-		onSessionEnd = met.SessionEnded
+		c.OnKeyLogin = met.KeyLogin
+		c.Auth = met.Auth(st)
+		c.OnSessionEnd = met.SessionEnded
 	}
-	return sftpd.New(sftpd.Config{
-		HostKeys:             hostKeys,
-		Auth:                 authn,
-		Keys:                 keys,
+	return sftpd.New(c)
+}
+
+// sshConfig are the settings of the SSH server from cfg, every one given
+// explicitly: none is left to sftpd's zero-value defaults.
+func sshConfig(cfg *config.Config) sftpd.Config {
+	return sftpd.Config{
 		TrustedUserCAKeys:    cfg.TrustedCAs,
-		OnKeyLogin:           onKeyLogin,
-		Mounts:               mounts,
-		Logger:               log.With("component", "sftpd"),
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxSessionsPerUser:   cfg.MaxSessionsPerUser,
 		MaxHandlesPerSession: cfg.MaxHandlesPerSession,
@@ -242,8 +254,7 @@ func newSSHServer(cfg *config.Config, hostKeys []ssh.Signer, st *auth.Store, mou
 		MaxAuthTries:         cfg.MaxAuthTries,
 		FailureDelay:         cfg.FailureDelay,
 		GracePeriod:          cfg.SessionGrace,
-		OnSessionEnd:         onSessionEnd,
-	})
+	}
 }
 
 // startPoll is how often the start looks again at a killed daemon and its
