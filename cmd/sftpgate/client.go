@@ -28,7 +28,28 @@ func ctlCall(cmd *cobra.Command, req control.Request) (control.Response, error) 
 	if err != nil {
 		return control.Response{}, err
 	}
-	return ctlCallPath(cmd.Context(), dir, control.Path(dir), req)
+	resp, err := ctlCallPath(cmd.Context(), dir, control.Path(dir), req)
+	if err != nil && resp.Reason != "" {
+		return resp, refusal(req, resp, err)
+	}
+	return resp, err
+}
+
+// refusal words the daemon's refusal of req (err is its bare message).
+func refusal(req control.Request, resp control.Response, err error) error {
+	m := resp.Mount
+	switch {
+	case resp.Reason == control.ReasonNoSession:
+		return fmt.Errorf("kill: no session %q (see sftpgate sessions)", req.ID)
+	case resp.Reason == control.ReasonNoAdminMount:
+		return fmt.Errorf("unmount: %s has no admin mount (see sftpgate mounts)", req.User)
+	case resp.Reason == control.ReasonInUse && m != nil:
+		return fmt.Errorf("unmount: %s is in use by %d SFTP session(s) of %s: wait for them to end or end them (sftpgate sessions, sftpgate sessions kill ID)", m.Path, m.Sessions, m.User)
+	case resp.Reason == control.ReasonHeld && m != nil && m.HeldUntil != nil:
+		return fmt.Errorf("mount: %s's view is already mounted %s by an admin until %s: end it first with: sftpgate unmount -u %s",
+			m.User, modeWords(m.Mode == control.ModeRO), formatTime(*m.HeldUntil), m.User)
+	}
+	return err
 }
 
 // ctlCallPath is ctlCall for the socket at path (of working directory dir).

@@ -81,10 +81,6 @@ it, asking in the other mode is refused until it is unmounted.`,
 				return usagef("--for: want a duration between 1s and %v, got %v", daemon.MaxAdminMountFor, dur)
 			}
 			resp, err := ctlCall(cmd, control.Request{Op: control.OpMount, User: login, For: dur.String(), RW: rw})
-			if h := resp.Held; err != nil && h != nil && h.HeldUntil != nil {
-				return fmt.Errorf("mount: %s's view is already mounted %s by an admin until %s: end it first with: sftpgate unmount -u %s",
-					h.User, modeWords(h.Mode == control.ModeRO), formatTime(*h.HeldUntil), h.User)
-			}
 			if err != nil {
 				return err
 			}

@@ -117,13 +117,19 @@ func TestControlCommandsOutput(t *testing.T) {
 			if req.ID == "ab12-1" {
 				return control.Response{}
 			}
-			return control.Response{Error: fmt.Sprintf("kill: no session %q (see sftpgate sessions)", req.ID)}
+			return control.Response{Error: fmt.Sprintf("kill: no session %q", req.ID), Reason: control.ReasonNoSession}
 		case control.OpMount:
 			if req.User == "carol" {
-				return control.Response{Error: "mount: held", Held: &control.MountRow{User: "carol", Path: "/mnt/carol", Mode: "rw", HeldUntil: &until}}
+				return control.Response{Error: "mount: held", Reason: control.ReasonHeld, Mount: &control.MountRow{User: "carol", Path: "/mnt/carol", Mode: "rw", HeldUntil: &until}}
 			}
 			return control.Response{Mount: &control.MountRow{User: "bob", Path: "/mnt/.readonly/bob", Mode: "ro", HeldUntil: &until}, Mounted: &control.Mounted{}}
 		case control.OpUnmount:
+			switch req.User {
+			case "carol":
+				return control.Response{Error: "unmount: in use", Reason: control.ReasonInUse, Mount: &control.MountRow{User: "carol", Path: "/mnt/carol", Mode: "rw", Sessions: 2}}
+			case "dave":
+				return control.Response{Error: "unmount: no", Reason: control.ReasonNoAdminMount}
+			}
 			return control.Response{Unmounted: &control.Unmounted{Dir: "/mnt/.readonly/bob", User: "bob"}}
 		}
 		return control.Response{Error: "unexpected " + req.Op}
@@ -168,6 +174,14 @@ func TestControlCommandsOutput(t *testing.T) {
 	code, _, stderr = runCLI(t, "--workdir", dir, "mount", "-u", "bob", "--for", "0s")
 	if code != exitUsage || !strings.Contains(stderr, "--for") {
 		t.Errorf("mount --for 0s: got exit %d, stderr %q, want a usage error", code, stderr)
+	}
+	for _, tt := range []struct{ user, want string }{
+		{"carol", "sftpgate: unmount: /mnt/carol is in use by 2 SFTP session(s) of carol: wait for them to end or end them (sftpgate sessions, sftpgate sessions kill ID)\n"},
+		{"dave", "sftpgate: unmount: dave has no admin mount (see sftpgate mounts)\n"},
+	} {
+		if code, _, stderr := runCLI(t, "--workdir", dir, "unmount", "-u", tt.user); code != exitFailure || stderr != tt.want {
+			t.Errorf("unmount %s: got exit %d, stderr %q, want %q", tt.user, code, stderr, tt.want)
+		}
 	}
 	code, stdout, _ = runCLI(t, "--workdir", dir, "unmount", "-u", "bob")
 	if code != 0 || stdout != "/mnt/.readonly/bob: admin mount of bob ended, view unmounted\n" {

@@ -73,10 +73,24 @@ type Response struct {
 	// Mounted is the result of OpMount, Unmounted of OpUnmount.
 	Mounted   *Mounted   `json:"mounted,omitempty"`
 	Unmounted *Unmounted `json:"unmounted,omitempty"`
-	// Held is set, with Error, when OpMount is refused because an admin
-	// mount of the other mode holds the user's view: that mount.
-	Held *MountRow `json:"held,omitempty"`
+	// Reason is set, with Error, when the request was refused for one of
+	// the Reason* reasons; Mount is then the view concerned, if any.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Reasons of a refusal (Response.Reason): the client words them.
+const (
+	// ReasonHeld refuses OpMount: an admin mount of the other mode holds
+	// the view (Response.Mount, with HeldUntil).
+	ReasonHeld = "held"
+	// ReasonInUse refuses OpUnmount: SFTP sessions of the user use the
+	// read-write view (Response.Mount, with Path and Sessions).
+	ReasonInUse = "in-use"
+	// ReasonNoAdminMount refuses OpUnmount: the user has no admin mount.
+	ReasonNoAdminMount = "no-admin-mount"
+	// ReasonNoSession refuses OpKill: no session has that ID.
+	ReasonNoSession = "no-session"
+)
 
 // Modes of a view (MountRow.Mode).
 const (

@@ -110,6 +110,21 @@ func (e *heldError) Error() string {
 	return fmt.Sprintf("mount: %s's view is already held by an admin mount of the other mode", e.hold.user)
 }
 
+// errNoAdminMount refuses to end an admin mount that is not there.
+var errNoAdminMount = errors.New("no such admin mount")
+
+// inUseError refuses to end a read-write admin mount while SFTP sessions
+// of the user use the view.
+type inUseError struct {
+	dir, user string
+	sessions  int
+}
+
+// Error says how many sessions use which view.
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("unmount: %s is in use by %d SFTP session(s) of %s", e.dir, e.sessions, e.user)
+}
+
 // expireUnmountTimeout bounds the unmount of a view whose admin mount
 // expired.
 const expireUnmountTimeout = 30 * time.Second
@@ -159,11 +174,11 @@ func (a *adminMounts) unmount(ctx context.Context, user string, sessions int) (d
 	h := a.holds[user]
 	if h == nil {
 		a.mu.Unlock()
-		return "", nil, fmt.Errorf("unmount: %s has no admin mount (see sftpgate mounts)", user)
+		return "", nil, fmt.Errorf("unmount: %s has no admin mount: %w", user, errNoAdminMount)
 	}
 	if h.rw && sessions > 0 {
 		a.mu.Unlock()
-		return "", nil, fmt.Errorf("unmount: %s is in use by %d SFTP session(s) of %s: wait for them to end or end them (sftpgate sessions, sftpgate sessions kill ID)", h.dir, sessions, user)
+		return "", nil, &inUseError{dir: h.dir, user: user, sessions: sessions}
 	}
 	delete(a.holds, user)
 	h.timer.Stop()

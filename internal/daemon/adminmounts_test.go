@@ -147,7 +147,7 @@ func TestAdminMount(t *testing.T) {
 
 	// Other mode: refused.
 	resp = d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h", RW: true})
-	if resp.Error == "" || resp.Held == nil || resp.Held.Mode != "ro" || resp.Held.HeldUntil == nil {
+	if resp.Error == "" || resp.Reason != control.ReasonHeld || resp.Mount == nil || resp.Mount.Mode != "ro" || resp.Mount.HeldUntil == nil {
 		t.Errorf("mount bob --rw: got %+v, want a refusal", resp)
 	}
 
@@ -167,7 +167,7 @@ func TestAdminMount(t *testing.T) {
 		t.Errorf("mount carol --rw: got %+v, want /mnt/carol shared with 1 session", resp)
 	}
 	resp = d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"})
-	if !strings.Contains(resp.Error, "in use by 1 SFTP session(s)") {
+	if !strings.Contains(resp.Error, "in use by 1 SFTP session(s)") || resp.Reason != control.ReasonInUse || resp.Mount == nil || resp.Mount.Sessions != 1 {
 		t.Errorf("unmount carol with a session: got %+v, want a refusal", resp)
 	}
 	if got := views.held("carol", false); got != 1 {
@@ -183,7 +183,7 @@ func TestAdminMount(t *testing.T) {
 	if views.isMounted("carol", false) {
 		t.Errorf("carol's view after unmount: got mounted, want unmounted at once")
 	}
-	if resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"}); !strings.Contains(resp.Error, "no admin mount") {
+	if resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"}); !strings.Contains(resp.Error, "no admin mount") || resp.Reason != control.ReasonNoAdminMount {
 		t.Errorf("unmount carol twice: got %+v, want no admin mount", resp)
 	}
 
@@ -288,7 +288,7 @@ func TestControlKill(t *testing.T) {
 	if resp := d.handle(context.Background(), control.Request{Op: control.OpKill, ID: "x-1"}); resp.Error != "" || len(sess.killed) != 1 {
 		t.Errorf("kill x-1: got %+v, killed %v, want success", resp, sess.killed)
 	}
-	if resp := d.handle(context.Background(), control.Request{Op: control.OpKill, ID: "nope"}); !strings.Contains(resp.Error, `no session "nope"`) {
+	if resp := d.handle(context.Background(), control.Request{Op: control.OpKill, ID: "nope"}); !strings.Contains(resp.Error, `no session "nope"`) || resp.Reason != control.ReasonNoSession {
 		t.Errorf("kill nope: got %+v, want no such session", resp)
 	}
 	if resp := d.handle(context.Background(), control.Request{Op: "dance"}); !strings.Contains(resp.Error, `unknown operation "dance"`) {

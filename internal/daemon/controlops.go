@@ -117,7 +117,7 @@ func (d *daemonControl) mount(ctx context.Context, req control.Request) control.
 	h, extended, err := d.holds.mount(ctx, req.User, req.RW, dur)
 	var held *heldError
 	if errors.As(err, &held) {
-		return control.Response{Error: err.Error(), Held: holdRow(held.hold)}
+		return control.Response{Error: err.Error(), Reason: control.ReasonHeld, Mount: holdRow(held.hold)}
 	}
 	if err != nil {
 		return control.Response{Error: err.Error()}
@@ -135,7 +135,14 @@ func (d *daemonControl) mount(ctx context.Context, req control.Request) control.
 func (d *daemonControl) unmount(ctx context.Context, req control.Request) control.Response {
 	n := sessionsPerUser(d.sessions.Sessions())[req.User]
 	dir, down, err := d.holds.unmount(ctx, req.User, n)
-	if err != nil {
+	var inUse *inUseError
+	switch {
+	case errors.As(err, &inUse):
+		return control.Response{Error: err.Error(), Reason: control.ReasonInUse,
+			Mount: &control.MountRow{User: inUse.user, Path: inUse.dir, Mode: control.ModeRW, Sessions: inUse.sessions}}
+	case errors.Is(err, errNoAdminMount):
+		return control.Response{Error: err.Error(), Reason: control.ReasonNoAdminMount}
+	case err != nil:
 		return control.Response{Error: err.Error()}
 	}
 	switch {
@@ -155,7 +162,7 @@ func (d *daemonControl) unmount(ctx context.Context, req control.Request) contro
 func (d *daemonControl) kill(req control.Request) control.Response {
 	if err := d.sessions.Kill(req.ID); err != nil {
 		if errors.Is(err, sftpd.ErrNoSession) {
-			return control.Response{Error: fmt.Sprintf("kill: no session %q (see sftpgate sessions)", req.ID)}
+			return control.Response{Error: fmt.Sprintf("kill: no session %q", req.ID), Reason: control.ReasonNoSession}
 		}
 		return control.Response{Error: fmt.Sprintf("kill: %v", err)}
 	}
