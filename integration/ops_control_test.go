@@ -47,7 +47,7 @@ func TestOpsGateway(t *testing.T) {
 			t.Errorf("socket: got mode %v, want a socket with mode 0600", fi.Mode())
 		}
 		if os.Geteuid() != 0 {
-			t.Skip("needs root to run a client as nobody (cmd/sftpgate TestControlRefusesOtherUID and TestCheckPeer cover the check)")
+			t.Skip("needs root to run a client as nobody (internal/daemon TestControlRefusesOtherUID and TestCheckPeer cover the check)")
 		}
 		if _, err := exec.LookPath("setpriv"); err != nil {
 			t.Skip("no setpriv (util-linux) to run a client as nobody")

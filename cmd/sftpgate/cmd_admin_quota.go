@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sftpgate/sftpgate/auth"
-	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // newUserQuotaCmd is "sftpgate admin user quota".
@@ -37,7 +37,7 @@ gateway lists the user's personal workspaces again at its next use (without
 			maxBytes, maxFiles := int64(-1), int64(-1)
 			var err error
 			if cmd.Flags().Changed("bytes") {
-				if maxBytes, err = parseLimit(bytes, parseSize); err != nil {
+				if maxBytes, err = parseLimit(bytes, config.ParseSize); err != nil {
 					return usagef("--bytes: %v", err)
 				}
 			}
@@ -98,7 +98,7 @@ func formatQuota(login string, q auth.Quota) string {
 		if limit > 0 {
 			lim = strconv.FormatInt(limit, 10)
 			if size {
-				lim += " (" + formatSize(limit) + ")"
+				lim += " (" + config.FormatSize(limit) + ")"
 			}
 		}
 		u := "not computed yet (listed at the gateway's next use)"
@@ -110,35 +110,4 @@ func formatQuota(login string, q auth.Quota) string {
 	line("bytes", q.UsedBytes, q.MaxBytes, true)
 	line("files", q.UsedFiles, q.MaxFiles, false)
 	return b.String()
-}
-
-// quotaSource gives fusefs the users' quotas kept in the identity store.
-type quotaSource struct{ st *auth.Store }
-
-var _ fusefs.Quotas = quotaSource{}
-
-// Quota implements fusefs.Quotas.
-func (q quotaSource) Quota(ctx context.Context, user string) (fusefs.Quota, error) {
-	a, err := q.st.Quota(ctx, user)
-	return fusefs.Quota{MaxBytes: a.MaxBytes, MaxFiles: a.MaxFiles, UsedBytes: a.UsedBytes, UsedFiles: a.UsedFiles, Computed: a.Computed}, err
-}
-
-// AddUsage implements fusefs.Quotas.
-func (q quotaSource) AddUsage(ctx context.Context, user string, dBytes, dFiles int64) error {
-	return q.st.AddUsage(ctx, user, dBytes, dFiles)
-}
-
-// SetUsage implements fusefs.Quotas.
-func (q quotaSource) SetUsage(ctx context.Context, user string, bytes, files int64) error {
-	return q.st.SetUsage(ctx, user, bytes, files)
-}
-
-// RecomputeUsage implements fusefs.Quotas.
-func (q quotaSource) RecomputeUsage(ctx context.Context, user string) error {
-	return q.st.RecomputeUsage(ctx, user)
-}
-
-// Owner implements fusefs.Quotas.
-func (q quotaSource) Owner(ctx context.Context, bucket, key string) (string, error) {
-	return q.st.PersonalOwner(ctx, bucket, key)
 }

@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -140,53 +137,4 @@ func newUserDeleteCmd() *cobra.Command {
 	}
 	addLoginFlag(cmd, &login, "login of the user to delete")
 	return cmd
-}
-
-// newTable starts an aligned table with a header; write rows with row and
-// finish with Flush.
-func newTable(w io.Writer, header ...string) *tabwriter.Writer {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row(tw, header...)
-	return tw
-}
-
-// row writes one table row. Cells are sanitised so that a tab or newline in
-// a value cannot break the table.
-func row(tw *tabwriter.Writer, cells ...string) {
-	for i, c := range cells {
-		c = strings.Map(func(r rune) rune {
-			if r < ' ' || r == 0x7f {
-				return ' '
-			}
-			return r
-		}, c)
-		if i > 0 {
-			fmt.Fprint(tw, "\t")
-		}
-		fmt.Fprint(tw, c)
-	}
-	fmt.Fprintln(tw)
-}
-
-// formatTime is the time format of tables, in local time; "never" for zero.
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return "never"
-	}
-	return t.Local().Format("2006-01-02 15:04:05")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// mode is "ro" or "rw".
-func mode(readOnly bool) string {
-	if readOnly {
-		return "ro"
-	}
-	return "rw"
 }

@@ -143,11 +143,7 @@ func newWorkspaceGrantCmd() *cobra.Command {
 				if err := st.Grant(ctx, slug, login, readOnly); err != nil {
 					return fmt.Errorf("grant: %w", err)
 				}
-				what := "read-write"
-				if readOnly {
-					what = "read-only"
-				}
-				_, err := fmt.Fprintf(cmd.OutOrStdout(), "workspace %s granted %s to %s\n", slug, what, login)
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "workspace %s granted %s to %s\n", slug, modeWords(readOnly), login)
 				return err
 			})
 		}),

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // newConfigCmd is "sftpgate config".
@@ -65,130 +66,45 @@ and "configuration OK" goes to stderr.`,
 	return cmd
 }
 
-// secretMask replaces secrets in printed configurations.
-const secretMask = "****"
-
-// field is one key of the effective configuration, in file order.
-type field struct {
-	key   string
-	value any // bool, int, string, or []field for an object; nil for null
-	text  string
-}
-
-// fields lists the effective configuration in the order of the README,
-// with values as they would be written in the file (durations and sizes as
-// strings) and the secret key masked.
-func (c *Config) fields() []field {
-	f := []field{
-		{key: "enabled", value: c.Enabled},
-		{key: "hostKeyFile", value: c.HostKeyFile},
-		{key: "port", value: c.Port},
-		{key: "tmpDir", value: c.TmpDir},
-		{key: "tmpFilesLifespan", value: c.TmpFilesLifespan.String()},
-		{key: "bind", value: c.Bind},
-		{key: "mountRoot", value: c.MountRoot},
-		{key: "idleTimeout", value: c.IdleTimeout.String()},
-		{key: "maxSessionsPerUser", value: c.MaxSessionsPerUser},
-		{key: "minio", text: "embedded store, data in " + c.DataDir()},
-		{key: "metricsAddr", value: c.MetricsAddr},
-		{key: "uploadPartSize", value: formatSize(c.UploadPartSize)},
-		{key: "uploadConcurrency", value: c.UploadConcurrency},
-		{key: "tmpMinFree", value: formatSize(c.TmpMinFree)},
-		{key: "maxStartups", value: c.MaxStartups.String()},
-		{key: "maxStartupsPerSource", value: c.MaxStartupsPerSource},
-		{key: "loginGraceTime", value: c.LoginGraceTime.String()},
-		{key: "proxyProtocol", value: c.ProxyProtocol.String()},
-		{key: "proxyTrusted", value: proxyTrustedStrings(c.ProxyTrusted)},
-		{key: "kexAlgorithms", value: c.KexAlgorithms},
-		{key: "ciphers", value: c.Ciphers},
-		{key: "macs", value: c.MACs},
-		{key: "maxHandlesPerSession", value: c.MaxHandlesPerSession},
-		{key: "maxHandlesPerUser", value: c.MaxHandlesPerUser},
-		{key: "maxFileSize", value: formatSize(c.MaxFileSize)},
-		{key: "maxWriteGatherPerSession", value: formatSize(c.MaxWriteGatherPerSession)},
-		{key: "maxWriteGatherPerUser", value: formatSize(c.MaxWriteGatherPerUser)},
-		{key: "maxCachedFiles", value: c.MaxCachedFiles},
-		{key: "maxPendingFilesPerUser", value: c.MaxPendingFilesPerUser},
-		{key: "maxPendingBytesPerUser", value: formatSize(c.MaxPendingBytesPerUser)},
-		{key: "readAheadBudget", value: formatSize(c.ReadAheadBudget)},
-		{key: "pubkeyAuthentication", value: c.PubkeyAuthentication},
-		{key: "trustedUserCAKeys", value: c.TrustedUserCAKeys},
-	}
-	if c.MaxPendingBytesPerUser == 0 {
-		for i := range f {
-			if f[i].key == "maxPendingBytesPerUser" {
-				f[i].text = "a quarter of tmpDir's file system"
-			}
-		}
-	}
-	for i := range f {
-		if f[i].key == "proxyTrusted" && len(c.ProxyTrusted) == 0 {
-			f[i].text = "(none)"
-		}
-	}
-	if c.HostKeyFile == "" {
-		f[1].text = "(not set)"
-	}
-	if c.MetricsAddr == "" {
-		f[10].text = "(off)"
-	}
-	if c.TrustedUserCAKeys == "" {
-		f[len(f)-1].text = "(none)"
-	}
-	if m := c.MinIO; m != nil {
-		f[9] = field{key: "minio", value: []field{
-			{key: "endpoint", value: m.Endpoint},
-			{key: "accessKey", value: m.AccessKey},
-			{key: "secretKey", value: secretMask},
-			{key: "secure", value: m.Secure},
-			{key: "region", value: m.Region},
-		}}
-	}
-	if len(c.HostKeyFiles) > 0 {
-		f = slices.Insert(f, 2, field{key: "hostKeyFiles", value: c.HostKeyFiles})
-	}
-	return f
-}
-
 // writeConfigText prints the effective configuration as aligned lines.
-func writeConfigText(w io.Writer, c *Config) error {
+func writeConfigText(w io.Writer, c *config.Config) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "configuration file\t%s\n", c.Path)
 	fmt.Fprintf(tw, "working directory\t%s\n", c.Workdir)
-	fmt.Fprintf(tw, "section\t%s\n", sectionKey)
-	var walk func(prefix string, fs []field)
-	walk = func(prefix string, fs []field) {
+	fmt.Fprintf(tw, "section\t%s\n", config.SectionKey)
+	var walk func(prefix string, fs []config.Field)
+	walk = func(prefix string, fs []config.Field) {
 		for _, f := range fs {
-			switch v := f.value.(type) {
-			case []field:
-				walk(prefix+f.key+".", v)
+			switch v := f.Value.(type) {
+			case []config.Field:
+				walk(prefix+f.Key+".", v)
 				continue
 			}
-			text := f.text
-			if list, ok := f.value.([]string); ok && text == "" {
+			text := f.Text
+			if list, ok := f.Value.([]string); ok && text == "" {
 				text = strings.Join(list, ",")
 			}
 			if text == "" {
-				text = fmt.Sprint(f.value)
-				if s, ok := f.value.(string); ok && s == "" {
+				text = fmt.Sprint(f.Value)
+				if s, ok := f.Value.(string); ok && s == "" {
 					text = `""`
 				}
 			}
-			fmt.Fprintf(tw, "  %s%s\t%s\n", prefix, f.key, text)
+			fmt.Fprintf(tw, "  %s%s\t%s\n", prefix, f.Key, text)
 		}
 	}
-	walk("", c.fields())
+	walk("", c.Fields())
 	return tw.Flush()
 }
 
 // writeConfigJSON prints {"services": {"pydio.gateway.sftp": {...}}} with
 // the keys in file order.
-func writeConfigJSON(w io.Writer, c *Config) error {
+func writeConfigJSON(w io.Writer, c *config.Config) error {
 	var buf bytes.Buffer
 	buf.WriteString(`{"services":{`)
-	writeJSONString(&buf, sectionName)
+	writeJSONString(&buf, config.SectionName)
 	buf.WriteByte(':')
-	if err := writeJSONObject(&buf, c.fields()); err != nil {
+	if err := writeJSONObject(&buf, c.Fields()); err != nil {
 		return err
 	}
 	buf.WriteString("}}")
@@ -201,23 +117,23 @@ func writeConfigJSON(w io.Writer, c *Config) error {
 	return err
 }
 
-func writeJSONObject(buf *bytes.Buffer, fs []field) error {
+func writeJSONObject(buf *bytes.Buffer, fs []config.Field) error {
 	buf.WriteByte('{')
 	for i, f := range fs {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		writeJSONString(buf, f.key)
+		writeJSONString(buf, f.Key)
 		buf.WriteByte(':')
-		if sub, ok := f.value.([]field); ok {
+		if sub, ok := f.Value.([]config.Field); ok {
 			if err := writeJSONObject(buf, sub); err != nil {
 				return err
 			}
 			continue
 		}
-		b, err := json.Marshal(f.value)
+		b, err := json.Marshal(f.Value)
 		if err != nil {
-			return fmt.Errorf("print configuration: %s: %w", f.key, err)
+			return fmt.Errorf("print configuration: %s: %w", f.Key, err)
 		}
 		buf.Write(b)
 	}

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/config"
+	"github.com/sftpgate/sftpgate/internal/daemon"
 )
 
 // Quick-start fixtures created by "sftpgate dev" (make run).
@@ -78,8 +79,9 @@ reuses what exists (and mints a new token).`,
 			if err != nil {
 				return err
 			}
+			lf.apply(cfg)
 			out := cmd.OutOrStdout()
-			return serve(cmd.Context(), cfg, lf, log, func(addr string) {
+			return daemon.Run(cmd.Context(), cfg, log, func(addr string) {
 				printToken(out, devUser, tok, secret, false)
 				fmt.Fprintf(out, "\nConnect (password: the token above):\n    sftp -P %d %s@127.0.0.1\n", cfg.Port, devUser)
 				fmt.Fprintf(out, "While a session is open, its view is mounted at:\n    %s\n", filepath.Join(cfg.MountRoot, devUser))
@@ -88,7 +90,7 @@ reuses what exists (and mints a new token).`,
 		}),
 	}
 	lf.add(cmd)
-	cmd.Flags().IntVar(&port, "port", defaultPort, "port of the configuration written on the first run")
+	cmd.Flags().IntVar(&port, "port", config.DefaultPort, "port of the configuration written on the first run")
 	return cmd
 }
 
@@ -113,7 +115,7 @@ func devSetup(ctx context.Context, dir, cfgPath string, port int) error {
 	} else if err != nil {
 		return fmt.Errorf("config %s: %w", cfgPath, err)
 	}
-	st, err := auth.Open(filepath.Join(dir, storeFile))
+	st, err := auth.Open(filepath.Join(dir, config.StoreFile))
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -215,17 +217,4 @@ func devToken(cmd *cobra.Command) (string, auth.Token, error) {
 		return "", auth.Token{}, fmt.Errorf("mint token: %w", err)
 	}
 	return secret, tok, nil
-}
-
-// printToken prints a freshly minted token as Cells does.
-func printToken(out io.Writer, login string, tok auth.Token, secret string, autoRefresh bool) error {
-	when := tok.Expires.Local().Round(0).String()
-	if autoRefresh {
-		fmt.Fprintf(out, "✔ This token for %s will expire on %s unless it is automatically refreshed.\n", login, when)
-	} else {
-		fmt.Fprintf(out, "✔ This token for %s will expire on %s.\n", login, when)
-	}
-	fmt.Fprintf(out, "✔ %s\n", secret)
-	_, err := fmt.Fprintln(out, "⚠ Make sure to secure it as it grants access to the user resources!")
-	return err
 }

@@ -1,33 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sftpgate/sftpgate/sftpd"
+	"github.com/sftpgate/sftpgate/internal/control"
 )
-
-// sessionRow is one SSH session, as "sessions" prints it (and its --json).
-type sessionRow struct {
-	ID        string    `json:"id"`
-	User      string    `json:"user"`
-	Remote    string    `json:"remote"`
-	Since     time.Time `json:"since"`
-	BytesUp   int64     `json:"bytes_up"`   // file data written by the client
-	BytesDown int64     `json:"bytes_down"` // file data read by the client
-	Op        string    `json:"op"`         // current or last operation
-}
-
-func sessionRows(ss []sftpd.SessionInfo) []sessionRow {
-	rows := make([]sessionRow, 0, len(ss))
-	for _, s := range ss {
-		rows = append(rows, sessionRow{ID: s.ID, User: s.User, Remote: s.Remote, Since: s.Since, BytesUp: s.BytesUp, BytesDown: s.BytesDown, Op: s.Op})
-	}
-	return rows
-}
 
 // newSessionsCmd is "sftpgate sessions" and "sftpgate sessions kill ID".
 func newSessionsCmd() *cobra.Command {
@@ -43,7 +22,7 @@ last) operation. "sftpgate sessions kill ID" closes one.`,
   sftpgate sessions kill 1a2b3c4d-1`,
 		Args: noArgs,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			resp, err := ctlCall(cmd, ctlRequest{Op: opSessions})
+			resp, err := ctlCall(cmd, control.Request{Op: control.OpSessions})
 			if err != nil {
 				return err
 			}
@@ -73,24 +52,11 @@ it wrote is still uploaded.`,
 		Example: "  sftpgate sessions kill 1a2b3c4d-1",
 		Args:    exactArgs(1, "the session id"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			resp, err := ctlCall(cmd, ctlRequest{Op: opKill, ID: args[0]})
-			if err != nil {
+			if _, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0]}); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "session %s closed\n", args[0])
 			return err
 		}),
 	}
-}
-
-// kill closes a session for the control socket.
-func (d *daemonControl) kill(req ctlRequest) ctlResponse {
-	if err := d.sessions.Kill(req.ID); err != nil {
-		if errors.Is(err, sftpd.ErrNoSession) {
-			return ctlResponse{Error: fmt.Sprintf("kill: no session %q (see sftpgate sessions)", req.ID)}
-		}
-		return ctlResponse{Error: fmt.Sprintf("kill: %v", err)}
-	}
-	d.log.Info("session killed by an admin", "session", req.ID)
-	return ctlResponse{Message: fmt.Sprintf("session %s closed", req.ID)}
 }

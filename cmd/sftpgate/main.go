@@ -1,7 +1,9 @@
 // Command sftpgate is an SFTP gateway to MinIO buckets: users log in over
 // SSH with a personal token and see their workspaces, served through a
-// per-user FUSE mount. This package holds the command line (serve, admin,
-// config), the configuration file and the wiring of the other packages.
+// per-user FUSE mount. This package holds the command line only: the cobra
+// tree, its flags, the rendering of results (output.go) and the control
+// client (client.go). The configuration is internal/config, the daemon
+// internal/daemon, the control socket's protocol internal/control.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sftpgate/sftpgate/auth"
+	"github.com/sftpgate/sftpgate/internal/config"
 )
 
 // version is the program version, set at build time with
@@ -228,20 +231,17 @@ func configPath(cmd *cobra.Command, workdir string) string {
 
 // loadConfig loads the configuration named by the global flags, printing
 // its warnings on stderr.
-func loadConfig(cmd *cobra.Command) (*Config, error) {
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	dir, err := workdir(cmd)
 	if err != nil {
 		return nil, err
 	}
-	cfg, warnings, err := LoadConfig(configPath(cmd, dir), dir)
+	cfg, warnings, err := config.LoadConfig(configPath(cmd, dir), dir)
 	for _, w := range warnings {
 		fmt.Fprintf(cmd.ErrOrStderr(), "sftpgate: warning: %s\n", w)
 	}
 	return cfg, err
 }
-
-// storeFile is the name of the identity store in the working directory.
-const storeFile = "sftpgate.db"
 
 // openStore opens <workdir>/sftpgate.db, creating the working directory
 // (0700) if needed. The caller closes the store.
@@ -253,7 +253,7 @@ func openStore(cmd *cobra.Command) (*auth.Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("working directory: %w", err)
 	}
-	st, err := auth.Open(filepath.Join(dir, storeFile))
+	st, err := auth.Open(filepath.Join(dir, config.StoreFile))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

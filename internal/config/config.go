@@ -1,4 +1,13 @@
-package main
+// Package config owns the gateway's configuration: the model (Config),
+// its loading from the section services."pydio.gateway.sftp" of a Cells
+// pydio.json (LoadConfig, ParseConfig), validation, and every default the
+// daemon runs with. It is the single place defaults live: the daemon reads
+// them from a Config and passes them on explicitly to fusefs and sftpd.
+//
+// To add a key: a field in Config (documented with its default), its
+// default in DefaultConfig, one line in parser.parseInto (which also
+// validates it), and one line in Fields (what "config check" prints).
+package config
 
 import (
 	"bytes"
@@ -23,9 +32,17 @@ import (
 // The configuration lives in the section services."pydio.gateway.sftp" of a
 // Cells pydio.json; every other section of the file is ignored.
 const (
-	sectionName = "pydio.gateway.sftp"
-	sectionKey  = `services."pydio.gateway.sftp"`
+	// SectionName is the name of the section in services.
+	SectionName = "pydio.gateway.sftp"
+	// SectionKey is the section's full key, as messages name it.
+	SectionKey = `services."pydio.gateway.sftp"`
+
+	sectionName = SectionName
+	sectionKey  = SectionKey
 )
+
+// StoreFile is the name of the identity store in the working directory.
+const StoreFile = "sftpgate.db"
 
 // Defaults of the configuration keys (see README "Configuration").
 const (
@@ -46,6 +63,9 @@ const (
 	defaultMaxStartupsPerSrc  = 32
 	defaultReadAheadBudget    = 256 << 20
 
+	// DefaultPort is the default of the key port.
+	DefaultPort = defaultPort
+
 	minUploadPartSize    = 5 << 20
 	maxUploadPartSize    = 5 << 30
 	maxUploadConcurrency = 64
@@ -53,6 +73,23 @@ const (
 	minGather            = 1 << 20 // one gathering window
 	maxGather            = 1 << 30
 	minReadAheadBudget   = 2 << 20
+)
+
+// Defaults of the daemon's settings that no key changes (see the fields
+// of Config after the keys).
+const (
+	defaultShutdownTimeout = 5 * time.Minute
+	defaultSessionGrace    = 10 * time.Second
+	defaultMountIdleDelay  = 30 * time.Second
+	defaultOldDaemonWait   = 15 * time.Second
+	defaultPortRetry       = 10 * time.Second
+	defaultStoreCheck      = 15 * time.Second
+	defaultAttrTTL         = time.Second
+	defaultGrantsTTL       = 2 * time.Second
+	defaultMaxAuthTries    = 3
+	defaultFailureDelay    = 500 * time.Millisecond
+	defaultLogFormat       = "text"
+	defaultLogLevel        = "info"
 )
 
 // errInvalidConfig is wrapped by every error that ParseConfig returns for a
@@ -182,6 +219,45 @@ type Config struct {
 	// Path is the configuration file the values were read from (it may not
 	// exist when the configuration is DefaultConfig).
 	Path string
+
+	// The daemon's settings below are no keys of the file: DefaultConfig
+	// sets them, and the daemon passes them on to fusefs and sftpd rather
+	// than relying on those packages' zero-value defaults.
+
+	// ShutdownTimeout bounds the whole shutdown after a stop signal: the
+	// sessions' grace period, the upload of what is dirty, the unmounts;
+	// 5 minutes.
+	ShutdownTimeout time.Duration
+	// SessionGrace is how long open sessions may go on after a stop
+	// signal; 10 seconds.
+	SessionGrace time.Duration
+	// MountIdleDelay is how long a view stays mounted after its last
+	// session; 30 seconds.
+	MountIdleDelay time.Duration
+	// OldDaemonWait is how long the start waits for a killed daemon to
+	// finish exiting; 15 seconds.
+	OldDaemonWait time.Duration
+	// PortRetry is how long the start retries an SSH port still in use (a
+	// killed daemon may still be closing its sockets); 10 seconds.
+	PortRetry time.Duration
+	// StoreCheckTimeout bounds the start-up request that checks the MinIO
+	// endpoint and credentials; 15 seconds.
+	StoreCheckTimeout time.Duration
+	// AttrTTL is how long the kernel and fusefs trust an object's
+	// attributes; 1 second.
+	AttrTTL time.Duration
+	// GrantsTTL is how long fusefs trusts a user's grants; 2 seconds.
+	GrantsTTL time.Duration
+	// MaxAuthTries is the number of failed authentications after which an
+	// SSH connection is closed; 3.
+	MaxAuthTries int
+	// FailureDelay is the least time a refused authentication takes;
+	// 500 milliseconds.
+	FailureDelay time.Duration
+	// LogFormat and LogLevel are how the daemon logs ("text" or "json";
+	// "debug", "info", "warn" or "error"), set from the command line; the
+	// FUSE watchdog process logs the same way. "text" and "info".
+	LogFormat, LogLevel string
 }
 
 // MinIOConfig is the external S3 (MinIO) server, the "minio" key.
@@ -195,6 +271,9 @@ type MinIOConfig struct {
 	// Region is the S3 region; "" lets the client discover it.
 	Region string
 }
+
+// StorePath is the identity store of the working directory.
+func (c *Config) StorePath() string { return filepath.Join(c.Workdir, StoreFile) }
 
 // DataDir is where the embedded store keeps its objects (used when MinIO is
 // nil).
@@ -238,6 +317,18 @@ func DefaultConfig(workdir string) *Config {
 		PubkeyAuthentication:     true,
 		Workdir:                  workdir,
 		Path:                     filepath.Join(workdir, "pydio.json"),
+		ShutdownTimeout:          defaultShutdownTimeout,
+		SessionGrace:             defaultSessionGrace,
+		MountIdleDelay:           defaultMountIdleDelay,
+		OldDaemonWait:            defaultOldDaemonWait,
+		PortRetry:                defaultPortRetry,
+		StoreCheckTimeout:        defaultStoreCheck,
+		AttrTTL:                  defaultAttrTTL,
+		GrantsTTL:                defaultGrantsTTL,
+		MaxAuthTries:             defaultMaxAuthTries,
+		FailureDelay:             defaultFailureDelay,
+		LogFormat:                defaultLogFormat,
+		LogLevel:                 defaultLogLevel,
 	}
 }
 
@@ -814,6 +905,14 @@ func parseSize(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// ParseSize parses a size as the size keys take it ("16MiB", "5GB",
+// "1024"); see README "Configuration".
+func ParseSize(s string) (int64, error) { return parseSize(s) }
+
+// FormatSize prints n in the largest binary unit that divides it exactly,
+// as "config check" prints sizes ("16MiB", "1000B").
+func FormatSize(n int64) string { return formatSize(n) }
 
 // formatSize prints n in the largest binary unit that divides it exactly,
 // e.g. "16MiB", "1536KiB", "1000B".

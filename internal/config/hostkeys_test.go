@@ -1,7 +1,6 @@
-package main
+package config
 
 import (
-	"bytes"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -73,33 +72,5 @@ func TestConfigHostKeyFiles(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestConfigCheckShowsHostKeyFiles checks that `config check --json` prints
-// hostKeyFiles after hostKeyFile, in a form that parses back.
-func TestConfigCheckShowsHostKeyFiles(t *testing.T) {
-	dir := t.TempDir()
-	key := writeKey(t, dir)
-	path := filepath.Join(dir, "pydio.json")
-	cfg, _, err := ParseConfig(sectionJSON(`"enabled": true, "hostKeyFile": "`+key+`", "hostKeyFiles": ["`+key+`"]`), path, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := writeConfigJSON(&out, cfg); err != nil {
-		t.Fatal(err)
-	}
-	text := out.String()
-	i, j := strings.Index(text, `"hostKeyFile"`), strings.Index(text, `"hostKeyFiles"`)
-	if i < 0 || j < i {
-		t.Fatalf("got %s, want hostKeyFiles after hostKeyFile", text)
-	}
-	back, _, err := ParseConfig(out.Bytes(), path, dir)
-	if err != nil {
-		t.Fatalf("parse the printed configuration: %v", err)
-	}
-	if !reflect.DeepEqual(back.HostKeyFiles, []string{key}) {
-		t.Errorf("got hostKeyFiles %q back, want %q", back.HostKeyFiles, []string{key})
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -9,71 +9,22 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/control"
 )
 
-// The control socket: the running daemon answers the administration
-// commands (mounts, mount, unmount, sessions) on <workdir>/sftpgate.sock, a
-// unix socket of mode 0600 that only the daemon's own uid may use (checked
-// with SO_PEERCRED on every connection). One JSON request per connection,
-// one JSON response, then the daemon closes it.
-const controlSocketName = "sftpgate.sock"
+// maxSocketPath is the longest path of a unix socket, with its final NUL.
+const maxSocketPath = len(unix.RawSockaddrUnix{}.Path)
 
-// Limits of the control protocol.
-const (
-	maxControlRequest   = 64 << 10 // bytes of one request
-	maxControlResponse  = 16 << 20 // bytes of one response, as the client reads it
-	controlIOTimeout    = 10 * time.Second
-	controlOpTimeout    = 45 * time.Second // one request's work (a mount may take a while)
-	controlClientWait   = controlOpTimeout + 2*controlIOTimeout
-	maxControlConns     = 16 // handled at once; more are refused
-	controlDialTimeout  = 5 * time.Second
-	controlProbeTimeout = 2 * time.Second
-	maxSocketPath       = len(unix.RawSockaddrUnix{}.Path) // with its final NUL
-)
-
-// Operations of the control protocol.
-const (
-	opPing     = "ping"
-	opMounts   = "mounts"
-	opMount    = "mount"
-	opUnmount  = "unmount"
-	opSessions = "sessions"
-	opKill     = "kill"
-)
-
-// ctlRequest is one request on the control socket.
-type ctlRequest struct {
-	Op   string `json:"op"`
-	User string `json:"user,omitempty"`
-	ID   string `json:"id,omitempty"`
-	For  string `json:"for,omitempty"` // a Go duration
-	RW   bool   `json:"rw,omitempty"`
-}
-
-// ctlResponse is the answer: Error set when the request failed.
-type ctlResponse struct {
-	Error    string       `json:"error,omitempty"`
-	Message  string       `json:"message,omitempty"`
-	Mounts   []mountRow   `json:"mounts,omitempty"`
-	Mount    *mountRow    `json:"mount,omitempty"`
-	Sessions []sessionRow `json:"sessions,omitempty"`
-}
-
-// ctlHandler answers one request; ctx ends with the request's time budget
-// or when the control server closes.
-type ctlHandler func(ctx context.Context, req ctlRequest) ctlResponse
-
-// controlPath is the control socket of a working directory.
-func controlPath(workdir string) string { return filepath.Join(workdir, controlSocketName) }
+// controlHandler answers one request; ctx ends with the request's time
+// budget or when the control server closes.
+type controlHandler func(ctx context.Context, req control.Request) control.Response
 
 // errDaemonRunning is returned by listenControl when a daemon answers on
 // the socket already.
@@ -99,7 +50,7 @@ type controlServer struct {
 // stuck on its own mounts); its pid is returned then, 0 otherwise. If a
 // daemon answers, it fails with errDaemonRunning.
 func listenControl(workdir string, log *slog.Logger) (s *controlServer, oldPid int, err error) {
-	path := controlPath(workdir)
+	path := control.Path(workdir)
 	if len(path) >= maxSocketPath {
 		return nil, 0, fmt.Errorf("control socket %s: the path is too long for a unix socket (%d bytes, at most %d): use a shorter working directory", path, len(path), maxSocketPath-1)
 	}
@@ -124,7 +75,7 @@ func listenControl(workdir string, log *slog.Logger) (s *controlServer, oldPid i
 	ctx, cancel := context.WithCancel(context.Background())
 	return &controlServer{
 		path: path, l: l, uid: os.Getuid(), log: log,
-		ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxControlConns),
+		ctx: ctx, cancel: cancel, slots: make(chan struct{}, control.MaxConns),
 	}, oldPid, nil
 }
 
@@ -143,7 +94,7 @@ func removeStaleSocket(path string) (oldPid int, err error) {
 	if fi.Mode().Type() != os.ModeSocket {
 		return 0, fmt.Errorf("control socket %s: exists and is not a socket", path)
 	}
-	c, err := net.DialTimeout("unix", path, controlProbeTimeout)
+	c, err := net.DialTimeout("unix", path, control.ProbeTimeout)
 	switch {
 	case err == nil:
 		// A killed daemon stuck in exit keeps its listening socket open
@@ -185,18 +136,18 @@ func listenerPid(c *net.UnixConn) int {
 }
 
 // pingControl sends a ping on c and reports whether an answer came within
-// controlProbeTimeout.
+// control.ProbeTimeout.
 func pingControl(c *net.UnixConn) bool {
-	c.SetDeadline(time.Now().Add(controlProbeTimeout))
-	if err := json.NewEncoder(c).Encode(ctlRequest{Op: opPing}); err != nil {
+	c.SetDeadline(time.Now().Add(control.ProbeTimeout))
+	if err := json.NewEncoder(c).Encode(control.Request{Op: control.OpPing}); err != nil {
 		return false
 	}
-	var resp ctlResponse
-	return json.NewDecoder(io.LimitReader(c, maxControlResponse)).Decode(&resp) == nil
+	var resp control.Response
+	return json.NewDecoder(io.LimitReader(c, control.MaxResponse)).Decode(&resp) == nil
 }
 
 // serve accepts connections in a goroutine that close stops.
-func (s *controlServer) serve(h ctlHandler) {
+func (s *controlServer) serve(h controlHandler) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -214,7 +165,7 @@ func (s *controlServer) serve(h ctlHandler) {
 				s.wg.Add(1)
 				go func() {
 					defer s.wg.Done()
-					s.reply(c, ctlResponse{Error: "control socket: too many requests at once, try again"})
+					s.reply(c, control.Response{Error: "control socket: too many requests at once, try again"})
 					c.Close()
 				}()
 				continue
@@ -242,32 +193,32 @@ func (s *controlServer) close() {
 }
 
 // handle serves one connection: peer check, one request, one response.
-func (s *controlServer) handle(c *net.UnixConn, h ctlHandler) {
+func (s *controlServer) handle(c *net.UnixConn, h controlHandler) {
 	cred, err := peerCred(c)
 	if err != nil {
 		s.log.Warn("control socket: cannot read the peer's credentials", "err", err)
-		s.reply(c, ctlResponse{Error: "control socket: cannot check who is calling"})
+		s.reply(c, control.Response{Error: "control socket: cannot check who is calling"})
 		return
 	}
 	if err := checkPeer(cred, s.uid); err != nil {
 		s.log.Warn("control socket: connection refused", "uid", cred.Uid, "pid", cred.Pid)
-		s.reply(c, ctlResponse{Error: err.Error()})
+		s.reply(c, control.Response{Error: err.Error()})
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(controlIOTimeout))
-	var req ctlRequest
-	if err := json.NewDecoder(io.LimitReader(c, maxControlRequest)).Decode(&req); err != nil {
-		s.reply(c, ctlResponse{Error: fmt.Sprintf("control socket: bad request: %v", err)})
+	c.SetReadDeadline(time.Now().Add(control.IOTimeout))
+	var req control.Request
+	if err := json.NewDecoder(io.LimitReader(c, control.MaxRequest)).Decode(&req); err != nil {
+		s.reply(c, control.Response{Error: fmt.Sprintf("control socket: bad request: %v", err)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, controlOpTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx, control.OpTimeout)
 	resp := h(ctx, req)
 	cancel()
 	s.reply(c, resp)
 }
 
-func (s *controlServer) reply(c net.Conn, resp ctlResponse) {
-	c.SetWriteDeadline(time.Now().Add(controlIOTimeout))
+func (s *controlServer) reply(c net.Conn, resp control.Response) {
+	c.SetWriteDeadline(time.Now().Add(control.IOTimeout))
 	if err := json.NewEncoder(c).Encode(resp); err != nil {
 		s.log.Debug("control socket: reply not sent", "err", err)
 	}
@@ -296,55 +247,4 @@ func checkPeer(cred *unix.Ucred, uid int) error {
 		return nil
 	}
 	return fmt.Errorf("control socket: uid %d may not use it: run the command as the daemon's user (uid %d)", cred.Uid, uid)
-}
-
-// ctlCall sends one request to the daemon of the command's working
-// directory and returns its response, or an error: no daemon, permission
-// denied, or the daemon's own error message.
-func ctlCall(cmd *cobra.Command, req ctlRequest) (ctlResponse, error) {
-	dir, err := workdir(cmd)
-	if err != nil {
-		return ctlResponse{}, err
-	}
-	return ctlCallPath(cmd.Context(), dir, controlPath(dir), req)
-}
-
-// ctlCallPath is ctlCall for the socket at path (of working directory dir).
-func ctlCallPath(ctx context.Context, dir, path string, req ctlRequest) (ctlResponse, error) {
-	d := net.Dialer{Timeout: controlDialTimeout}
-	c, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		switch {
-		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return ctlResponse{}, fmt.Errorf("no daemon is running on %s (socket %s)", dir, path)
-		case errors.Is(err, os.ErrPermission):
-			return ctlResponse{}, fmt.Errorf("control socket %s: permission denied: run the command as the daemon's user%s", path, socketOwner(path))
-		}
-		return ctlResponse{}, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(controlClientWait))
-	// A refused client may find the connection closed before it sends:
-	// the daemon's answer (why) is still there to read.
-	sendErr := json.NewEncoder(c).Encode(req)
-	var resp ctlResponse
-	if err := json.NewDecoder(io.LimitReader(c, maxControlResponse)).Decode(&resp); err != nil {
-		if sendErr != nil {
-			return ctlResponse{}, fmt.Errorf("control socket %s: send: %w", path, sendErr)
-		}
-		return ctlResponse{}, fmt.Errorf("control socket %s: no answer from the daemon: %w", path, err)
-	}
-	if resp.Error != "" {
-		return resp, errors.New(resp.Error)
-	}
-	return resp, nil
-}
-
-// socketOwner says who owns the socket, when it can be seen: " (uid 998)".
-func socketOwner(path string) string {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return ""
-	}
-	return fmt.Sprintf(" (uid %d)", st.Uid)
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/fusefs"
+	"github.com/sftpgate/sftpgate/internal/control"
 	"github.com/sftpgate/sftpgate/sftpd"
 )
 
@@ -124,7 +125,7 @@ func TestAdminMount(t *testing.T) {
 	ctx := context.Background()
 	d, views, sess := newTestControl(t)
 
-	resp := d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h"})
+	resp := d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h"})
 	if resp.Error != "" || resp.Mount == nil || resp.Mount.Path != "/mnt/.readonly/bob" || resp.Mount.Mode != "ro" {
 		t.Fatalf("mount bob: got %+v, want the read-only view /mnt/.readonly/bob", resp)
 	}
@@ -133,8 +134,8 @@ func TestAdminMount(t *testing.T) {
 	}
 
 	// Same mode again: extended, no second acquisition.
-	resp = d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "2h"})
-	if resp.Error != "" || !strings.Contains(resp.Message, "extended") {
+	resp = d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "2h"})
+	if resp.Error != "" || resp.Mounted == nil || !resp.Mounted.Extended {
 		t.Errorf("mount bob again: got %+v, want it extended", resp)
 	}
 	if until := *resp.Mount.HeldUntil; until.Before(time.Now().Add(119 * time.Minute)) {
@@ -145,35 +146,35 @@ func TestAdminMount(t *testing.T) {
 	}
 
 	// Other mode: refused.
-	resp = d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h", RW: true})
-	if !strings.Contains(resp.Error, "already mounted read-only") {
+	resp = d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h", RW: true})
+	if resp.Error == "" || resp.Reason != control.ReasonHeld || resp.Mount == nil || resp.Mount.Mode != "ro" || resp.Mount.HeldUntil == nil {
 		t.Errorf("mount bob --rw: got %+v, want a refusal", resp)
 	}
 
 	// Unknown user, bad duration.
-	if resp := d.handle(ctx, ctlRequest{Op: opMount, User: "eve", For: "1h"}); resp.Error != `mount: no user "eve"` {
+	if resp := d.handle(ctx, control.Request{Op: control.OpMount, User: "eve", For: "1h"}); resp.Error != `mount: no user "eve"` {
 		t.Errorf("mount eve: got %+v, want no such user", resp)
 	}
-	if resp := d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "-1s"}); !strings.Contains(resp.Error, "bad duration") {
+	if resp := d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "-1s"}); !strings.Contains(resp.Error, "bad duration") {
 		t.Errorf("mount --for -1s: got %+v, want bad duration", resp)
 	}
 
 	// A read-write hold shares the user's view and cannot be ended while
 	// the user has sessions.
 	sess.list = []sftpd.SessionInfo{{ID: "c1-1", User: "carol"}}
-	resp = d.handle(ctx, ctlRequest{Op: opMount, User: "carol", For: "1h", RW: true})
-	if resp.Error != "" || resp.Mount.Path != "/mnt/carol" || !strings.Contains(resp.Message, "shared with 1 open SFTP session") {
+	resp = d.handle(ctx, control.Request{Op: control.OpMount, User: "carol", For: "1h", RW: true})
+	if resp.Error != "" || resp.Mount.Path != "/mnt/carol" || resp.Mounted == nil || resp.Mounted.Sessions != 1 {
 		t.Errorf("mount carol --rw: got %+v, want /mnt/carol shared with 1 session", resp)
 	}
-	resp = d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"})
-	if !strings.Contains(resp.Error, "in use by 1 SFTP session(s)") {
+	resp = d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"})
+	if !strings.Contains(resp.Error, "in use by 1 SFTP session(s)") || resp.Reason != control.ReasonInUse || resp.Mount == nil || resp.Mount.Sessions != 1 {
 		t.Errorf("unmount carol with a session: got %+v, want a refusal", resp)
 	}
 	if got := views.held("carol", false); got != 1 {
 		t.Errorf("carol's holders after the refusal: got %d, want 1", got)
 	}
 	sess.list = nil
-	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"}); resp.Error != "" || !strings.Contains(resp.Message, "view unmounted") {
+	if resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"}); resp.Error != "" || resp.Unmounted == nil || resp.Unmounted.InUse != "" {
 		t.Errorf("unmount carol: got %+v, want success and the view unmounted", resp)
 	}
 	if got := views.held("carol", false); got != 0 {
@@ -182,13 +183,13 @@ func TestAdminMount(t *testing.T) {
 	if views.isMounted("carol", false) {
 		t.Errorf("carol's view after unmount: got mounted, want unmounted at once")
 	}
-	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "carol"}); !strings.Contains(resp.Error, "no admin mount") {
+	if resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "carol"}); !strings.Contains(resp.Error, "no admin mount") || resp.Reason != control.ReasonNoAdminMount {
 		t.Errorf("unmount carol twice: got %+v, want no admin mount", resp)
 	}
 
 	// A read-only hold ends even while the user has sessions.
 	sess.list = []sftpd.SessionInfo{{ID: "b1-1", User: "bob"}}
-	if resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "bob"}); resp.Error != "" || !strings.Contains(resp.Message, "view unmounted") {
+	if resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "bob"}); resp.Error != "" || resp.Unmounted == nil || resp.Unmounted.InUse != "" {
 		t.Errorf("unmount bob (read-only) with a session: got %+v, want success and the view unmounted", resp)
 	}
 	if views.isMounted("bob", true) {
@@ -204,13 +205,13 @@ func TestAdminMount(t *testing.T) {
 func TestAdminUnmountBusy(t *testing.T) {
 	ctx := context.Background()
 	d, views, _ := newTestControl(t)
-	if resp := d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h", RW: true}); resp.Error != "" {
+	if resp := d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h", RW: true}); resp.Error != "" {
 		t.Fatalf("mount bob --rw: %s", resp.Error)
 	}
 	_, release, _ := views.AcquireWith(ctx, "bob", fusefs.MountOptions{}) // a session logging in
 	defer release()
-	resp := d.handle(ctx, ctlRequest{Op: opUnmount, User: "bob"})
-	if resp.Error != "" || !strings.Contains(resp.Message, "still in use") || !strings.Contains(resp.Message, "1 holder") {
+	resp := d.handle(ctx, control.Request{Op: control.OpUnmount, User: "bob"})
+	if resp.Error != "" || resp.Unmounted == nil || !strings.Contains(resp.Unmounted.InUse, "1 holder") {
 		t.Errorf("unmount bob while held elsewhere: got %+v, want success saying the view is still in use by 1 holder", resp)
 	}
 	if got := views.held("bob", false); got != 1 {
@@ -223,7 +224,7 @@ func TestAdminUnmountBusy(t *testing.T) {
 
 func TestAdminMountExpires(t *testing.T) {
 	d, views, _ := newTestControl(t)
-	resp := d.handle(context.Background(), ctlRequest{Op: opMount, User: "bob", For: "50ms"})
+	resp := d.handle(context.Background(), control.Request{Op: control.OpMount, User: "bob", For: "50ms"})
 	if resp.Error != "" {
 		t.Fatalf("mount: %s", resp.Error)
 	}
@@ -248,13 +249,13 @@ func TestAdminMountExpires(t *testing.T) {
 func TestAdminMountsClose(t *testing.T) {
 	d, views, _ := newTestControl(t)
 	ctx := context.Background()
-	d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h"})
-	d.handle(ctx, ctlRequest{Op: opMount, User: "carol", For: "1h", RW: true})
+	d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h"})
+	d.handle(ctx, control.Request{Op: control.OpMount, User: "carol", For: "1h", RW: true})
 	d.holds.close()
 	if a, b := views.held("bob", true), views.held("carol", false); a != 0 || b != 0 {
 		t.Errorf("holders after close: got bob %d, carol %d, want 0 and 0", a, b)
 	}
-	if resp := d.handle(ctx, ctlRequest{Op: opMount, User: "bob", For: "1h"}); resp.Error != errAdminClosed.Error() {
+	if resp := d.handle(ctx, control.Request{Op: control.OpMount, User: "bob", For: "1h"}); resp.Error != errAdminClosed.Error() {
 		t.Errorf("mount after close: got %+v, want %q", resp, errAdminClosed)
 	}
 }
@@ -267,8 +268,8 @@ func TestControlMountsRows(t *testing.T) {
 		{User: "bob", Dir: "/mnt/bob", Since: since, Holders: 2, OpenFiles: 1, DirtyBytes: 5 << 20, CleanBytes: 7, UploadsInFlight: 1},
 	}
 	sess.list = []sftpd.SessionInfo{{ID: "x-1", User: "bob"}, {ID: "x-2", User: "bob"}, {ID: "y-1", User: "carol"}}
-	d.handle(context.Background(), ctlRequest{Op: opMount, User: "bob", For: "1h"})
-	rows := d.handle(context.Background(), ctlRequest{Op: opMounts}).Mounts
+	d.handle(context.Background(), control.Request{Op: control.OpMount, User: "bob", For: "1h"})
+	rows := d.handle(context.Background(), control.Request{Op: control.OpMounts}).Mounts
 	if len(rows) != 2 {
 		t.Fatalf("rows: got %d, want 2", len(rows))
 	}
@@ -284,27 +285,13 @@ func TestControlMountsRows(t *testing.T) {
 func TestControlKill(t *testing.T) {
 	d, _, sess := newTestControl(t)
 	sess.list = []sftpd.SessionInfo{{ID: "x-1", User: "bob"}}
-	if resp := d.handle(context.Background(), ctlRequest{Op: opKill, ID: "x-1"}); resp.Error != "" || len(sess.killed) != 1 {
+	if resp := d.handle(context.Background(), control.Request{Op: control.OpKill, ID: "x-1"}); resp.Error != "" || len(sess.killed) != 1 {
 		t.Errorf("kill x-1: got %+v, killed %v, want success", resp, sess.killed)
 	}
-	if resp := d.handle(context.Background(), ctlRequest{Op: opKill, ID: "nope"}); !strings.Contains(resp.Error, `no session "nope"`) {
+	if resp := d.handle(context.Background(), control.Request{Op: control.OpKill, ID: "nope"}); !strings.Contains(resp.Error, `no session "nope"`) || resp.Reason != control.ReasonNoSession {
 		t.Errorf("kill nope: got %+v, want no such session", resp)
 	}
-	if resp := d.handle(context.Background(), ctlRequest{Op: "dance"}); !strings.Contains(resp.Error, `unknown operation "dance"`) {
+	if resp := d.handle(context.Background(), control.Request{Op: "dance"}); !strings.Contains(resp.Error, `unknown operation "dance"`) {
 		t.Errorf("unknown op: got %+v, want unknown operation", resp)
-	}
-}
-
-func TestFormatBytes(t *testing.T) {
-	tests := []struct {
-		n    int64
-		want string
-	}{
-		{0, "0"}, {1, "1 B"}, {1023, "1023 B"}, {1024, "1.0 KiB"}, {5 << 20, "5.0 MiB"}, {3 << 40, "3.0 TiB"}, {1 << 62, "4096.0 PiB"},
-	}
-	for _, tt := range tests {
-		if got := formatBytes(tt.n); got != tt.want {
-			t.Errorf("formatBytes(%d): got %q, want %q", tt.n, got, tt.want)
-		}
 	}
 }
