@@ -263,7 +263,7 @@ func (s *Store) AddKey(ctx context.Context, login, line, label string) (Key, err
 			return Key{}, opErr("add key", err)
 		}
 		k.ID = id
-		err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		err = s.writeTx(ctx, func(tx *dbTx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE login = ?`, login).Scan(&n); err != nil {
 				return err
@@ -352,7 +352,9 @@ func (s *Store) RemoveKey(ctx context.Context, id string) error {
 // every key they have in turn. Call KeyUsed once the signature is
 // verified.
 func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, remote string) (string, error) {
-	if !s.lim.Allow(login, remote) {
+	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
+		return "", fmt.Errorf("auth: check key: %w", err)
+	} else if !ok {
 		return "", refused(ReasonRateLimited)
 	}
 	var id, from, methods string
@@ -380,7 +382,9 @@ func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, r
 // *RefusedError (rate-limited, unknown-user, method-disabled) or a storage
 // error; like CheckKey, a refusal does not count as a failure.
 func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error {
-	if !s.lim.Allow(login, remote) {
+	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
+		return fmt.Errorf("auth: check certificate: %w", err)
+	} else if !ok {
 		return refused(ReasonRateLimited)
 	}
 	var methods string
@@ -400,7 +404,7 @@ func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error 
 // KeyUsed records a successful key or certificate login (keyID "" for a
 // certificate): the key's last use, and a success for the limiter.
 func (s *Store) KeyUsed(ctx context.Context, login, keyID, remote string) error {
-	s.lim.Success(login, remote)
+	s.lim.success(ctx, login, remote)
 	if keyID == "" {
 		return nil
 	}
