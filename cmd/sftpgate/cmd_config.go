@@ -140,6 +140,7 @@ func (c *Config) fields() []field {
 	if len(c.HostKeyFiles) > 0 {
 		f = slices.Insert(f, 2, field{key: "hostKeyFiles", value: c.HostKeyFiles})
 	}
+	f = append(f, field{key: "database", value: databaseShown(c.Database)})
 	return f
 }
 

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -146,7 +145,7 @@ func serve(ctx context.Context, cfg *Config, lf logFlags, log *slog.Logger, read
 		}
 	}()
 
-	st, err := auth.Open(filepath.Join(cfg.Workdir, storeFile))
+	st, err := openConfiguredStore(cfg.Database, cfg.Workdir)
 	if err != nil {
 		return fmt.Errorf("open identity store: %w", err)
 	}
