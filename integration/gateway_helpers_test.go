@@ -121,6 +121,7 @@ type gwOptions struct {
 	nofile      int            // when positive, the daemon runs under prlimit --nofile=N:N
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 	extra       map[string]any // more keys of the section, set as given
+	database    string         // identity store: storeSQLite (""), storePostgres or a postgres:// URL
 
 	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
 	// keys, listed in hostKeyFiles beside hostKeyFile.
@@ -269,6 +270,12 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	}
 	for k, v := range opts.extra {
 		section[k] = v
+	}
+	if db := databaseKey(t, opts.database); db != "" {
+		section["database"] = db
+		if pw := testenv.PostgresPassword(db); pw != "" {
+			g.secret(pw) // the database password must not be logged
+		}
 	}
 	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": section}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
