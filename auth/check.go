@@ -49,17 +49,17 @@ func (s *Store) Login(ctx context.Context, login, secret, remote string) (Scopes
 		return nil, refused(r)
 	}
 	if limErr != nil {
-		return nil, fmt.Errorf("auth: check: %w", limErr)
+		return nil, s.storeErr("check", limErr)
 	}
 	if ok, err := s.tokenMethodAllowed(ctx, login); err != nil {
-		return nil, fmt.Errorf("auth: check: %w", err)
+		return nil, s.storeErr("check", err)
 	} else if !ok {
 		s.lim.failure(ctx, login, remote)
 		return nil, refused(ReasonMethodDisabled)
 	}
 	r, scopes, err := s.checkStored(ctx, login, tokenHash(secret))
 	if err != nil {
-		return nil, fmt.Errorf("auth: check: %w", err)
+		return nil, s.storeErr("check", err)
 	}
 	if r != "" {
 		s.lim.failure(ctx, login, remote)

@@ -353,7 +353,7 @@ func (s *Store) RemoveKey(ctx context.Context, id string) error {
 // verified.
 func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, remote string) (string, error) {
 	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
-		return "", fmt.Errorf("auth: check key: %w", err)
+		return "", s.storeErr("check key", err)
 	} else if !ok {
 		return "", refused(ReasonRateLimited)
 	}
@@ -365,7 +365,7 @@ func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, r
 		return "", refused(ReasonUnknownKey)
 	}
 	if err != nil {
-		return "", fmt.Errorf("auth: check key: %w", err)
+		return "", s.storeErr("check key", err)
 	}
 	if !slices.Contains(strings.Split(methods, ","), MethodKey) {
 		return "", refused(ReasonMethodDisabled)
@@ -383,7 +383,7 @@ func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, r
 // error; like CheckKey, a refusal does not count as a failure.
 func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error {
 	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
-		return fmt.Errorf("auth: check certificate: %w", err)
+		return s.storeErr("check certificate", err)
 	} else if !ok {
 		return refused(ReasonRateLimited)
 	}
@@ -393,7 +393,7 @@ func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error 
 		return refused(ReasonUnknownUser)
 	}
 	if err != nil {
-		return fmt.Errorf("auth: check certificate: %w", err)
+		return s.storeErr("check certificate", err)
 	}
 	if !slices.Contains(strings.Split(methods, ","), MethodCert) {
 		return refused(ReasonMethodDisabled)

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -81,7 +82,7 @@ func OpenPostgres(rawURL string, opts ...Option) (*Store, error) {
 	pdb.SetMaxIdleConns(4)
 	pdb.SetConnMaxIdleTime(5 * time.Minute)
 	d := &db{DB: pdb, dialect: dialectPostgres}
-	s := &Store{db: d, now: o.now, lim: newDBLimiter(d, o.limiter, o.now)}
+	s := &Store{db: d, now: o.now, lim: newDBLimiter(d, o.limiter, o.now), where: "postgres " + server}
 	ctx, cancel := context.WithTimeout(context.Background(), cc.ConnectTimeout+2*BusyTimeout)
 	defer cancel()
 	if err := pdb.PingContext(ctx); err != nil {
@@ -129,7 +130,8 @@ func DescribeDBError(err error) string {
 		return "TLS failed"
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		return "timed out"
-	case errors.Is(err, sql.ErrConnDone), errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, sql.ErrConnDone), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.EPIPE):
 		return "connection lost"
 	}
 	return "error"

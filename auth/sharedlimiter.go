@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -73,7 +74,7 @@ func (l *dbLimiter) allow(ctx context.Context, login, remote string) (bool, erro
 		OR (kind = ? AND login = '' AND addr = ?)))`,
 		l.now().UnixNano(), kindPair, pk.login, pk.addr, kindAddr, ak.addr, kindNet, nk.addr).Scan(&locked)
 	if err != nil {
-		return false, opErr("limiter", err)
+		return false, fmt.Errorf("failed-login limiter: %w", err)
 	}
 	return !locked, nil
 }

@@ -33,6 +33,9 @@ type Store struct {
 	key []byte // HMAC-SHA256 key for tokens, read once at Open
 	now func() time.Time
 	lim failureCounter
+	// where names the store in errors: "sqlite <path>" or
+	// "postgres <host:port>" (never a password).
+	where string
 
 	// wsem (capacity 1) serialises this process's writes to SQLite, so
 	// that they queue here, in order and cancellable, rather than in
@@ -100,10 +103,11 @@ func Open(path string, opts ...Option) (*Store, error) {
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 
 	s := &Store{
-		db:   &db{DB: sdb, dialect: dialectSQLite},
-		now:  o.now,
-		lim:  memLimiter{NewLimiter(o.limiter, o.now)},
-		wsem: make(chan struct{}, 1),
+		db:    &db{DB: sdb, dialect: dialectSQLite},
+		now:   o.now,
+		lim:   memLimiter{NewLimiter(o.limiter, o.now)},
+		wsem:  make(chan struct{}, 1),
+		where: "sqlite " + abs,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*BusyTimeout)
 	defer cancel()
@@ -250,6 +254,19 @@ func isConstraint(err error) bool {
 	}
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "23")
+}
+
+// storeErr wraps an error of the store met while checking a login: it
+// names the store and, when known, the cause (connection refused, …), so
+// that the log line of the refused login says why.
+func (s *Store) storeErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := DescribeDBError(err); cause != "error" {
+		return fmt.Errorf("auth: %s: identity store %s: %s: %w", op, s.where, cause, err)
+	}
+	return fmt.Errorf("auth: %s: identity store %s: %w", op, s.where, err)
 }
 
 // opErr wraps a storage error with the operation's name, leaving errors
