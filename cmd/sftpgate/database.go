@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -56,16 +58,12 @@ func openConfiguredStore(database, workdir string) (*auth.Store, error) {
 }
 
 // openAdminStore opens the store the admin commands work on: the one the
-// configuration file names ("database"), or <workdir>/sftpgate.db when
-// there is no configuration file.
+// "database" key of the configuration file names, or <workdir>/sftpgate.db
+// when there is no file or no key. Only that key is read: the admin
+// commands do not need an otherwise valid configuration.
 func openAdminStore(cmd *cobra.Command, dir string) (*auth.Store, error) {
-	database := databaseSQLite
-	cfg, _, err := LoadConfig(configPath(cmd, dir), dir)
-	switch {
-	case err == nil:
-		database = cfg.Database
-	case errors.Is(err, fs.ErrNotExist):
-	default:
+	database, err := adminDatabase(configPath(cmd, dir))
+	if err != nil {
 		return nil, err
 	}
 	if database == databaseSQLite {
@@ -74,4 +72,43 @@ func openAdminStore(cmd *cobra.Command, dir string) (*auth.Store, error) {
 		}
 	}
 	return openConfiguredStore(database, dir)
+}
+
+// adminDatabase reads the "database" key of the configuration file at
+// path: "sqlite" when the file, the section or the key is missing. A file
+// that is not JSON, or a bad value, is an error: guessing could edit the
+// wrong store.
+func adminDatabase(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return databaseSQLite, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("config %s: %w", path, err)
+	}
+	var doc struct {
+		Services map[string]json.RawMessage `json:"services"`
+	}
+	var section struct {
+		Database *string `json:"database"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return "", fmt.Errorf("config %s: cannot read the database key: %v", path, err)
+	}
+	if raw, ok := doc.Services[sectionName]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &section); err != nil {
+			return "", fmt.Errorf("config %s: cannot read the database key: %v", path, err)
+		}
+	}
+	p := &parser{prefix: sectionKey + ".", values: map[string]json.RawMessage{}, seen: map[string]bool{}}
+	if section.Database != nil {
+		b, _ := json.Marshal(*section.Database) // a string always marshals
+		p.values["database"] = b
+	}
+	database := databaseSQLite
+	p.database(&database)
+	if len(p.problems) > 0 {
+		return "", &configError{file: path, problem: strings.Join(p.problems, "; ")}
+	}
+	return database, nil
 }

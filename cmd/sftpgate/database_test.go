@@ -113,3 +113,31 @@ func TestMigrateStoreCLI(t *testing.T) {
 		t.Errorf("admin commands with a PostgreSQL database created %s (%v)", storeFile, err)
 	}
 }
+
+// TestAdminReadsOnlyTheDatabaseKey: the admin commands work with a
+// configuration that serve would refuse, as long as its "database" key is
+// good; a bad "database" or a file that is not JSON stops them.
+func TestAdminReadsOnlyTheDatabaseKey(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string
+		code       int
+		want       string
+	}{
+		{"other keys invalid", string(sectionJSON(`"port": "abc", "hostKeyFile": "/nonexistent"`)), 0, "LOGIN"},
+		{"database sqlite", string(sectionJSON(`"port": 0, "database": "sqlite"`)), 0, "LOGIN"},
+		{"no section", `{"services": {}}`, 0, "LOGIN"},
+		{"bad database", string(sectionJSON(`"database": "mysql://u:pa55-w0rd@h/db"`)), 1, `database: want "sqlite" or a postgres:// URL`},
+		{"not JSON", `{"services": `, 1, "cannot read the database key"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "pydio.json"), []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCLI(t, "--workdir", dir, "admin", "user", "list")
+			if code != tt.code || !strings.Contains(stdout+stderr, tt.want) || strings.Contains(stderr, "pa55-w0rd") {
+				t.Errorf("got exit %d, stdout %q, stderr %q; want exit %d and %q", code, stdout, stderr, tt.code, tt.want)
+			}
+		})
+	}
+}
