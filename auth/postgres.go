@@ -87,7 +87,7 @@ func OpenPostgres(rawURL string, opts ...Option) (*Store, error) {
 	defer cancel()
 	if err := pdb.PingContext(ctx); err != nil {
 		pdb.Close()
-		return nil, fmt.Errorf("auth: postgres %s: %s: %w", server, DescribeDBError(err), err)
+		return nil, fmt.Errorf("auth: postgres %s: %s: %w", server, describeDBError(err), err)
 	}
 	if err := s.init(ctx); err != nil {
 		pdb.Close()
@@ -96,10 +96,10 @@ func OpenPostgres(rawURL string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-// DescribeDBError names the cause of a database connection error in a few
+// describeDBError names the cause of a database connection error in a few
 // words ("DNS lookup failed", "connection refused", "authentication
 // failed", "TLS failed", …), or "error" when it is none of those.
-func DescribeDBError(err error) string {
+func describeDBError(err error) string {
 	var (
 		dnsErr  *net.DNSError
 		pgErr   *pgconn.PgError

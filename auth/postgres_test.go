@@ -275,3 +275,32 @@ func dumpTable(t *testing.T, s *Store, table string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestOnlyHashStoredPostgres: on PostgreSQL too, no column of any table
+// holds the token or its parts, only its sha256.
+func TestOnlyHashStoredPostgres(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openPostgresTestStore(t)
+	mustUser(t, s, "alice")
+	secret, _ := mustMint(t, s, "alice", MintOptions{Expires: time.Hour, Label: "scan"})
+	if err := s.Check(ctx, "alice", secret, "127.0.0.1:1"); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	randPart, sigPart, _ := strings.Cut(secret, ".")
+	var all strings.Builder
+	for _, table := range append(copyTables(), "login_failures", "schema_migrations") {
+		for _, row := range dumpTable(t, s, table) {
+			all.WriteString(row)
+			all.WriteByte('\n')
+		}
+	}
+	dump := all.String()
+	for name, n := range map[string]string{"token": secret, "random part": randPart, "signature": sigPart} {
+		if strings.Contains(dump, n) {
+			t.Errorf("the database holds the %s", name)
+		}
+	}
+	if h := fmt.Sprint([]byte(tokenHash(secret))); !strings.Contains(dump, h) {
+		t.Errorf("sha256 of the token not found: the scan is not looking at the data")
+	}
+}

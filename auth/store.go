@@ -263,7 +263,7 @@ func (s *Store) storeErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if cause := DescribeDBError(err); cause != "error" {
+	if cause := describeDBError(err); cause != "error" {
 		return fmt.Errorf("auth: %s: identity store %s: %s: %w", op, s.where, cause, err)
 	}
 	return fmt.Errorf("auth: %s: identity store %s: %w", op, s.where, err)
