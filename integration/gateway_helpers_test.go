@@ -122,6 +122,7 @@ type gwOptions struct {
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 	extra       map[string]any // more keys of the section, set as given
 	database    string         // identity store: storeSQLite (""), storePostgres or a postgres:// URL
+	peer        *gateway       // another node: share its PostgreSQL database, hence its workspaces and buckets
 
 	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
 	// keys, listed in hostKeyFiles beside hostKeyFile.
@@ -142,6 +143,7 @@ type gateway struct {
 	metrics string // metricsAddr (127.0.0.1:port) when opts.metrics, else empty
 
 	personalBucket, commonBucket string
+	database                     string // the "database" key; "" for SQLite
 	hostKey                      ssh.PublicKey
 	hostKeys                     []ssh.PublicKey // hostKey, then those of opts.hostKeyFiles
 
@@ -176,10 +178,14 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 		opts:   opts,
 	}
 	g.secret(m.SecretKey) // the MinIO secret key must not be logged either
-	g.personalBucket = m.NewBucket(t, "personal")
-	g.commonBucket = m.NewBucket(t, "common")
-	t.Cleanup(func() { removeBucket(t, m, g.personalBucket) })
-	t.Cleanup(func() { removeBucket(t, m, g.commonBucket) })
+	if p := opts.peer; p != nil {
+		g.personalBucket, g.commonBucket = p.personalBucket, p.commonBucket // the peer's cleanup removes them
+	} else {
+		g.personalBucket = m.NewBucket(t, "personal")
+		g.commonBucket = m.NewBucket(t, "common")
+		t.Cleanup(func() { removeBucket(t, m, g.personalBucket) })
+		t.Cleanup(func() { removeBucket(t, m, g.commonBucket) })
+	}
 
 	keyFile := filepath.Join(dir, "id_ed25519")
 	keyArgs := []string{"-t", "ed25519"}
@@ -271,7 +277,11 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	for k, v := range opts.extra {
 		section[k] = v
 	}
-	if db := databaseKey(t, opts.database); db != "" {
+	g.database = databaseKey(t, opts.database)
+	if opts.peer != nil {
+		g.database = opts.peer.database
+	}
+	if db := g.database; db != "" {
 		section["database"] = db
 		if pw := testenv.PostgresPassword(db); pw != "" {
 			g.secret(pw) // the database password must not be logged
@@ -288,8 +298,10 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	if err := os.WriteFile(filepath.Join(g.work, "pydio.json"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.mustCLI("admin", "workspace", "create", "--slug", personalWS, "--bucket", g.personalBucket, "--prefix", "{user}/")
-	g.mustCLI("admin", "workspace", "create", "--slug", commonWS, "--bucket", g.commonBucket)
+	if opts.peer == nil {
+		g.mustCLI("admin", "workspace", "create", "--slug", personalWS, "--bucket", g.personalBucket, "--prefix", "{user}/")
+		g.mustCLI("admin", "workspace", "create", "--slug", commonWS, "--bucket", g.commonBucket)
+	}
 
 	g.start()
 	t.Cleanup(g.cleanup)

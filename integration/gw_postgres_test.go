@@ -163,3 +163,55 @@ func TestServePostgresUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayPostgresTwoNodes runs two gateways on one PostgreSQL
+// database: failed logins through both lock the pair out on both, other
+// users still log in, and a token revoked with one node's CLI is refused
+// at the next login on the other.
+func TestGatewayPostgresTwoNodes(t *testing.T) {
+	t.Parallel()
+	a := startGateway(t, gwOptions{database: storePostgres})
+	b := startGateway(t, gwOptions{peer: a})
+	erin := a.addUser("erin", personalWS)
+	frank := a.addUser("frank", personalWS)
+	nodes := []*gateway{a, b}
+	for i := range 5 { // auth.DefaultMaxFailures
+		wrong := randomToken(t)
+		a.secret(wrong)
+		b.secret(wrong)
+		if c, err := nodes[i%2].login("erin", wrong); err == nil {
+			c.Close()
+			t.Fatalf("failure %d: wrong token accepted", i+1)
+		}
+	}
+	for i, g := range nodes {
+		if c, err := g.login("erin", erin); err == nil {
+			c.Close()
+			t.Errorf("node %d after 5 failures over both nodes: got erin's right token accepted, want refused", i)
+		}
+		c, err := g.login("frank", frank)
+		if err != nil {
+			t.Errorf("node %d: frank while erin is locked out: got %v, want success", i, err)
+			continue
+		}
+		c.Close()
+	}
+	if !strings.Contains(b.logs(), "reason=rate-limited") {
+		t.Errorf("node b's log: no rate-limited refusal")
+	}
+
+	// Revoked on a's CLI, refused at the next login on b.
+	b.secret(frank)
+	_, rows := tableRows(t, a.mustCLI("admin", "token", "list", "-u", "frank").stdout)
+	if len(rows) != 1 {
+		t.Fatalf("got %d tokens of frank, want 1", len(rows))
+	}
+	a.mustCLI("admin", "token", "revoke", rows[0][0])
+	if c, err := b.login("frank", frank); err == nil {
+		c.Close()
+		t.Errorf("node b after the revoke on a's CLI: got frank's token accepted, want refused")
+	}
+	if !strings.Contains(b.logs(), "reason=revoked") {
+		t.Errorf("node b's log: no revoked refusal")
+	}
+}
