@@ -114,8 +114,10 @@ func StartPostgres() (*Postgres, error) {
 		return nil, err
 	}
 	// Not under t.TempDir: its parents are private to root, and the
-	// server runs as another user.
-	dir, err := os.MkdirTemp("", "sftpgate-pg-")
+	// server runs as another user. The name carries this process's pid so
+	// that a later run removes what a killed one left.
+	removeStalePostgresDirs()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", postgresDirPrefix, os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +160,26 @@ func StartPostgres() (*Postgres, error) {
 		}
 	}
 	return fail(lastErr)
+}
+
+// postgresDirPrefix starts the name of a server's directory in
+// os.TempDir(), followed by the pid of the process that owns it.
+const postgresDirPrefix = "sftpgate-pg-"
+
+// removeStalePostgresDirs removes the directories of servers whose owning
+// process is gone (the server died with it: Pdeathsig).
+func removeStalePostgresDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), postgresDirPrefix+"*"))
+	for _, d := range dirs {
+		pidStr, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), postgresDirPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // Start starts the server (again, after Stop) on its port and waits until
@@ -211,13 +233,12 @@ func (p *Postgres) Start() error {
 	}
 }
 
-// The server runs with fsync off (tests need no crash safety against
-// power loss); a commit is still written before it returns, so what a
-// test committed survives Stop.
-
 // Stop shuts the server down at once (SIGQUIT, PostgreSQL's "immediate"
 // mode, as pg_ctl stop -m immediate) and waits for it to exit. Open
-// connections break; Start brings the server back with its data.
+// connections break; Start brings the server back with its data. The
+// server runs with fsync off (tests need no safety against power loss),
+// but a commit is still written before it returns, so what a test
+// committed survives Stop.
 func (p *Postgres) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
