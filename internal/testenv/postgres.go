@@ -45,6 +45,10 @@ type Postgres struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+
+	// seqMu guards seq, the number of databases NewDatabase made.
+	seqMu sync.Mutex
+	seq   int
 }
 
 // PostgresBinDir returns the directory of initdb and postgres:
@@ -292,19 +296,14 @@ func (p *Postgres) CreateDatabase(name string) (string, error) {
 	return p.URL(name), nil
 }
 
-var dbSeq struct {
-	mu sync.Mutex
-	n  int
-}
-
 // NewDatabase creates a database with a unique name for one test and
 // returns its URL.
 func (p *Postgres) NewDatabase(t testing.TB) string {
 	t.Helper()
-	dbSeq.mu.Lock()
-	dbSeq.n++
-	n := dbSeq.n
-	dbSeq.mu.Unlock()
+	p.seqMu.Lock()
+	p.seq++
+	n := p.seq
+	p.seqMu.Unlock()
 	u, err := p.CreateDatabase(fmt.Sprintf("t%d_%d", os.Getpid(), n))
 	if err != nil {
 		t.Fatal(err)
