@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -119,12 +118,4 @@ func eachLimiter(t *testing.T, cfg LimiterConfig, f func(t *testing.T, l testLim
 		s, _ := openPostgresTestStore(t, WithClock(clk.Now), WithLimiter(cfg))
 		f(t, sharedTestLimiter{t, s.lim.(*dbLimiter)}, clk)
 	})
-}
-
-// storeName is a short description of a store's location for messages.
-func storeName(loc string) string {
-	if IsPostgresURL(loc) {
-		return fmt.Sprintf("postgres %s", RedactURL(loc))
-	}
-	return loc
 }
