@@ -38,28 +38,34 @@ func (s *Store) Check(ctx context.Context, login, secret, remote string) error {
 // and, if it refreshes, its expiry are updated. Refusals other than
 // rate-limited count as failures for the limiter; a success resets it.
 func (s *Store) Login(ctx context.Context, login, secret, remote string) (Scopes, error) {
-	if !s.lim.Allow(login, remote) {
+	// A limiter that cannot answer (a shared one whose database is away)
+	// still lets garbage be refused without the store.
+	allowed, limErr := s.lim.allow(ctx, login, remote)
+	if limErr == nil && !allowed {
 		return nil, refused(ReasonRateLimited)
 	}
 	if r := verifyToken(s.key, secret); r != "" {
-		s.lim.Failure(login, remote)
+		s.lim.failure(ctx, login, remote)
 		return nil, refused(r)
 	}
+	if limErr != nil {
+		return nil, s.storeErr("check", limErr)
+	}
 	if ok, err := s.tokenMethodAllowed(ctx, login); err != nil {
-		return nil, fmt.Errorf("auth: check: %w", err)
+		return nil, s.storeErr("check", err)
 	} else if !ok {
-		s.lim.Failure(login, remote)
+		s.lim.failure(ctx, login, remote)
 		return nil, refused(ReasonMethodDisabled)
 	}
 	r, scopes, err := s.checkStored(ctx, login, tokenHash(secret))
 	if err != nil {
-		return nil, fmt.Errorf("auth: check: %w", err)
+		return nil, s.storeErr("check", err)
 	}
 	if r != "" {
-		s.lim.Failure(login, remote)
+		s.lim.failure(ctx, login, remote)
 		return nil, refused(r)
 	}
-	s.lim.Success(login, remote)
+	s.lim.success(ctx, login, remote)
 	return scopes, nil
 }
 

@@ -254,7 +254,7 @@ func (s *Store) AddKey(ctx context.Context, login, line, label string) (Key, err
 			return Key{}, opErr("add key", err)
 		}
 		k.ID = id
-		err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		err = s.writeTx(ctx, func(tx *dbTx) error {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users WHERE login = ?`, login).Scan(&n); err != nil {
 				return err
@@ -343,7 +343,9 @@ func (s *Store) RemoveKey(ctx context.Context, id string) error {
 // every key they have in turn. Call KeyUsed once the signature is
 // verified.
 func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, remote string) (string, error) {
-	if !s.lim.Allow(login, remote) {
+	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
+		return "", s.storeErr("check key", err)
+	} else if !ok {
 		return "", refused(ReasonRateLimited)
 	}
 	var id, from, methods string
@@ -354,7 +356,7 @@ func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, r
 		return "", refused(ReasonUnknownKey)
 	}
 	if err != nil {
-		return "", fmt.Errorf("auth: check key: %w", err)
+		return "", s.storeErr("check key", err)
 	}
 	if !slices.Contains(strings.Split(methods, ","), MethodKey) {
 		return "", refused(ReasonMethodDisabled)
@@ -371,7 +373,9 @@ func (s *Store) CheckKey(ctx context.Context, login string, pub ssh.PublicKey, r
 // *RefusedError (rate-limited, unknown-user, method-disabled) or a storage
 // error; like CheckKey, a refusal does not count as a failure.
 func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error {
-	if !s.lim.Allow(login, remote) {
+	if ok, err := s.lim.allow(ctx, login, remote); err != nil {
+		return s.storeErr("check certificate", err)
+	} else if !ok {
 		return refused(ReasonRateLimited)
 	}
 	var methods string
@@ -380,7 +384,7 @@ func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error 
 		return refused(ReasonUnknownUser)
 	}
 	if err != nil {
-		return fmt.Errorf("auth: check certificate: %w", err)
+		return s.storeErr("check certificate", err)
 	}
 	if !slices.Contains(strings.Split(methods, ","), MethodCert) {
 		return refused(ReasonMethodDisabled)
@@ -391,7 +395,7 @@ func (s *Store) CheckCertLogin(ctx context.Context, login, remote string) error 
 // KeyUsed records a successful key or certificate login (keyID "" for a
 // certificate): the key's last use, and a success for the limiter.
 func (s *Store) KeyUsed(ctx context.Context, login, keyID, remote string) error {
-	s.lim.Success(login, remote)
+	s.lim.success(ctx, login, remote)
 	if keyID == "" {
 		return nil
 	}

@@ -140,10 +140,12 @@ func TestMatchFrom(t *testing.T) {
 	}
 }
 
-func TestKeysStore(t *testing.T) {
+func TestKeysStore(t *testing.T) { eachStore(t, testKeysStore) }
+
+func testKeysStore(t *testing.T, open opener) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s, _ := openTestStore(t, WithClock(clk.Now))
+	s, _ := open(t, WithClock(clk.Now))
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	line, pub := authorizedLine(t, newEd25519(t), "", "alice@laptop")
@@ -247,9 +249,11 @@ func TestKeysStore(t *testing.T) {
 	}
 }
 
-func TestCheckKeyFromAndLimiter(t *testing.T) {
+func TestCheckKeyFromAndLimiter(t *testing.T) { eachStore(t, testCheckKeyFromAndLimiter) }
+
+func testCheckKeyFromAndLimiter(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	line, pub := authorizedLine(t, newEd25519(t), `from="127.0.0.2"`, "")
 	if _, err := s.AddKey(ctx, "alice", line, ""); err != nil {

@@ -14,7 +14,7 @@ func newTestLimiter(cfg LimiterConfig) (*Limiter, *fakeClock) {
 }
 
 // failN records n failures.
-func failN(l *Limiter, login, remote string, n int) {
+func failN(l testLimiter, login, remote string, n int) {
 	for range n {
 		l.Failure(login, remote)
 	}
@@ -143,47 +143,50 @@ func TestLimiter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, clk := newTestLimiter(cfg)
-			for i, st := range tt.steps {
-				clk.Advance(st.advance)
-				switch st.op {
-				case "fail":
-					failN(l, st.login, st.remote, st.n)
-				case "ok":
-					l.Success(st.login, st.remote)
-				case "allow", "deny":
-					if got, want := l.Allow(st.login, st.remote), st.op == "allow"; got != want {
-						t.Fatalf("step %d: Allow(%q, %q) got %v, want %v", i, st.login, st.remote, got, want)
+			eachLimiter(t, cfg, func(t *testing.T, l testLimiter, clk *fakeClock) {
+				for i, st := range tt.steps {
+					clk.Advance(st.advance)
+					switch st.op {
+					case "fail":
+						failN(l, st.login, st.remote, st.n)
+					case "ok":
+						l.Success(st.login, st.remote)
+					case "allow", "deny":
+						if got, want := l.Allow(st.login, st.remote), st.op == "allow"; got != want {
+							t.Fatalf("step %d: Allow(%q, %q) got %v, want %v", i, st.login, st.remote, got, want)
+						}
+					default:
+						t.Fatalf("bad op %q", st.op)
 					}
-				default:
-					t.Fatalf("bad op %q", st.op)
 				}
-			}
+			})
 		})
 	}
 }
 
 func TestLimiterDisabled(t *testing.T) {
-	l, _ := newTestLimiter(LimiterConfig{Disabled: true, MaxFailures: 1})
-	failN(l, "a", "10.0.0.1:1", 100)
-	if !l.Allow("a", "10.0.0.1:1") {
-		t.Errorf("disabled limiter refused")
-	}
+	eachLimiter(t, LimiterConfig{Disabled: true, MaxFailures: 1}, func(t *testing.T, l testLimiter, _ *fakeClock) {
+		failN(l, "a", "10.0.0.1:1", 100)
+		if !l.Allow("a", "10.0.0.1:1") {
+			t.Errorf("disabled limiter refused")
+		}
+	})
 }
 
 func TestLimiterForgetsQuietKeys(t *testing.T) {
-	l, clk := newTestLimiter(LimiterConfig{MaxFailures: 3, MaxAddrFailures: 1000, Window: time.Minute, Backoff: time.Second})
-	for i := range 50 {
-		l.Failure(fmt.Sprint("user", i), fmt.Sprintf("10.0.%d.1:1", i))
-	}
-	if got, want := l.size(), 100; got != want {
-		t.Fatalf("got %d keys, want %d", got, want)
-	}
-	clk.Advance(time.Minute)
-	l.Failure("x", "10.9.9.9:1") // triggers the sweep
-	if got, want := l.size(), 2; got != want {
-		t.Errorf("after a quiet window: got %d keys, want %d", got, want)
-	}
+	eachLimiter(t, LimiterConfig{MaxFailures: 3, MaxAddrFailures: 1000, Window: time.Minute, Backoff: time.Second}, func(t *testing.T, l testLimiter, clk *fakeClock) {
+		for i := range 50 {
+			l.Failure(fmt.Sprint("user", i), fmt.Sprintf("10.0.%d.1:1", i))
+		}
+		if got, want := l.size(), 100; got != want {
+			t.Fatalf("got %d keys, want %d", got, want)
+		}
+		clk.Advance(time.Minute)
+		l.Failure("x", "10.9.9.9:1") // triggers the sweep
+		if got, want := l.size(), 2; got != want {
+			t.Errorf("after a quiet window: got %d keys, want %d", got, want)
+		}
+	})
 }
 
 func TestLimiterConcurrent(t *testing.T) {
@@ -308,36 +311,37 @@ func TestLimiterEvictsLeastRecentlyUsed(t *testing.T) {
 // 19 failures of other logins from the same address is refused once the
 // address has had MaxAddrFailures failures: successes do not reset it.
 func TestLimiterInsider(t *testing.T) {
-	l, clk := newTestLimiter(LimiterConfig{})
-	const remote = "10.7.0.1:22"
-	ran, refused := 0, 0
-	for round := range 20 {
-		for i := range 20 {
-			login := fmt.Sprintf("victim%d-%d", round, i)
-			good := i == 19
-			if good {
-				login = "insider"
+	eachLimiter(t, LimiterConfig{}, func(t *testing.T, l testLimiter, clk *fakeClock) {
+		const remote = "10.7.0.1:22"
+		ran, refused := 0, 0
+		for round := range 20 {
+			for i := range 20 {
+				login := fmt.Sprintf("victim%d-%d", round, i)
+				good := i == 19
+				if good {
+					login = "insider"
+				}
+				if !l.Allow(login, remote) {
+					refused++
+					continue
+				}
+				ran++
+				if good {
+					l.Success(login, remote)
+				} else {
+					l.Failure(login, remote)
+				}
+				clk.Advance(time.Second)
 			}
-			if !l.Allow(login, remote) {
-				refused++
-				continue
-			}
-			ran++
-			if good {
-				l.Success(login, remote)
-			} else {
-				l.Failure(login, remote)
-			}
-			clk.Advance(time.Second)
 		}
-	}
-	t.Logf("insider pattern: %d attempts ran, %d refused", ran, refused)
-	if refused == 0 {
-		t.Fatalf("got no refusal, want the address locked out")
-	}
-	// Within the first window (10 minutes, 1 s per attempt) at most
-	// MaxAddrFailures failures and the insider's logins may run.
-	if max := DefaultMaxAddrFailures + DefaultMaxAddrFailures/19 + 1; ran > max*3 {
-		t.Errorf("got %d attempts run, want far fewer (about %d per window)", ran, max)
-	}
+		t.Logf("insider pattern: %d attempts ran, %d refused", ran, refused)
+		if refused == 0 {
+			t.Fatalf("got no refusal, want the address locked out")
+		}
+		// Within the first window (10 minutes, 1 s per attempt) at most
+		// MaxAddrFailures failures and the insider's logins may run.
+		if max := DefaultMaxAddrFailures + DefaultMaxAddrFailures/19 + 1; ran > max*3 {
+			t.Errorf("got %d attempts run, want far fewer (about %d per window)", ran, max)
+		}
+	})
 }

@@ -27,7 +27,7 @@ func (q Quota) Limited() bool { return q.MaxBytes > 0 || q.MaxFiles > 0 }
 // removes it. The error wraps ErrNotFound for an unknown user and
 // ErrInvalid for a limit too large.
 func (s *Store) SetQuota(ctx context.Context, login string, maxBytes, maxFiles int64) error {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *dbTx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE login = ?`, login).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -76,8 +76,9 @@ func (s *Store) Quota(ctx context.Context, login string) (Quota, error) {
 func (s *Store) AddUsage(ctx context.Context, login string, dBytes, dFiles int64) error {
 	err := s.write(ctx, func() error {
 		_, err := s.db.ExecContext(ctx, `UPDATE user_quotas
-			SET used_bytes = MAX(0, used_bytes + ?), used_files = MAX(0, used_files + ?)
-			WHERE login = ? AND computed = 1`, dBytes, dFiles, login)
+			SET used_bytes = CASE WHEN used_bytes + ? < 0 THEN 0 ELSE used_bytes + ? END,
+				used_files = CASE WHEN used_files + ? < 0 THEN 0 ELSE used_files + ? END
+			WHERE login = ? AND computed = 1`, dBytes, dBytes, dFiles, dFiles, login)
 		return err
 	})
 	return opErr("add usage", err)
@@ -87,7 +88,7 @@ func (s *Store) AddUsage(ctx context.Context, login string, dBytes, dFiles int64
 func (s *Store) SetUsage(ctx context.Context, login string, bytes, files int64) error {
 	err := s.write(ctx, func() error {
 		_, err := s.db.ExecContext(ctx, `INSERT INTO user_quotas(login, used_bytes, used_files, computed)
-			SELECT login, ?, ?, 1 FROM users WHERE login = ?
+			SELECT login, CAST(? AS BIGINT), CAST(? AS BIGINT), 1 FROM users WHERE login = ?
 			ON CONFLICT(login) DO UPDATE SET used_bytes = excluded.used_bytes,
 				used_files = excluded.used_files, computed = 1`, bytes, files, login)
 		return err
@@ -111,7 +112,7 @@ func (s *Store) RecomputeUsage(ctx context.Context, login string) error {
 // returns "" when no personal workspace holds it.
 func (s *Store) PersonalOwner(ctx context.Context, bucket, key string) (string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT slug, prefix FROM workspaces
-		WHERE bucket = ? AND instr(prefix, ?) > 0 ORDER BY slug`, bucket, UserPlaceholder)
+		WHERE bucket = ? AND `+s.db.dialect.strpos("prefix", "?")+` > 0 ORDER BY slug`, bucket, UserPlaceholder)
 	if err != nil {
 		return "", opErr("personal owner", err)
 	}

@@ -7,9 +7,11 @@ import (
 	"testing"
 )
 
-func TestQuotaStore(t *testing.T) {
+func TestQuotaStore(t *testing.T) { eachStore(t, testQuotaStore) }
+
+func testQuotaStore(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 
 	if q, err := s.Quota(ctx, "alice"); err != nil || q != (Quota{}) {
@@ -93,9 +95,11 @@ func TestQuotaStore(t *testing.T) {
 	}
 }
 
-func TestAccessPersonal(t *testing.T) {
+func TestAccessPersonal(t *testing.T) { eachStore(t, testAccessPersonal) }
+
+func testAccessPersonal(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	for _, w := range []Workspace{{Slug: "home", Bucket: "personal", Prefix: "{user}/"}, {Slug: "common", Bucket: "common"}} {
 		if err := s.CreateWorkspace(ctx, w); err != nil {
@@ -124,7 +128,7 @@ func TestQuotasMigration(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTestStore(t)
 	mustUser(t, s, "alice")
-	for _, q := range []string{`DROP TABLE user_quotas`, `PRAGMA user_version = 3`} {
+	for _, q := range []string{`DROP TABLE login_failures`, `DROP TABLE user_quotas`, `PRAGMA user_version = 3`} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -143,9 +147,11 @@ func TestQuotasMigration(t *testing.T) {
 	}
 }
 
-func TestPersonalOwner(t *testing.T) {
+func TestPersonalOwner(t *testing.T) { eachStore(t, testPersonalOwner) }
+
+func testPersonalOwner(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	for _, w := range []Workspace{

@@ -111,7 +111,7 @@ func checkScopes(scopes []Scope) error {
 
 // validateScopes checks, in tx, that every scope names an existing
 // workspace.
-func validateScopes(ctx context.Context, tx *sql.Tx, scopes []Scope) error {
+func validateScopes(ctx context.Context, tx *dbTx, scopes []Scope) error {
 	for _, s := range scopes {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM workspaces WHERE slug = ?`, s.Workspace).Scan(&n); err != nil {

@@ -102,9 +102,11 @@ func TestScopesLookup(t *testing.T) {
 	}
 }
 
-func TestMintScopedToken(t *testing.T) {
+func TestMintScopedToken(t *testing.T) { eachStore(t, testMintScopedToken) }
+
+func testMintScopedToken(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	if err := s.CreateWorkspace(ctx, Workspace{Slug: "docs", Bucket: "docs"}); err != nil {
 		t.Fatal(err)
@@ -160,8 +162,12 @@ func TestMintScopedToken(t *testing.T) {
 }
 
 func TestScopedTokenWithoutScopesRefused(t *testing.T) {
+	eachStore(t, testScopedTokenWithoutScopesRefused)
+}
+
+func testScopedTokenWithoutScopesRefused(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	if err := s.CreateWorkspace(ctx, Workspace{Slug: "docs", Bucket: "docs"}); err != nil {
 		t.Fatal(err)
@@ -183,7 +189,7 @@ func TestScopesMigration(t *testing.T) {
 	s, path := openTestStore(t)
 	mustUser(t, s, "alice")
 	secret, _ := mustMint(t, s, "alice", MintOptions{Expires: 3600e9})
-	for _, q := range []string{`DROP TABLE user_quotas`, `DROP TABLE token_scopes`, `ALTER TABLE tokens DROP COLUMN scoped`, `PRAGMA user_version = 2`} {
+	for _, q := range []string{`DROP TABLE login_failures`, `DROP TABLE user_quotas`, `DROP TABLE token_scopes`, `ALTER TABLE tokens DROP COLUMN scoped`, `PRAGMA user_version = 2`} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite" // registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -23,18 +24,23 @@ const BusyTimeout = 10 * time.Second
 // hmacKeyLen is the size of the token-signing key, generated on first open.
 const hmacKeyLen = 32
 
-// Store is the identity store: one SQLite file holding users, workspaces,
-// grants, personal tokens and the token-signing key. It is safe for
-// concurrent use, and several processes may open the same file at once.
+// Store is the identity store: users, workspaces, grants, personal tokens
+// and the token-signing key, in one SQLite file (Open) or a PostgreSQL
+// database (OpenPostgres). It is safe for concurrent use, and several
+// processes may open the same file or database at once.
 type Store struct {
-	db  *sql.DB
+	db  *db
 	key []byte // HMAC-SHA256 key for tokens, read once at Open
 	now func() time.Time
-	lim *Limiter
+	lim failureCounter
+	// where names the store in errors: "sqlite <path>" or
+	// "postgres <host:port>" (never a password).
+	where string
 
-	// wsem (capacity 1) serialises this process's writes, so that they
-	// queue here, in order and cancellable, rather than in SQLite's
-	// sleeping busy handler; other processes are handled by BusyTimeout.
+	// wsem (capacity 1) serialises this process's writes to SQLite, so
+	// that they queue here, in order and cancellable, rather than in
+	// SQLite's sleeping busy handler; other processes are handled by
+	// BusyTimeout. Nil for PostgreSQL, which has row locks.
 	wsem chan struct{}
 }
 
@@ -88,15 +94,21 @@ func Open(path string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("auth: open %s: %w", path, err)
 	}
 
-	db, err := sql.Open("sqlite", dsn(abs))
+	sdb, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("auth: open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(4)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	sdb.SetMaxOpenConns(8)
+	sdb.SetMaxIdleConns(4)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
 
-	s := &Store{db: db, now: o.now, lim: NewLimiter(o.limiter, o.now), wsem: make(chan struct{}, 1)}
+	s := &Store{
+		db:    &db{DB: sdb, dialect: dialectSQLite},
+		now:   o.now,
+		lim:   memLimiter{NewLimiter(o.limiter, o.now)},
+		wsem:  make(chan struct{}, 1),
+		where: "sqlite " + abs,
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*BusyTimeout)
 	defer cancel()
 	// While another process is creating the file (switching it to WAL,
@@ -117,7 +129,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 		}
 		t.Stop()
 	}
-	db.Close()
+	sdb.Close()
 	return nil, fmt.Errorf("auth: open %s: %w", path, err)
 }
 
@@ -137,6 +149,10 @@ func dsn(abs string) string {
 
 // init applies the migrations and loads (or creates) the signing key.
 func (s *Store) init(ctx context.Context) error {
+	migrate := migrateSQLite
+	if s.db.dialect == dialectPostgres {
+		migrate = migratePostgres
+	}
 	if err := migrate(ctx, s.db); err != nil {
 		return err
 	}
@@ -175,6 +191,9 @@ func (s *Store) Close() error {
 // write runs f holding the process-wide write semaphore, or returns the
 // context's error if ctx ends first.
 func (s *Store) write(ctx context.Context, f func() error) error {
+	if s.wsem == nil {
+		return f()
+	}
 	select {
 	case s.wsem <- struct{}{}:
 	case <-ctx.Done():
@@ -184,9 +203,9 @@ func (s *Store) write(ctx context.Context, f func() error) error {
 	return f()
 }
 
-// writeTx runs f in a BEGIN IMMEDIATE transaction, committing if it
-// returns nil.
-func (s *Store) writeTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+// writeTx runs f in a transaction (BEGIN IMMEDIATE with SQLite),
+// committing if it returns nil.
+func (s *Store) writeTx(ctx context.Context, f func(tx *dbTx) error) error {
 	return s.write(ctx, func() error {
 		tx, err := s.db.BeginTx(ctx, nil)
 		if err != nil {
@@ -226,11 +245,28 @@ func isBusy(err error) bool {
 	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
-// isConstraint reports whether err is a SQLite constraint violation
-// (UNIQUE, PRIMARY KEY, FOREIGN KEY).
+// isConstraint reports whether err is a constraint violation (UNIQUE,
+// PRIMARY KEY, FOREIGN KEY, CHECK) of SQLite or PostgreSQL (class 23).
 func isConstraint(err error) bool {
 	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+	if errors.As(err, &se) {
+		return se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Code, "23")
+}
+
+// storeErr wraps an error of the store met while checking a login: it
+// names the store and, when known, the cause (connection refused, …), so
+// that the log line of the refused login says why.
+func (s *Store) storeErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := describeDBError(err); cause != "error" {
+		return fmt.Errorf("auth: %s: identity store %s: %s: %w", op, s.where, cause, err)
+	}
+	return fmt.Errorf("auth: %s: identity store %s: %w", op, s.where, err)
 }
 
 // opErr wraps a storage error with the operation's name, leaving errors

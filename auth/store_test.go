@@ -14,10 +14,12 @@ import (
 	"time"
 )
 
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { eachStore(t, testUsers) }
+
+func testUsers(t *testing.T, open opener) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s, _ := openTestStore(t, WithClock(clk.Now))
+	s, _ := open(t, WithClock(clk.Now))
 	u, err := s.CreateUser(ctx, "bob")
 	if err != nil {
 		t.Fatalf("CreateUser: %v", err)
@@ -74,9 +76,11 @@ func logins(us []User) []string {
 	return out
 }
 
-func TestWorkspacesAndGrants(t *testing.T) {
+func TestWorkspacesAndGrants(t *testing.T) { eachStore(t, testWorkspacesAndGrants) }
+
+func testWorkspacesAndGrants(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	for _, w := range []Workspace{
@@ -267,10 +271,12 @@ func TestConcurrentOpen(t *testing.T) {
 }
 
 // TestConcurrentWrites writes through two stores on one file at once.
-func TestConcurrentWrites(t *testing.T) {
+func TestConcurrentWrites(t *testing.T) { eachStore(t, testConcurrentWrites) }
+
+func testConcurrentWrites(t *testing.T, open opener) {
 	ctx := context.Background()
-	a, path := openTestStore(t)
-	b, err := Open(path)
+	a, path := open(t)
+	b, err := reopen(path)
 	if err != nil {
 		t.Fatalf("second Open: %v", err)
 	}
@@ -386,8 +392,10 @@ func TestMigrationsLoad(t *testing.T) {
 	}
 }
 
-func TestContextCancelled(t *testing.T) {
-	s, _ := openTestStore(t)
+func TestContextCancelled(t *testing.T) { eachStore(t, testContextCancelled) }
+
+func testContextCancelled(t *testing.T, open opener) {
+	s, _ := open(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.CreateUser(ctx, "alice"); !errors.Is(err, context.Canceled) {

@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -181,7 +180,7 @@ func (s *Store) MintToken(ctx context.Context, login string, o MintOptions) (str
 		}
 		t.ID = id
 		var n int64
-		err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		err = s.writeTx(ctx, func(tx *dbTx) error {
 			if err := validateScopes(ctx, tx, t.Scopes); err != nil {
 				return err
 			}

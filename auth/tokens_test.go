@@ -17,10 +17,12 @@ import (
 
 var tokenShape = regexp.MustCompile(`^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$`)
 
-func TestMintCheckRoundTrip(t *testing.T) {
+func TestMintCheckRoundTrip(t *testing.T) { eachStore(t, testMintCheckRoundTrip) }
+
+func testMintCheckRoundTrip(t *testing.T, open opener) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s, _ := openTestStore(t, WithClock(clk.Now))
+	s, _ := open(t, WithClock(clk.Now))
 	mustUser(t, s, "alice")
 	secret, tok, err := s.MintToken(ctx, "alice", MintOptions{Expires: 28 * 24 * time.Hour, Label: "laptop"})
 	if err != nil {
@@ -75,9 +77,11 @@ func TestMintCheckRoundTrip(t *testing.T) {
 	}
 }
 
-func TestMintTokenErrors(t *testing.T) {
+func TestMintTokenErrors(t *testing.T) { eachStore(t, testMintTokenErrors) }
+
+func testMintTokenErrors(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	tests := []struct {
 		name  string
@@ -114,10 +118,12 @@ func TestMintTokenErrors(t *testing.T) {
 }
 
 // TestCheckReasons produces every refusal reason by a real scenario.
-func TestCheckReasons(t *testing.T) {
+func TestCheckReasons(t *testing.T) { eachStore(t, testCheckReasons) }
+
+func testCheckReasons(t *testing.T, open opener) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s, _ := openTestStore(t, WithClock(clk.Now), WithLimiter(LimiterConfig{MaxFailures: 3, MaxAddrFailures: 1000}))
+	s, _ := open(t, WithClock(clk.Now), WithLimiter(LimiterConfig{MaxFailures: 3, MaxAddrFailures: 1000}))
 	mustUser(t, s, "alice")
 	mustUser(t, s, "bob")
 	mustUser(t, s, "carol")
@@ -218,10 +224,12 @@ func TestRefusedErrorWhy(t *testing.T) {
 	}
 }
 
-func TestExpiryAndRefresh(t *testing.T) {
+func TestExpiryAndRefresh(t *testing.T) { eachStore(t, testExpiryAndRefresh) }
+
+func testExpiryAndRefresh(t *testing.T, open opener) {
 	ctx := context.Background()
 	clk := newFakeClock()
-	s, _ := openTestStore(t, WithClock(clk.Now), WithLimiter(LimiterConfig{Disabled: true}))
+	s, _ := open(t, WithClock(clk.Now), WithLimiter(LimiterConfig{Disabled: true}))
 	mustUser(t, s, "alice")
 	const day = 24 * time.Hour
 
@@ -311,8 +319,12 @@ func tokenByID(t *testing.T, s *Store, id string) Token {
 }
 
 func TestRevokeAndDeleteUserRefusedNextCheck(t *testing.T) {
+	eachStore(t, testRevokeAndDeleteUserRefusedNextCheck)
+}
+
+func testRevokeAndDeleteUserRefusedNextCheck(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t, WithLimiter(LimiterConfig{Disabled: true}))
+	s, _ := open(t, WithLimiter(LimiterConfig{Disabled: true}))
 	mustUser(t, s, "alice")
 	a1, tok1 := mustMint(t, s, "alice", MintOptions{Expires: time.Hour})
 	a2, tok2 := mustMint(t, s, "alice", MintOptions{Expires: time.Hour})
@@ -358,12 +370,16 @@ func TestRevokeAndDeleteUserRefusedNextCheck(t *testing.T) {
 // loop in another goroutine: the first check after RevokeToken returns is
 // refused.
 func TestRevokeFromOtherStoreDuringVerifyLoop(t *testing.T) {
+	eachStore(t, testRevokeFromOtherStoreDuringVerifyLoop)
+}
+
+func testRevokeFromOtherStoreDuringVerifyLoop(t *testing.T, open opener) {
 	ctx := context.Background()
-	daemon, path := openTestStore(t, WithLimiter(LimiterConfig{Disabled: true}))
+	daemon, path := open(t, WithLimiter(LimiterConfig{Disabled: true}))
 	mustUser(t, daemon, "alice")
 	secret, tok := mustMint(t, daemon, "alice", MintOptions{Expires: time.Hour, Refresh: time.Minute})
 
-	cli, err := Open(path)
+	cli, err := reopen(path)
 	if err != nil {
 		t.Fatalf("second Open: %v", err)
 	}
@@ -445,9 +461,11 @@ func TestRevokeFromOtherStoreDuringVerifyLoop(t *testing.T) {
 // the database closed, a badly signed token still gets bad-signature (and a
 // malformed one malformed), while a well-signed one reaches the store and
 // gets a storage error.
-func TestHMACBeforeStore(t *testing.T) {
+func TestHMACBeforeStore(t *testing.T) { eachStore(t, testHMACBeforeStore) }
+
+func testHMACBeforeStore(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := openTestStore(t)
+	s, _ := open(t)
 	mustUser(t, s, "alice")
 	good, _ := mustMint(t, s, "alice", MintOptions{Expires: time.Hour})
 	forged := signToken(bytes.Repeat([]byte{1}, hmacKeyLen), make([]byte, tokenRandLen))

@@ -85,7 +85,7 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 // DeleteUser deletes a user, its grants and its SSH keys, and revokes all its tokens, in
 // one transaction. The error wraps ErrNotFound if there is no such user.
 func (s *Store) DeleteUser(ctx context.Context, login string) error {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *dbTx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE login = ?`, login)
 		if err != nil {
 			return err

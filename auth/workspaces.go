@@ -104,7 +104,7 @@ func (s *Store) DeleteWorkspace(ctx context.Context, slug string) error {
 // replacing any earlier grant. The error wraps ErrNotFound and names the
 // user or the workspace that does not exist.
 func (s *Store) Grant(ctx context.Context, slug, login string, readOnly bool) error {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *dbTx) error {
 		for _, q := range []struct{ query, arg, what string }{
 			{`SELECT 1 FROM workspaces WHERE slug = ?`, slug, workspaceWhat(slug)},
 			{`SELECT 1 FROM users WHERE login = ?`, login, userWhat(login)},

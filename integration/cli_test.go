@@ -23,8 +23,9 @@ var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]{43}$`)
 
 // cli runs the binary with --workdir dir.
 type cli struct {
-	t   *testing.T
-	dir string
+	t        *testing.T
+	dir      string
+	database string // the "database" key of dir/pydio.json; "" for SQLite (no file)
 }
 
 func newCLI(t *testing.T) cli {
@@ -68,10 +69,36 @@ func (c cli) fails(code int, want []string, args ...string) cliResult {
 	return r
 }
 
+// newCLIOn is newCLI on store (storeSQLite or storePostgres): for
+// PostgreSQL, dir/pydio.json names a new database.
+func newCLIOn(t *testing.T, store string) cli {
+	t.Helper()
+	c := newCLI(t)
+	c.database = databaseKey(t, store)
+	if c.database == "" {
+		return c
+	}
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(map[string]any{"services": map[string]any{"pydio.gateway.sftp": map[string]any{"database": c.database}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "pydio.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // openStore opens the CLI's identity store from the test process.
 func (c cli) openStore() *auth.Store {
 	c.t.Helper()
-	st, err := auth.Open(filepath.Join(c.dir, "sftpgate.db"))
+	open := func() (*auth.Store, error) { return auth.Open(filepath.Join(c.dir, "sftpgate.db")) }
+	if c.database != "" {
+		open = func() (*auth.Store, error) { return auth.OpenPostgres(c.database) }
+	}
+	st, err := open()
 	if err != nil {
 		c.t.Fatalf("auth.Open: %v", err)
 	}
@@ -91,7 +118,12 @@ func tableRows(t *testing.T, out string) (header string, rows [][]string) {
 
 func TestCLIUsers(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
+	eachStore(t, testCLIUsers)
+}
+
+func testCLIUsers(t *testing.T, store string) {
+	t.Parallel()
+	c := newCLIOn(t, store)
 
 	r := c.ok("admin", "user", "list")
 	if got, want := r.stdout, "LOGIN  CREATED  WORKSPACES  AUTH\n"; got != want {
@@ -137,7 +169,12 @@ func TestCLIUsers(t *testing.T) {
 
 func TestCLIToken(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
+	eachStore(t, testCLIToken)
+}
+
+func testCLIToken(t *testing.T, store string) {
+	t.Parallel()
+	c := newCLIOn(t, store)
 	c.ok("admin", "user", "create", "-u", "admin")
 
 	r := c.ok("admin", "user", "token", "-u", "admin", "-e", "24h")
@@ -226,7 +263,12 @@ func checkExpiry(t *testing.T, s string, d time.Duration) {
 
 func TestCLITokenRevokedWhileChecking(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
+	eachStore(t, testCLITokenRevokedWhileChecking)
+}
+
+func testCLITokenRevokedWhileChecking(t *testing.T, store string) {
+	t.Parallel()
+	c := newCLIOn(t, store)
 	c.ok("admin", "user", "create", "-u", "alice")
 	secret := strings.TrimSpace(c.ok("admin", "user", "token", "-u", "alice", "-e", "1h", "-q").stdout)
 	_, rows := tableRows(t, c.ok("admin", "token", "list", "-u", "alice").stdout)
@@ -319,7 +361,12 @@ func TestCLITokenRevokedWhileChecking(t *testing.T) {
 
 func TestCLIWorkspaces(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t)
+	eachStore(t, testCLIWorkspaces)
+}
+
+func testCLIWorkspaces(t *testing.T, store string) {
+	t.Parallel()
+	c := newCLIOn(t, store)
 	if r := c.ok("admin", "workspace", "list"); r.stdout != "SLUG  BUCKET  PREFIX  CREATED  GRANTS\n" {
 		t.Errorf("empty list: got %q, want just the header", r.stdout)
 	}

@@ -122,6 +122,7 @@ type gwOptions struct {
 	bin         string         // the sftpgate binary run as daemon and CLI; sftpgateBinary's when empty
 	extra       map[string]any // more keys of the section, set as given
 	minio       *testenv.MinIO // the MinIO server to use; the shared one when nil
+	database    string         // identity store: storeSQLite (""), storePostgres or a postgres:// URL
 
 	// hostKeyFiles are ssh-keygen key types ("rsa", "ecdsa") of more host
 	// keys, listed in hostKeyFiles beside hostKeyFile.
@@ -135,8 +136,10 @@ type gwOptions struct {
 	proxyTrusted  []string
 
 	// peer, when set, makes this gateway another node of peer's cluster:
-	// same host key and same buckets (peer's cleanup removes them), its
-	// own working directory, mounts and cache. See startGateways.
+	// same host key, same buckets (peer's cleanup removes them) and, when
+	// peer's store is PostgreSQL, the same database (hence the same users
+	// and workspaces); its own working directory, mounts and cache. See
+	// startGateways.
 	peer *gateway
 }
 
@@ -155,6 +158,7 @@ type gateway struct {
 
 	personalBucket, commonBucket string
 	hostKeyFile                  string // the private key file (hostKeyFile)
+	database                     string // the "database" key; "" for SQLite
 	hostKey                      ssh.PublicKey
 	hostKeys                     []ssh.PublicKey // hostKey, then those of opts.hostKeyFiles
 
@@ -299,6 +303,16 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	for k, v := range opts.extra {
 		section[k] = v
 	}
+	g.database = databaseKey(t, opts.database)
+	if opts.peer != nil {
+		g.database = opts.peer.database
+	}
+	if db := g.database; db != "" {
+		section["database"] = db
+		if pw := testenv.PostgresPassword(db); pw != "" {
+			g.secret(pw) // the database password must not be logged
+		}
+	}
 	cfg := map[string]any{"services": map[string]any{"pydio.gateway.sftp": section}}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -310,8 +324,10 @@ func startGateway(t testing.TB, opts gwOptions) *gateway {
 	if err := os.WriteFile(filepath.Join(g.work, "pydio.json"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g.mustCLI("admin", "workspace", "create", "--slug", personalWS, "--bucket", g.personalBucket, "--prefix", "{user}/")
-	g.mustCLI("admin", "workspace", "create", "--slug", commonWS, "--bucket", g.commonBucket)
+	if opts.peer == nil || g.database == "" { // a SQLite node has its own store
+		g.mustCLI("admin", "workspace", "create", "--slug", personalWS, "--bucket", g.personalBucket, "--prefix", "{user}/")
+		g.mustCLI("admin", "workspace", "create", "--slug", commonWS, "--bucket", g.commonBucket)
+	}
 
 	g.start()
 	t.Cleanup(g.cleanup)

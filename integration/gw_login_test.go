@@ -20,7 +20,12 @@ import (
 // ssh-keygen as in the Cells documentation.
 func TestGatewayLogin(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gwOptions{rsaHostKey: true})
+	eachStore(t, testGatewayLogin)
+}
+
+func testGatewayLogin(t *testing.T, store string) {
+	t.Parallel()
+	g := startGateway(t, gwOptions{rsaHostKey: true, database: store})
 	alice := g.addUser("alice", personalWS, commonWS)
 	bob := g.addUser("bob", personalWS)
 	g.addUser("carol", personalWS)
@@ -154,7 +159,12 @@ func TestGatewayLogin(t *testing.T) {
 // the pair is let in again once the lockout is over. The log is JSON.
 func TestGatewayLoginLimiter(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gwOptions{logJSON: true})
+	eachStore(t, testGatewayLoginLimiter)
+}
+
+func testGatewayLoginLimiter(t *testing.T, store string) {
+	t.Parallel()
+	g := startGateway(t, gwOptions{logJSON: true, database: store})
 	erin := g.addUser("erin", personalWS)
 	frank := g.addUser("frank", personalWS)
 

@@ -129,7 +129,12 @@ func readDirNames(t *testing.T, c *sftp.Client, dir string) []string {
 // show only the way to the scopes.
 func TestGatewayScopedTokens(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t, gwOptions{})
+	eachStore(t, testGatewayScopedTokens)
+}
+
+func testGatewayScopedTokens(t *testing.T, store string) {
+	t.Parallel()
+	g := startGateway(t, gwOptions{database: store})
 	g.addUser("alice", personalWS, commonWS)
 	for key, data := range map[string]string{
 		"reports/q1.txt":      "q1 figures",

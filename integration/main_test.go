@@ -27,6 +27,7 @@ func TestMain(m *testing.M) {
 	restoreFusectl := testenv.KeepFusectl()
 	code := m.Run()
 	stopSharedMinIO()
+	stopSharedPostgres()
 	restoreFusectl()
 	binary.cleanup()
 	os.Exit(code)

@@ -16,7 +16,8 @@ func newAdminCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "admin",
 		Short: "Manage users, their tokens and workspaces",
-		Long: `Manage the identity store <workdir>/sftpgate.db. A running gateway sees the
+		Long: `Manage the identity store (<workdir>/sftpgate.db, or the PostgreSQL database
+of the "database" key). A running gateway sees the
 changes at the next login: no restart is needed.`,
 		Example: `  sftpgate admin user create -u alice
   sftpgate admin workspace create --slug common --bucket common
@@ -25,7 +26,7 @@ changes at the next login: no restart is needed.`,
 		Args: groupArgs,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newAdminUserCmd(), newAdminTokenCmd(), newAdminWorkspaceCmd())
+	cmd.AddCommand(newAdminUserCmd(), newAdminTokenCmd(), newAdminWorkspaceCmd(), newAdminMigrateStoreCmd())
 	return cmd
 }
 

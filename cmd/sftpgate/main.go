@@ -243,17 +243,15 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	return cfg, err
 }
 
-// openStore opens <workdir>/sftpgate.db, creating the working directory
-// (0700) if needed. The caller closes the store.
+// openStore opens the identity store the configuration names (see
+// openAdminStore), creating the working directory (0700) if needed for
+// SQLite. The caller closes the store.
 func openStore(cmd *cobra.Command) (*auth.Store, error) {
 	dir, err := workdir(cmd)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("working directory: %w", err)
-	}
-	st, err := auth.Open(filepath.Join(dir, config.StoreFile))
+	st, err := openAdminStore(cmd, dir)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

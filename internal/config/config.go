@@ -213,6 +213,9 @@ type Config struct {
 	// ReadAheadBudget is the memory, in bytes, that the read-ahead of all
 	// open files together may hold; 256 MiB by default, at least 2 MiB.
 	ReadAheadBudget int64
+	// Database is the identity store: "sqlite" (the default), the file
+	// <Workdir>/sftpgate.db, or a postgres:// URL shared by several nodes.
+	Database string
 	// Workdir is the working directory (identity store, default mounts and
 	// embedded data).
 	Workdir string
@@ -315,6 +318,7 @@ func DefaultConfig(workdir string) *Config {
 		MACs:                     slices.Clone(sftpd.DefaultMACs),
 		ReadAheadBudget:          defaultReadAheadBudget,
 		PubkeyAuthentication:     true,
+		Database:                 DatabaseSQLite,
 		Workdir:                  workdir,
 		Path:                     filepath.Join(workdir, "pydio.json"),
 		ShutdownTimeout:          defaultShutdownTimeout,
@@ -434,6 +438,7 @@ func (p *parser) parseInto(cfg *Config, base string) {
 	p.size("maxWriteGatherPerSession", &cfg.MaxWriteGatherPerSession, minGather, maxGather)
 	p.size("maxWriteGatherPerUser", &cfg.MaxWriteGatherPerUser, minGather, maxGather)
 	p.minio(&cfg.MinIO)
+	p.database(&cfg.Database)
 	p.str("metricsAddr", &cfg.MetricsAddr)
 	p.size("uploadPartSize", &cfg.UploadPartSize, minUploadPartSize, maxUploadPartSize)
 	p.integer("uploadConcurrency", &cfg.UploadConcurrency, 1, maxUploadConcurrency)

@@ -88,5 +88,6 @@ func (c *Config) Fields() []Field {
 	if len(c.HostKeyFiles) > 0 {
 		f = slices.Insert(f, 2, Field{Key: "hostKeyFiles", Value: c.HostKeyFiles})
 	}
+	f = append(f, Field{Key: "database", Value: databaseShown(c.Database)})
 	return f
 }

@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		}
 	}()
 
-	st, err := auth.Open(cfg.StorePath())
+	st, err := config.OpenStore(cfg.Database, cfg.Workdir)
 	if err != nil {
 		return fmt.Errorf("open identity store: %w", err)
 	}
