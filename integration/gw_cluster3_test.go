@@ -139,10 +139,13 @@ func testClusterSpread(t *testing.T, gws []*gateway, lb *testenv.HAProxy, n int)
 	for u := range users {
 		tokens[u] = gws[0].addUser(fmt.Sprintf("spread%d", u), personalWS)
 	}
+	// Consecutive logins go to the nodes in turn (leastconn): the users
+	// change every `users` logins so that each has sessions on each node.
+	userOf := func(i int) int { return (i / users) % users }
 	ss := make([]*viaSession, n)
 	start := time.Now()
 	for i := range n {
-		s, err := openVia(t, gws[0], lb.Addr, "127.0.0.6", fmt.Sprintf("spread%d", i%users), tokens[i%users])
+		s, err := openVia(t, gws[0], lb.Addr, "127.0.0.6", fmt.Sprintf("spread%d", userOf(i)), tokens[userOf(i)])
 		if err != nil {
 			t.Fatalf("login %d through the balancer: %v", i+1, err)
 		}
@@ -210,16 +213,27 @@ func testClusterSpread(t *testing.T, gws []*gateway, lb *testenv.HAProxy, n int)
 	// another node when the user has one there.
 	reader := make([]int, n)
 	for i := range n {
-		reader[i] = (i + users) % n
-		for k := (i + users) % n; k != i; k = (k + users) % n {
+		reader[i] = -1
+		for d := 1; d < n; d++ {
+			k := (i + d) % n
+			if userOf(k) != userOf(i) {
+				continue
+			}
+			if reader[i] < 0 {
+				reader[i] = k
+			}
 			if nodeOfSession[k] != nodeOfSession[i] {
 				reader[i] = k
 				break
 			}
 		}
+		if reader[i] < 0 {
+			reader[i] = i
+		}
 	}
 	cross := 0
 	lags := make([]time.Duration, n)
+	var retried atomic.Int32
 	start = time.Now()
 	for i := range n {
 		wg.Add(1)
@@ -231,7 +245,11 @@ func testClusterSpread(t *testing.T, gws []*gateway, lb *testenv.HAProxy, n int)
 			var got int64
 			var err error
 			t0 := time.Now()
+			tries := 0
 			ok := waitFor(coherenceBound, 50*time.Millisecond, func() bool {
+				if tries++; tries == 2 {
+					retried.Add(1)
+				}
 				var f *sftp.File
 				if f, err = ss[j].sftp.Open(path(i)); err != nil {
 					return false
@@ -260,12 +278,13 @@ func testClusterSpread(t *testing.T, gws []*gateway, lb *testenv.HAProxy, n int)
 			cross++
 		}
 	}
-	t.Logf("%d of %d files read back through another node; slowest good read (retries included) %v", cross, n, maxLag.Round(time.Millisecond))
-	if cross == 0 {
-		t.Errorf("no file read through another node than the one it was written through")
+	t.Logf("%d of %d files read back through another node; %d needed more than one read; slowest read %v",
+		cross, n, retried.Load(), maxLag.Round(time.Millisecond))
+	if cross < n/2 {
+		t.Errorf("files read through another node than the one that wrote them: got %d of %d, want at least half", cross, n)
 	}
 	for i := range n {
-		user := fmt.Sprintf("spread%d", i%users)
+		user := fmt.Sprintf("spread%d", userOf(i))
 		if sum, got, _ := objectSum(t, gws[0].minio, gws[0].personalBucket, personalKey(user, path(i)[len(personalWS)+2:])); got != size || sum != prngSum(seed(i), size) {
 			t.Errorf("object of session %d: got %d bytes sha256 %.12s, want %d bytes", i+1, got, sum, size)
 		}
@@ -657,7 +676,7 @@ type killClient struct {
 	ended  chan struct{} // closed when the upload ended
 }
 
-// testClusterKill uploads files of size through six sessions spread over
+// testClusterKill uploads files of size through nine sessions spread over
 // the nodes, paced so that they are still going when the node holding the
 // first session is killed with SIGKILL. The sessions on the other nodes
 // finish; those on the killed node reconnect through the balancer and
@@ -668,7 +687,7 @@ type killClient struct {
 // ever appears. The killed node is restarted and serves every file whole.
 func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int64) {
 	const user = "kim"
-	const nClients = 6
+	const nClients = 9
 	const prefix = 1 * mib
 	const rate = 1536 * kib // per client, bytes/s: each upload lasts ~size/rate
 	tok := gws[0].addUser(user, personalWS)
