@@ -373,7 +373,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		v.cache.forget(e)
 		e.upMu.Unlock()
 	}
-	if err := v.ob.remove(ctx, l.bucket, key); err != nil {
+	if err := v.ob.st.Remove(ctx, l.bucket, key); err != nil {
 		return errno(err)
 	}
 	if gone >= 0 {
@@ -396,14 +396,14 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 			return syscall.ENOTEMPTY
 		}
 	}
-	has, err := v.ob.hasChildren(ctx, l.bucket, p, true)
+	has, err := v.ob.st.HasChildren(ctx, l.bucket, p, true)
 	if err != nil {
 		return errno(err)
 	}
 	if has {
 		return syscall.ENOTEMPTY
 	}
-	if err := v.ob.remove(ctx, l.bucket, p); err != nil {
+	if err := v.ob.st.Remove(ctx, l.bucket, p); err != nil {
 		return errno(err)
 	}
 	for _, e := range stale {

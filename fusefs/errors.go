@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Sentinel errors of the package. Core code wraps them as "op: %w"; the
@@ -68,7 +68,7 @@ var (
 // manager (the last one created); nil means quiet.
 var errnoLogger atomic.Pointer[slog.Logger]
 
-// errno maps an error of this package, of minio-go or of the OS to the
+// errno maps an error of this package, of the object store or of the OS to the
 // errno returned to the kernel. It is the only place doing so. Unknown
 // errors become EIO and are logged with their cause.
 func errno(err error) syscall.Errno {
@@ -127,34 +127,25 @@ func mapErr(err error) (syscall.Errno, bool) {
 	case errors.As(err, &en):
 		return en, true
 	}
-	var er minio.ErrorResponse
-	if errors.As(err, &er) {
-		switch er.Code {
-		case "NoSuchKey", "NoSuchBucket", "NotFound":
-			return syscall.ENOENT, true
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled":
-			return syscall.EACCES, true
-		case "SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "RequestTimeout":
-			return syscall.EAGAIN, true
-		case "EntityTooLarge":
-			return syscall.EFBIG, true
-		case "KeyTooLong", "KeyTooLongError":
-			return syscall.ENAMETOOLONG, true
-		case "InvalidObjectName", "XMinioInvalidObjectName", "InvalidBucketName", "InvalidArgument":
-			return syscall.EINVAL, true
-		case "PreconditionFailed":
-			return syscall.ESTALE, true
-		case "XMinioStorageFull", "StorageFull":
-			return syscall.ENOSPC, true
-		case "BucketAlreadyExists", "BucketAlreadyOwnedByYou":
-			return syscall.EEXIST, true
-		}
-		if er.StatusCode == 404 {
-			return syscall.ENOENT, true
-		}
-		if er.StatusCode == 403 {
-			return syscall.EACCES, true
-		}
+	switch serr := objstore.Classify(err); {
+	case errors.Is(serr, objstore.ErrNotFound):
+		return syscall.ENOENT, true
+	case errors.Is(serr, objstore.ErrAccessDenied):
+		return syscall.EACCES, true
+	case errors.Is(serr, objstore.ErrSlowDown):
+		return syscall.EAGAIN, true
+	case errors.Is(serr, objstore.ErrTooLarge):
+		return syscall.EFBIG, true
+	case errors.Is(serr, objstore.ErrKeyTooLong):
+		return syscall.ENAMETOOLONG, true
+	case errors.Is(serr, objstore.ErrInvalidName):
+		return syscall.EINVAL, true
+	case errors.Is(serr, objstore.ErrPreconditionFailed):
+		return syscall.ESTALE, true
+	case errors.Is(serr, objstore.ErrStorageFull):
+		return syscall.ENOSPC, true
+	case errors.Is(serr, objstore.ErrBucketExists):
+		return syscall.EEXIST, true
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) && errors.As(pe.Err, &en) {

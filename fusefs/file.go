@@ -350,7 +350,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 	if hasMode {
 		newMode = mode
 	}
-	etag, err := v.ob.copy(ctx, l.bucket, key, l.bucket, key, info.Size, userMeta(newMtime, newMode))
+	etag, err := v.ob.st.Copy(ctx, l.bucket, key, l.bucket, key, info.Size, userMeta(newMtime, newMode))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Manager mounts one view per user under the mount root, shares it among
@@ -84,7 +85,7 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	bg, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		o: o, log: log, cacheDir: cacheDir,
-		ob:  &objects{c: o.Client, partSize: o.PartSize, concurrency: o.Concurrency, budget: newReadBudget(o.ReadAheadBudget)},
+		ob:  &objects{st: objstore.NewStore(o.Client), partSize: o.PartSize, concurrency: o.Concurrency, budget: newReadBudget(o.ReadAheadBudget)},
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		ctx: bg, cancel: cancel,
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -74,7 +75,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	case skind == kindDir && dkind == kindFile:
 		return syscall.ENOTDIR
 	case skind == kindDir && dkind == kindDir:
-		has, err := v.ob.hasChildren(ctx, dl.bucket, dst+"/", true)
+		has, err := v.ob.st.HasChildren(ctx, dl.bucket, dst+"/", true)
 		if err != nil {
 			return errno(err)
 		}
@@ -179,8 +180,8 @@ func (v *view) moveObject(ctx context.Context, sb, sk, db, dk string, size int64
 		return "", nil, err
 	}
 	done = func() { v.cache.endRename(id) }
-	if etag, err = v.ob.copy(ctx, sb, sk, db, dk, size, nil); err == nil {
-		err = v.ob.remove(ctx, sb, sk)
+	if etag, err = v.ob.st.Copy(ctx, sb, sk, db, dk, size, nil); err == nil {
+		err = v.ob.st.Remove(ctx, sb, sk)
 	}
 	if err != nil {
 		done()
@@ -209,7 +210,7 @@ func (v *view) renamePending(ctx context.Context, e *entry, sb, sk, db, dk strin
 			return err
 		}
 	}
-	if err := v.ob.remove(ctx, db, dk); err != nil && !isNotFound(err) {
+	if err := v.ob.st.Remove(ctx, db, dk); err != nil && !isNotFound(err) {
 		return err
 	}
 	v.cache.rekey(e, db, dk, "", false)
@@ -240,7 +241,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 	g, gctx := errgroup.WithContext(lctx)
 	g.SetLimit(max(1, v.ob.concurrency*2))
 	var listErr error
-	for oi := range v.ob.listAll(gctx, sb, sp) {
+	for oi := range v.ob.st.List(gctx, sb, objstore.ListOptions{Prefix: sp, Recursive: true}).All() {
 		if oi.Err != nil {
 			listErr = fmt.Errorf("list %s/%s: %w", sb, sp, oi.Err)
 			cancel()
@@ -250,7 +251,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 			break
 		}
 		g.Go(func() error {
-			_, err := v.ob.copy(gctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
+			_, err := v.ob.st.Copy(gctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
 			return err
 		})
 	}
@@ -264,7 +265,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 		return err
 	}
 
-	if err := v.ob.removePrefix(ctx, sb, sp); err != nil {
+	if err := v.ob.st.RemovePrefix(ctx, sb, sp); err != nil {
 		return err
 	}
 	for _, e := range entries {

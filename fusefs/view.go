@@ -188,7 +188,7 @@ func (ws *workspace) writable(ctx context.Context) (loc, error) {
 	ok := ws.bucketOK
 	ws.mu.Unlock()
 	if !ok {
-		if err := ws.v.ob.ensureBucket(ctx, l.bucket); err != nil {
+		if err := ws.v.ob.st.EnsureBucket(ctx, l.bucket); err != nil {
 			return l, err
 		}
 		ws.mu.Lock()
