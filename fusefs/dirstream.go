@@ -127,7 +127,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 			if isNotFound(oi.Err) {
 				continue // a bucket not created yet lists as empty
 			}
-			return errno(oi.Err)
+			return h.errno(oi.Err)
 		}
 		rest := strings.TrimPrefix(oi.Key, h.prefix)
 		if rest == "" {

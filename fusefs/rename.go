@@ -34,15 +34,15 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return syscall.EROFS // the root of the view holds only workspaces
 	}
 	if err := checkName(newName); err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	sl, sp, err := d.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	dl, dp, err := nd.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	v := d.ws.v
 	src, dst := sp+name, dp+newName
@@ -50,11 +50,11 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return 0
 	}
 	if err := checkKey(dst + "/"); err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	skind, sinfo, err := v.resolve(ctx, sl.bucket, src)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if skind == kindNone {
 		return syscall.ENOENT
@@ -64,7 +64,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	}
 	dkind, dinfo, err := v.resolve(ctx, dl.bucket, dst)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if dkind != kindNone && flags&renameNoReplace != 0 {
 		return syscall.EEXIST
@@ -77,7 +77,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	case skind == kindDir && dkind == kindDir:
 		has, err := v.ob.st.HasChildren(ctx, dl.bucket, dst+"/", true)
 		if err != nil {
-			return errno(err)
+			return d.errno(err)
 		}
 		if has {
 			return syscall.ENOTEMPTY
@@ -107,7 +107,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err != nil {
 		qk.recompute(ctx, sq) // a part may have moved
 		qk.recompute(ctx, dq)
-		return errno(err)
+		return d.errno(err)
 	}
 	// The local copies that moved are counted by their new owner.
 	switch {

@@ -21,6 +21,9 @@ type view struct {
 	ob       *objects
 	cache    *cache
 	log      *slog.Logger
+	// errLog, the manager's logger, receives the causes of the errors
+	// the view answers with EIO (errno).
+	errLog   *slog.Logger
 	attrTTL  time.Duration
 	grantTTL time.Duration
 	tmpDir   string
@@ -251,7 +254,7 @@ func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	}
 	q, err := v.cache.qk.quota(ctx, v.user)
 	if err != nil || !q.Limited() {
-		return errno(err)
+		return v.errno(err)
 	}
 	if q.MaxBytes > 0 {
 		const bs = 4096
