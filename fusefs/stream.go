@@ -38,7 +38,8 @@ import (
 const maxAhead = 64
 
 // maxStreamParts is the most parts sent while the file is written: the
-// rest of maxParts is left for what is written after (in bigger parts).
+// rest of objstore.MaxParts is left for what is written after (in bigger
+// parts).
 const maxStreamParts = objstore.MaxParts / 2
 
 // errStreamFallback says that a stream could not be finished and the file

@@ -108,9 +108,14 @@ func contentType(key string) string {
 
 // Info is what a stat or a listing tells about one object.
 type Info struct {
-	Key          string
-	Size         int64
-	ETag         string // without quotes
+	// Key is the object's key; in a listing one level deep, a common
+	// prefix (ending in "/") stands for the keys below it.
+	Key string
+	// Size is the object's size in bytes.
+	Size int64
+	// ETag is the object's ETag, without quotes.
+	ETag string
+	// LastModified is when the server stored the object.
 	LastModified time.Time
 	// meta and header hold the user metadata as the server or the listing
 	// gave it; Meta reads them.
