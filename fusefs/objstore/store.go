@@ -66,16 +66,18 @@ func New(cfg Config) (*Client, error) {
 // error, when the server answered, wraps the sentinel of the S3 code
 // (ErrUnknownAccessKey, ErrBadSecret, ErrAccessDenied, …; ErrorCode gives
 // the code and message); ErrPlainHTTP when an https client met a plain
-// http server; else the error of the connection.
+// http server; else it is the error of the connection. Its text is the
+// client's alone, with no prefix: the caller's message names the
+// endpoint and the setting to fix.
 func Check(ctx context.Context, c *Client) error {
 	_, err := c.ListBuckets(ctx)
 	if err == nil {
 		return nil
 	}
 	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-		return fmt.Errorf("objstore: check: %w: %w", ErrPlainHTTP, err)
+		return &codeError{err: err, kinds: []error{ErrPlainHTTP}}
 	}
-	return fmt.Errorf("objstore: check: %w", classify(err))
+	return classify(err)
 }
 
 // Store makes the requests of the layers above: objects, listings and
