@@ -199,7 +199,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	l, prefix, err := d.where(ctx, false)
 	if err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	key := prefix + name
 	if checkKey(key+"/") != nil {
@@ -207,7 +207,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	kind, info, err := d.ws.v.resolve(ctx, l.bucket, key)
 	if err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	if kind == kindNone {
 		d.noteAbsent(name)
@@ -220,7 +220,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	l, err := d.ws.where(ctx)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	d.mu.Lock()
 	mt := d.mtime
@@ -237,7 +237,7 @@ func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 	v := d.ws.v
 	l, err := d.ws.where(ctx)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if l.readOnly {
 		return syscall.EROFS
@@ -250,7 +250,7 @@ func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttr
 	}
 	if mt, ok := in.GetMTime(); ok {
 		if err := d.storeMtime(ctx, mt); err != nil {
-			return errno(err)
+			return d.errno(err)
 		}
 		d.mu.Lock()
 		d.mtime = mt
@@ -268,25 +268,25 @@ func (d *dirNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno
 func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	l, prefix, err := d.where(ctx, true)
 	if err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	if err := checkName(name); err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	key := prefix + name
 	if err := checkKey(key + "/"); err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	kind, _, err := d.resolveNew(ctx, l.bucket, key, name)
 	if err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	if kind != kindNone {
 		return nil, syscall.EEXIST
 	}
 	now := time.Now()
 	if err := d.ws.v.ob.putMarker(ctx, l.bucket, key+"/", now); err != nil {
-		return nil, errno(err)
+		return nil, d.errno(err)
 	}
 	return d.child(ctx, name, kindDir, objInfo{Mtime: now}, false, out), 0
 }
@@ -297,18 +297,18 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	v := d.ws.v
 	l, prefix, err := d.where(ctx, true)
 	if err != nil {
-		return nil, nil, 0, errno(err)
+		return nil, nil, 0, d.errno(err)
 	}
 	if err := checkName(name); err != nil {
-		return nil, nil, 0, errno(err)
+		return nil, nil, 0, d.errno(err)
 	}
 	key := prefix + name
 	if err := checkKey(key); err != nil {
-		return nil, nil, 0, errno(err)
+		return nil, nil, 0, d.errno(err)
 	}
 	kind, info, err := d.resolveNew(ctx, l.bucket, key, name)
 	if err != nil {
-		return nil, nil, 0, errno(err)
+		return nil, nil, 0, d.errno(err)
 	}
 	var e *entry
 	switch kind {
@@ -319,12 +319,12 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 			return nil, nil, 0, syscall.EEXIST
 		}
 		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
-			return nil, nil, 0, errno(err)
+			return nil, nil, 0, d.errno(err)
 		}
 		e, err = v.cache.open(l.bucket, key, v.user, &info, flags&syscall.O_TRUNC != 0)
 	default:
 		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
-			return nil, nil, 0, errno(err)
+			return nil, nil, 0, d.errno(err)
 		}
 		e, err = v.cache.open(l.bucket, key, v.user, nil, true)
 		if err == nil && mode&0o777 != 0o644 && mode&0o777 != 0 {
@@ -333,7 +333,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 		}
 	}
 	if err != nil {
-		return nil, nil, 0, errno(err)
+		return nil, nil, 0, d.errno(err)
 	}
 	size, mtime, fmode := e.attr()
 	ch := d.child(ctx, name, kindFile, objInfo{Key: key, Size: size, Mtime: mtime, Mode: fmode}, false, out)
@@ -349,7 +349,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	l, prefix, err := d.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	key := prefix + name
 	v := d.ws.v
@@ -365,7 +365,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		if info, err := v.ob.stat(ctx, l.bucket, key); err == nil {
 			gone = info.Size
 		} else if !isNotFound(err) {
-			return errno(err)
+			return d.errno(err)
 		}
 	}
 	if e := v.cache.lookup(l.bucket, key); e != nil {
@@ -373,8 +373,8 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 		v.cache.forget(e)
 		e.upMu.Unlock()
 	}
-	if err := v.ob.remove(ctx, l.bucket, key); err != nil {
-		return errno(err)
+	if err := v.ob.st.Remove(ctx, l.bucket, key); err != nil {
+		return d.errno(err)
 	}
 	if gone >= 0 {
 		qk.add(ctx, qUser, -gone, -1)
@@ -386,7 +386,7 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	l, prefix, err := d.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	v := d.ws.v
 	p := prefix + name + "/"
@@ -396,15 +396,15 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 			return syscall.ENOTEMPTY
 		}
 	}
-	has, err := v.ob.hasChildren(ctx, l.bucket, p, true)
+	has, err := v.ob.st.HasChildren(ctx, l.bucket, p, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if has {
 		return syscall.ENOTEMPTY
 	}
-	if err := v.ob.remove(ctx, l.bucket, p); err != nil {
-		return errno(err)
+	if err := v.ob.st.Remove(ctx, l.bucket, p); err != nil {
+		return d.errno(err)
 	}
 	for _, e := range stale {
 		v.cache.forget(e)
@@ -416,7 +416,7 @@ func (d *dirNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	l, prefix, err := d.where(ctx, false)
 	if err != nil {
-		return nil, 0, errno(err)
+		return nil, 0, d.errno(err)
 	}
 	return newDirHandle(d, l, prefix), 0, 0
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // holdBack is how many file entries a listing keeps back, waiting for a
@@ -40,7 +40,7 @@ type dirHandle struct {
 	mu      sync.Mutex
 	ctx     context.Context
 	cancel  context.CancelFunc
-	ch      <-chan minio.ObjectInfo
+	ch      *objstore.Listing
 	idx     uint64   // entries returned so far
 	ready   []dirent // entries ready to return
 	pending []dirent // files held back
@@ -103,12 +103,12 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 	}
 	for len(h.ready) == 0 && !h.done {
 		var (
-			oi minio.ObjectInfo
+			oi objstore.Entry
 			ok bool
 		)
 		// Not interruptible: a page comes quickly, and Go programs get
 		// spurious interrupts (SIGURG) that raw getdents callers do not retry.
-		oi, ok = <-h.ch
+		oi, ok = h.ch.Next()
 		if !ok {
 			h.done = true
 			h.ready = append(h.ready, h.pending...)
@@ -127,7 +127,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 			if isNotFound(oi.Err) {
 				continue // a bucket not created yet lists as empty
 			}
-			return errno(oi.Err)
+			return h.errno(oi.Err)
 		}
 		rest := strings.TrimPrefix(oi.Key, h.prefix)
 		if rest == "" {
@@ -156,7 +156,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 			h.ready = append(h.ready, dirent{name: name, kind: kindDir, info: objInfo{Key: oi.Key}})
 			continue
 		}
-		h.pending = append(h.pending, dirent{name: name, kind: kindFile, info: infoFrom(oi)})
+		h.pending = append(h.pending, dirent{name: name, kind: kindFile, info: infoFrom(oi.Info)})
 		if len(h.pending) > holdBack {
 			h.ready = append(h.ready, h.pending[0])
 			h.pending = h.pending[1:]

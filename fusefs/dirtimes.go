@@ -9,7 +9,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,7 +28,7 @@ import (
 func (o *objects) dirMarker(ctx context.Context, bucket, prefix string) (bool, time.Time, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range o.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 2, WithMetadata: true}) {
+	for oi := range o.st.List(ctx, bucket, objstore.ListOptions{Prefix: prefix, MaxKeys: 2, WithMetadata: true}).All() {
 		if oi.Err != nil {
 			if isNotFound(oi.Err) {
 				return false, time.Time{}, nil
@@ -36,7 +36,7 @@ func (o *objects) dirMarker(ctx context.Context, bucket, prefix string) (bool, t
 			return false, time.Time{}, fmt.Errorf("list %s/%s: %w", bucket, prefix, oi.Err)
 		}
 		if oi.Key == prefix {
-			return true, infoFrom(oi).Mtime, nil
+			return true, infoFrom(oi.Info).Mtime, nil
 		}
 		return true, time.Time{}, nil
 	}
@@ -106,7 +106,7 @@ func (v *view) sweepMarkers(ctx context.Context, bucket, parent, first string) *
 	keys := []string{first}
 	lctx, cancel := context.WithCancel(ctx)
 	seen := 0
-	for oi := range v.ob.c.ListObjects(lctx, bucket, minio.ListObjectsOptions{Prefix: parent, StartAfter: first, MaxKeys: markerSweep}) {
+	for oi := range v.ob.st.List(lctx, bucket, objstore.ListOptions{Prefix: parent, StartAfter: first, MaxKeys: markerSweep}).All() {
 		seen++
 		if oi.Err != nil || seen > 2*markerSweep || len(keys) >= markerSweep {
 			break
@@ -171,7 +171,7 @@ func (v *view) listedMarkers(ctx context.Context, bucket, parent string, keys []
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n := 0
-	for oi := range v.ob.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: parent, StartAfter: keys[0], Recursive: true, WithMetadata: true, MaxKeys: maxListPage}) {
+	for oi := range v.ob.st.List(ctx, bucket, objstore.ListOptions{Prefix: parent, StartAfter: keys[0], Recursive: true, WithMetadata: true, MaxKeys: maxListPage}).All() {
 		n++
 		if oi.Err != nil || n > maxListPage || oi.Key > last {
 			break
@@ -191,8 +191,8 @@ func (v *view) listedMarkers(ctx context.Context, bucket, parent string, keys []
 		case oi.Key != dir:
 			times[i] = v.born
 			known[i] = true
-		case metaValue(oi, metaMtime) != "":
-			times[i] = infoFrom(oi).Mtime
+		case oi.Meta(metaMtime) != "":
+			times[i] = infoFrom(oi.Info).Mtime
 			known[i] = true
 		}
 	}

@@ -1,8 +1,9 @@
 // Package fusefs owns everything between the kernel's FUSE requests and
-// MinIO: the object layer over minio-go, the FUSE node tree that shows each
-// user's workspaces as directories, the write-back cache (sparse local
-// copies, journals, janitor) and the mount manager that mounts one view per
-// user under a mount root.
+// MinIO: the object layer (over fusefs/objstore, which alone makes the
+// requests), the FUSE node tree that shows each user's workspaces as
+// directories, the write-back cache (sparse local copies, journals,
+// janitor) and the mount manager that mounts one view per user under a
+// mount root.
 //
 // Semantics worth knowing:
 //   - `/` of a view holds one read-only directory per granted workspace;

@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"log/slog"
 	"os"
-	"sync/atomic"
 	"syscall"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Sentinel errors of the package. Core code wraps them as "op: %w"; the
@@ -64,25 +62,45 @@ var (
 	ErrNotMounted = errors.New("fusefs: view not mounted")
 )
 
-// errnoLogger receives the causes of errors mapped to EIO. It is set by the
-// manager (the last one created); nil means quiet.
-var errnoLogger atomic.Pointer[slog.Logger]
-
-// errno maps an error of this package, of minio-go or of the OS to the
-// errno returned to the kernel. It is the only place doing so. Unknown
-// errors become EIO and are logged with their cause.
+// errno maps an error of this package, of the object store or of the OS
+// to the errno returned to the kernel. It is the only place doing so;
+// unknown errors become EIO. The answers to the kernel go through the
+// view's errno, which also logs the causes of EIO.
 func errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	e, _ := mapErr(err)
+	return e
+}
+
+// errno is errno for an answer of the view to the kernel: an unknown
+// error, mapped to EIO, is logged with its cause to the manager's logger.
+func (v *view) errno(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
 	e, ok := mapErr(err)
 	if !ok {
-		if l := errnoLogger.Load(); l != nil {
-			l.Error("fusefs: unexpected error mapped to EIO", "err", err)
-		}
+		v.errLog.Error("fusefs: unexpected error mapped to EIO", "err", err)
 	}
 	return e
 }
+
+// errno is the view's errno (it logs the causes of EIO).
+func (d *dirNode) errno(err error) syscall.Errno { return d.ws.v.errno(err) }
+
+// errno is the view's errno (it logs the causes of EIO).
+func (h *dirHandle) errno(err error) syscall.Errno { return h.d.ws.v.errno(err) }
+
+// errno is the view's errno (it logs the causes of EIO).
+func (f *fileNode) errno(err error) syscall.Errno { return f.ws.v.errno(err) }
+
+// errno is the view's errno (it logs the causes of EIO).
+func (h *fileHandle) errno(err error) syscall.Errno { return h.v.errno(err) }
+
+// errno is the view's errno (it logs the causes of EIO).
+func (r *rootNode) errno(err error) syscall.Errno { return r.v.errno(err) }
 
 // mapErr is errno without the logging; ok is false for unknown errors.
 func mapErr(err error) (syscall.Errno, bool) {
@@ -127,34 +145,25 @@ func mapErr(err error) (syscall.Errno, bool) {
 	case errors.As(err, &en):
 		return en, true
 	}
-	var er minio.ErrorResponse
-	if errors.As(err, &er) {
-		switch er.Code {
-		case "NoSuchKey", "NoSuchBucket", "NotFound":
-			return syscall.ENOENT, true
-		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled":
-			return syscall.EACCES, true
-		case "SlowDown", "SlowDownRead", "SlowDownWrite", "ServiceUnavailable", "RequestTimeout":
-			return syscall.EAGAIN, true
-		case "EntityTooLarge":
-			return syscall.EFBIG, true
-		case "KeyTooLong", "KeyTooLongError":
-			return syscall.ENAMETOOLONG, true
-		case "InvalidObjectName", "XMinioInvalidObjectName", "InvalidBucketName", "InvalidArgument":
-			return syscall.EINVAL, true
-		case "PreconditionFailed":
-			return syscall.ESTALE, true
-		case "XMinioStorageFull", "StorageFull":
-			return syscall.ENOSPC, true
-		case "BucketAlreadyExists", "BucketAlreadyOwnedByYou":
-			return syscall.EEXIST, true
-		}
-		if er.StatusCode == 404 {
-			return syscall.ENOENT, true
-		}
-		if er.StatusCode == 403 {
-			return syscall.EACCES, true
-		}
+	switch serr := objstore.Classify(err); {
+	case errors.Is(serr, objstore.ErrNotFound):
+		return syscall.ENOENT, true
+	case errors.Is(serr, objstore.ErrAccessDenied):
+		return syscall.EACCES, true
+	case errors.Is(serr, objstore.ErrSlowDown):
+		return syscall.EAGAIN, true
+	case errors.Is(serr, objstore.ErrTooLarge):
+		return syscall.EFBIG, true
+	case errors.Is(serr, objstore.ErrKeyTooLong):
+		return syscall.ENAMETOOLONG, true
+	case errors.Is(serr, objstore.ErrInvalidName):
+		return syscall.EINVAL, true
+	case errors.Is(serr, objstore.ErrPreconditionFailed):
+		return syscall.ESTALE, true
+	case errors.Is(serr, objstore.ErrStorageFull):
+		return syscall.ENOSPC, true
+	case errors.Is(serr, objstore.ErrBucketExists):
+		return syscall.EEXIST, true
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) && errors.As(pe.Err, &en) {

@@ -101,7 +101,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	v := f.ws.v
 	wl, err := f.ws.where(ctx)
 	if err != nil {
-		return errno(err)
+		return f.errno(err)
 	}
 	h, _ := fh.(*fileHandle)
 	if h != nil && h.e != nil {
@@ -126,7 +126,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	}
 	l, key, err := f.where(ctx, false)
 	if err != nil {
-		return errno(err)
+		return f.errno(err)
 	}
 	if info, ok := v.liveAttr(v.cache.lookup(l.bucket, key)); ok {
 		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, l.readOnly)
@@ -142,7 +142,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 		case isNotFound(err) && h != nil:
 			// Removed in the store while open here: keep what we knew.
 		default:
-			return errno(err)
+			return f.errno(err)
 		}
 	}
 	v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, l.readOnly)
@@ -197,16 +197,16 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0
 	l, key, err := f.where(ctx, write)
 	if err != nil {
-		return nil, 0, errno(err)
+		return nil, 0, f.errno(err)
 	}
 	if write {
 		if err := v.cache.mayWrite(l.bucket, key, v.user); err != nil {
-			return nil, 0, errno(err)
+			return nil, 0, f.errno(err)
 		}
 	}
 	e, remote, err := v.openEntry(ctx, l.bucket, key, flags&syscall.O_TRUNC != 0, !write)
 	if err != nil {
-		return nil, 0, errno(err)
+		return nil, 0, f.errno(err)
 	}
 	if remote != nil {
 		f.setInfo(*remote, time.Now())
@@ -270,7 +270,7 @@ func (f *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 	}
 	mode &= 0o777
 	if err := f.setattr(ctx, fh, hasSize, int64(size), hasMtime, mtime, hasMode, mode); err != nil {
-		return errno(err)
+		return f.errno(err)
 	}
 	return f.Getattr(ctx, fh, out)
 }
@@ -350,7 +350,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 	if hasMode {
 		newMode = mode
 	}
-	etag, err := v.ob.copy(ctx, l.bucket, key, l.bucket, key, info.Size, userMeta(newMtime, newMode))
+	etag, err := v.ob.st.Copy(ctx, l.bucket, key, l.bucket, key, info.Size, userMeta(newMtime, newMode))
 	if err != nil {
 		return err
 	}
@@ -464,13 +464,13 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	if h.r != nil {
 		res, err := h.r.read(ctx, dest, off)
 		if err != nil {
-			return nil, errno(err)
+			return nil, h.errno(err)
 		}
 		return res, 0
 	}
 	n, err := h.e.readAt(ctx, dest, off)
 	if err != nil {
-		return nil, errno(err)
+		return nil, h.errno(err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
@@ -490,7 +490,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	}
 	if err := h.v.cache.qk.checkGrow(ctx, h.e, off+int64(len(data)), h.append); err != nil {
 		h.poisonWith(err)
-		return 0, errno(err)
+		return 0, h.errno(err)
 	}
 	if h.append {
 		off = appendOffset // at the end, decided under the entry's lock
@@ -498,7 +498,7 @@ func (h *fileHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	n, err := h.e.writeAt(ctx, data, off)
 	if err != nil {
 		h.poisonWith(err)
-		return uint32(n), errno(err)
+		return uint32(n), h.errno(err)
 	}
 	return uint32(n), 0
 }
@@ -567,9 +567,9 @@ func (h *fileHandle) publish() syscall.Errno {
 		return 0
 	}
 	if err := h.blocked(); err != nil {
-		return errno(err)
+		return h.errno(err)
 	}
-	return errno(h.uploadNow())
+	return h.errno(h.uploadNow())
 }
 
 // Release ends the handle. It publishes nothing: a writer that goes with
@@ -602,5 +602,5 @@ func (h *fileHandle) Allocate(ctx context.Context, off uint64, size uint64, mode
 	h.activate()
 	err := h.e.allocate(ctx, int64(off), int64(size), mode)
 	h.poisonWith(err)
-	return errno(err)
+	return h.errno(err)
 }

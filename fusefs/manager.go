@@ -11,6 +11,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Manager mounts one view per user under the mount root, shares it among
@@ -28,6 +29,9 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ops    opStats // FUSE operations of every view, by op and errno
+	// live holds the mount points this manager serves (dir → struct{}),
+	// which stale-mount cleaning never touches.
+	live sync.Map
 
 	// mu guards the fields below; never held across a mount, an unmount
 	// or any call into a mount.
@@ -66,7 +70,6 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		return nil, err
 	}
 	log := o.Logger
-	errnoLogger.Store(log)
 	if err := os.MkdirAll(o.MountRoot, 0o755); err != nil {
 		return nil, fmt.Errorf("mount root: %w", err)
 	}
@@ -78,13 +81,13 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if o.LegacyTmpDir != "" {
 		adoptLegacy(root, o.LegacyTmpDir, log)
 	}
-	if err := cleanStale(o.MountRoot, log); err != nil {
+	if err := cleanStale(o.MountRoot, nil, log); err != nil { // none is ours yet
 		log.Warn("fusefs: cannot look for stale mounts", "err", err)
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		o: o, log: log, cacheDir: cacheDir,
-		ob:  &objects{c: o.Client, partSize: o.PartSize, concurrency: o.Concurrency, budget: newReadBudget(o.ReadAheadBudget)},
+		ob:  &objects{st: objstore.NewStore(o.Client), partSize: o.PartSize, concurrency: o.Concurrency, budget: newReadBudget(o.ReadAheadBudget)},
 		uid: uint32(os.Getuid()), gid: uint32(os.Getgid()),
 		ctx: bg, cancel: cancel,
 		views: map[viewKey]*mount{}, unmounting: map[string]chan struct{}{},
@@ -220,13 +223,13 @@ func (m *Manager) release(mt *mount) {
 //   - DirectMount when root (mount(2)), fusermount3 otherwise;
 //   - no allow_other: only the daemon's user (and root) can enter.
 func (m *Manager) mount(ctx context.Context, mt *mount) error {
-	if err := prepareMountPoint(mt.dir, m.log); err != nil {
+	if err := prepareMountPoint(mt.dir, &m.live, m.log); err != nil {
 		return err
 	}
 	v := &view{
 		notify: make(chan string, 64),
 		user:   mt.key.user, readOnly: mt.key.ro, grants: m.o.Grants, ob: m.ob, cache: m.cache,
-		log: m.log.With("user", mt.key.user), attrTTL: m.o.AttrTTL, grantTTL: m.o.GrantsTTL,
+		log: m.log.With("user", mt.key.user), errLog: m.log, attrTTL: m.o.AttrTTL, grantTTL: m.o.GrantsTTL,
 		tmpDir: m.cacheDir, maxSize: m.o.MaxFileSize, uid: m.uid, gid: m.gid, born: time.Now(),
 	}
 	if err := v.refresh(ctx); err != nil {
@@ -267,7 +270,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 		m.log.Debug("fusefs: kernel read-ahead left at its default", "dir", mt.dir, "err", err)
 	}
 	mt.v, mt.server, mt.stop = v, server, make(chan struct{})
-	liveMounts.Store(mt.dir, struct{}{})
+	m.live.Store(mt.dir, struct{}{})
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -288,7 +291,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 // It waits for the server to stop, at most until ctx is done.
 func (m *Manager) unmount(ctx context.Context, mt *mount) error {
 	defer close(mt.stop)
-	defer liveMounts.Delete(mt.dir)
+	defer m.live.Delete(mt.dir)
 	if err := mt.server.Unmount(); err != nil {
 		m.log.Warn("fusefs: unmount busy, detaching", "dir", mt.dir, "err", err)
 		if lerr := lazyUnmount(mt.dir); lerr != nil {

@@ -99,10 +99,6 @@ func parseFuseMounts(r io.Reader, root string) ([]fuseMount, error) {
 	return out, nil
 }
 
-// liveMounts holds the mount points served by this process, which stale
-// mount cleaning must never touch.
-var liveMounts sync.Map
-
 // fusectlDir is where the kernel lists FUSE connections.
 const fusectlDir = "/sys/fs/fuse/connections"
 
@@ -147,9 +143,13 @@ func isNotConn(err error) bool {
 // sftpgate mount is aborted first (its server may be stuck in exit,
 // flushing a file of its own mount), any other only when it no longer
 // answers; then it is lazily unmounted. It reports whether the mount is gone.
-func clearStale(mp fuseMount, log *slog.Logger) bool {
-	if _, ok := liveMounts.Load(mp.dir); ok {
-		return false
+// A mount point in live (served by this manager, nil for none) is never
+// touched.
+func clearStale(mp fuseMount, live *sync.Map, log *slog.Logger) bool {
+	if live != nil {
+		if _, ok := live.Load(mp.dir); ok {
+			return false
+		}
 	}
 	aborted := false
 	if mp.fstype == ownFSType {
@@ -216,26 +216,27 @@ func lazyUnmount(dir string) error {
 	return fmt.Errorf("unmount %s: no fusermount: %w", dir, syscall.ENOSYS)
 }
 
-// cleanStale takes down the stale mounts under root.
-func cleanStale(root string, log *slog.Logger) error {
+// cleanStale takes down the stale mounts under root, but those in live.
+func cleanStale(root string, live *sync.Map, log *slog.Logger) error {
 	mps, err := fuseMounts(root)
 	if err != nil {
 		return err
 	}
 	for _, mp := range mps {
-		clearStale(mp, log)
+		clearStale(mp, live, log)
 	}
 	return nil
 }
 
-// prepareMountPoint makes sure dir exists and is not a mount point.
-func prepareMountPoint(dir string, log *slog.Logger) error {
+// prepareMountPoint makes sure dir exists and is not a mount point; a
+// stale mount there is taken down unless it is in live.
+func prepareMountPoint(dir string, live *sync.Map, log *slog.Logger) error {
 	mps, err := fuseMounts(dir)
 	if err != nil {
 		return err
 	}
 	for _, mp := range mps {
-		if mp.dir == dir && !clearStale(mp, log) {
+		if mp.dir == dir && !clearStale(mp, live, log) {
 			return fmt.Errorf("mount point %s: already mounted: %w", dir, ErrExists)
 		}
 	}

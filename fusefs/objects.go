@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"path"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -21,10 +19,6 @@ const (
 	metaMtime = "Mtime"
 	metaMode  = "Mode"
 )
-
-// maxCopySize is the largest object CopyObject accepts; bigger objects are
-// copied with ComposeObject.
-const maxCopySize = 5 << 30
 
 // objInfo is what the tree needs to know about one object.
 type objInfo struct {
@@ -36,46 +30,31 @@ type objInfo struct {
 	Mode uint32
 }
 
-// objects is the object layer: every call to MinIO goes through it.
+// objects is what the tree asks of the store, in its terms (objInfo,
+// the package's errors, the configured part size and concurrency); every
+// request goes through st, the object-store layer.
 type objects struct {
-	c           *minio.Client
+	st          *objstore.Store
 	partSize    int64
 	concurrency int
 	// budget is the read-ahead's memory, shared by every read handle.
 	budget *readBudget
 }
 
-// infoFrom converts a minio-go ObjectInfo.
-func infoFrom(oi minio.ObjectInfo) objInfo {
-	in := objInfo{Key: oi.Key, Size: oi.Size, ETag: strings.Trim(oi.ETag, `"`), Mtime: oi.LastModified}
-	if v := metaValue(oi, metaMtime); v != "" {
+// infoFrom converts what the store said about an object.
+func infoFrom(oi objstore.Info) objInfo {
+	in := objInfo{Key: oi.Key, Size: oi.Size, ETag: oi.ETag, Mtime: oi.LastModified}
+	if v := oi.Meta(metaMtime); v != "" {
 		if t, ok := parseMtime(v); ok {
 			in.Mtime = t
 		}
 	}
-	if v := metaValue(oi, metaMode); v != "" {
+	if v := oi.Meta(metaMode); v != "" {
 		if m, err := strconv.ParseUint(v, 8, 32); err == nil {
 			in.Mode = uint32(m) & 0o777
 		}
 	}
 	return in
-}
-
-// metaValue finds a user metadata value whatever the spelling the server
-// or the listing used (Mtime, X-Amz-Meta-Mtime, x-amz-meta-mtime).
-func metaValue(oi minio.ObjectInfo, name string) string {
-	for k, v := range oi.UserMetadata {
-		lk := strings.ToLower(k)
-		if lk == strings.ToLower(name) || lk == "x-amz-meta-"+strings.ToLower(name) {
-			return v
-		}
-	}
-	if oi.Metadata != nil {
-		if v := oi.Metadata.Get("X-Amz-Meta-" + name); v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // formatMtime renders t as float seconds, as rclone writes it.
@@ -116,76 +95,21 @@ func userMeta(mtime time.Time, mode uint32) map[string]string {
 
 // stat returns the object's info; ErrNotFound (wrapped) when it is absent.
 func (o *objects) stat(ctx context.Context, bucket, key string) (objInfo, error) {
-	oi, err := o.c.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	oi, err := o.st.Stat(ctx, bucket, key)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return objInfo{}, fmt.Errorf("stat %s/%s: %w", bucket, key, ErrNotFound)
+	}
 	if err != nil {
-		if isNotFound(err) {
-			return objInfo{}, fmt.Errorf("stat %s/%s: %w", bucket, key, ErrNotFound)
-		}
-		return objInfo{}, fmt.Errorf("stat %s/%s: %w", bucket, key, err)
+		return objInfo{}, err
 	}
 	return infoFrom(oi), nil
 }
 
-// hasChildren reports whether any key starts with prefix (which ends in "/"),
-// other than the marker prefix itself when skipMarker is set.
-func (o *objects) hasChildren(ctx context.Context, bucket, prefix string, skipMarker bool) (bool, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for oi := range o.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: 2}) {
-		if oi.Err != nil {
-			if isNotFound(oi.Err) {
-				return false, nil
-			}
-			return false, fmt.Errorf("list %s/%s: %w", bucket, prefix, oi.Err)
-		}
-		if skipMarker && oi.Key == prefix {
-			continue
-		}
-		return true, nil
-	}
-	return false, ctx.Err()
-}
-
-// list streams the entries of one directory level (delimiter "/"). The
-// returned channel is closed when the listing ends or ctx is cancelled;
-// callers stopping early cancel ctx.
-func (o *objects) list(ctx context.Context, bucket, prefix string) <-chan minio.ObjectInfo {
-	return o.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, WithMetadata: true})
-}
-
-// listAll streams every key under prefix (no delimiter).
-func (o *objects) listAll(ctx context.Context, bucket, prefix string) <-chan minio.ObjectInfo {
-	return o.c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
-}
-
-// readRange reads len(p) bytes at off (fewer at the end of the object).
-// etag, when set, makes the read fail if the object changed.
-func (o *objects) readRange(ctx context.Context, bucket, key, etag string, p []byte, off int64) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(off, off+int64(len(p))-1); err != nil {
-		return 0, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-	}
-	if etag != "" {
-		if err := opts.SetMatchETag(etag); err != nil {
-			return 0, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-		}
-	}
-	obj, err := o.c.GetObject(ctx, bucket, key, opts)
-	if err != nil {
-		return 0, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-	}
-	defer obj.Close()
-	n, err := io.ReadFull(obj, p)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = nil
-	}
-	if err != nil {
-		return n, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-	}
-	return n, nil
+// list streams the entries of one directory level (delimiter "/"), with
+// their metadata. The listing ends when ctx is cancelled; callers
+// stopping early cancel ctx.
+func (o *objects) list(ctx context.Context, bucket, prefix string) *objstore.Listing {
+	return o.st.List(ctx, bucket, objstore.ListOptions{Prefix: prefix, WithMetadata: true})
 }
 
 // download copies the whole object into w at offset 0 with parallel ranged
@@ -201,7 +125,7 @@ func (o *objects) download(ctx context.Context, bucket, key, etag string, size i
 		n := min(chunk, size-off)
 		g.Go(func() error {
 			buf := make([]byte, n)
-			got, err := o.readRange(gctx, bucket, key, etag, buf, off)
+			got, err := o.st.ReadAt(gctx, bucket, key, etag, buf, off)
 			if err == nil && int64(got) != n {
 				err = fmt.Errorf("download %s/%s: short read at %d: %w", bucket, key, off, ErrConflict)
 			}
@@ -217,212 +141,67 @@ func (o *objects) download(ctx context.Context, bucket, key, etag string, size i
 	return ctx.Err()
 }
 
-// contentType guesses a content type from the key's extension.
-func contentType(key string) string {
-	if t := mime.TypeByExtension(path.Ext(key)); t != "" {
-		return t
-	}
-	return "application/octet-stream"
-}
-
-// maxParts is the most parts a multipart upload may have.
-const maxParts = 10000
-
 // partSizeFor returns the part size for size bytes: PartSize, or more
-// (rounded to MiB) when PartSize would need more than maxParts parts.
+// when PartSize would need more than objstore.MaxParts parts.
 func (o *objects) partSizeFor(size int64) int64 {
-	ps := o.partSize
-	if need := (size + maxParts - 1) / maxParts; need > ps {
-		ps = (need + 1<<20 - 1) &^ (1<<20 - 1)
-	}
-	return ps
+	return objstore.PartSize(o.partSize, size, objstore.MaxParts)
 }
 
 // put uploads size bytes of r (read at offsets, in parallel parts) as the
 // object, with the given metadata, and returns the new ETag.
 func (o *objects) put(ctx context.Context, bucket, key string, r io.ReaderAt, size int64, meta map[string]string) (string, error) {
-	info, err := o.c.PutObject(ctx, bucket, key, io.NewSectionReader(r, 0, size), size, minio.PutObjectOptions{
-		PartSize:     uint64(o.partSizeFor(size)),
-		NumThreads:   uint(o.concurrency),
-		ContentType:  contentType(key),
-		UserMetadata: meta,
-	})
-	if err != nil {
-		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
-	}
-	return strings.Trim(info.ETag, `"`), nil
-}
-
-// putMarker writes a zero-byte directory marker.
-func (o *objects) putMarker(ctx context.Context, bucket, prefix string, mtime time.Time) error {
-	_, err := o.c.PutObject(ctx, bucket, prefix, strings.NewReader(""), 0, minio.PutObjectOptions{
-		ContentType:  "application/x-directory",
-		UserMetadata: userMeta(mtime, 0),
-	})
-	if err != nil {
-		return fmt.Errorf("mkdir %s/%s: %w", bucket, prefix, err)
-	}
-	return nil
-}
-
-// copy copies an object server-side; meta, when non-nil, replaces the user
-// metadata. Objects over 5 GiB are copied with ComposeObject.
-func (o *objects) copy(ctx context.Context, srcBucket, srcKey, dstBucket, dstKey string, size int64, meta map[string]string) (string, error) {
-	dst := minio.CopyDestOptions{Bucket: dstBucket, Object: dstKey}
-	if meta != nil {
-		dst.UserMetadata = meta
-		dst.ReplaceMetadata = true
-	}
-	src := minio.CopySrcOptions{Bucket: srcBucket, Object: srcKey}
-	var (
-		info minio.UploadInfo
-		err  error
-	)
-	if size > maxCopySize {
-		info, err = o.c.ComposeObject(ctx, dst, src)
-	} else {
-		info, err = o.c.CopyObject(ctx, dst, src)
-	}
-	if err != nil {
-		return "", fmt.Errorf("copy %s/%s to %s/%s: %w", srcBucket, srcKey, dstBucket, dstKey, err)
-	}
-	return strings.Trim(info.ETag, `"`), nil
-}
-
-// remove deletes one object (absent objects are not an error).
-func (o *objects) remove(ctx context.Context, bucket, key string) error {
-	if err := o.c.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
-		return fmt.Errorf("remove %s/%s: %w", bucket, key, err)
-	}
-	return nil
-}
-
-// removeAll deletes the keys sent on keys in batches (RemoveObjects) and
-// returns the first error. It drains keys.
-func (o *objects) removeAll(ctx context.Context, bucket string, keys <-chan minio.ObjectInfo) error {
-	var first error
-	for e := range o.c.RemoveObjects(ctx, bucket, keys, minio.RemoveObjectsOptions{}) {
-		if e.Err != nil && first == nil && !isNotFound(e.Err) {
-			first = fmt.Errorf("remove %s/%s: %w", bucket, e.ObjectName, e.Err)
-		}
-	}
-	return first
-}
-
-// ensureBucket creates bucket if it does not exist.
-func (o *objects) ensureBucket(ctx context.Context, bucket string) error {
-	ok, err := o.c.BucketExists(ctx, bucket)
-	if err == nil && ok {
-		return nil
-	}
-	err = o.c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
-	if err != nil {
-		var er minio.ErrorResponse
-		if errors.As(err, &er) && (er.Code == "BucketAlreadyOwnedByYou" || er.Code == "BucketAlreadyExists") {
-			return nil
-		}
-		return fmt.Errorf("make bucket %s: %w", bucket, err)
-	}
-	return nil
-}
-
-// removePrefix deletes every key under prefix in batches.
-func (o *objects) removePrefix(ctx context.Context, bucket, prefix string) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	keys := make(chan minio.ObjectInfo)
-	var listErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer close(keys)
-		for oi := range o.listAll(ctx, bucket, prefix) {
-			if oi.Err != nil {
-				if !isNotFound(oi.Err) {
-					listErr = fmt.Errorf("list %s/%s: %w", bucket, prefix, oi.Err)
-				}
-				return
-			}
-			select {
-			case keys <- minio.ObjectInfo{Key: oi.Key}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	err := o.removeAll(ctx, bucket, keys)
-	cancel()
-	<-done
-	if err != nil {
-		return err
-	}
-	return listErr
+	return o.st.Put(ctx, bucket, key, io.NewSectionReader(r, 0, size), size, meta, o.partSizeFor(size), o.concurrency)
 }
 
 // minComposeSize is the smallest existing object that an append may reuse
 // server-side: every part but the last must be at least 5 MiB.
-const minComposeSize = 5 << 20
+const minComposeSize = objstore.MinPartSize
+
+// putMarker writes a zero-byte directory marker.
+func (o *objects) putMarker(ctx context.Context, bucket, prefix string, mtime time.Time) error {
+	return o.st.PutMarker(ctx, bucket, prefix, userMeta(mtime, 0))
+}
 
 // appendUpload rewrites key as its first base bytes (server-side copy
 // parts, refused if the object's ETag is no longer etag) followed by the
 // bytes [base, size) of r, in one multipart upload. No byte of the old
 // object is downloaded.
 func (o *objects) appendUpload(ctx context.Context, bucket, key, etag string, base int64, r io.ReaderAt, size int64, meta map[string]string) (_ string, err error) {
-	core := minio.Core{Client: o.c}
-	id, err := core.NewMultipartUpload(ctx, bucket, key, minio.PutObjectOptions{ContentType: contentType(key), UserMetadata: meta})
+	mp, err := o.st.Begin(ctx, bucket, key, meta)
 	if err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)
 	}
 	defer func() {
 		if err != nil {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			core.AbortMultipartUpload(actx, bucket, key, id)
+			mp.Abort()
 		}
 	}()
-	var parts []minio.CompletePart
 	n := 1
-	k := (base + maxCopySize - 1) / maxCopySize
+	k := (base + objstore.MaxCopySize - 1) / objstore.MaxCopySize
 	per := base / k
 	for i := int64(0); i < k; i++ {
 		start, length := i*per, per
 		if i == k-1 {
 			length = base - start
 		}
-		p, err := core.CopyObjectPart(ctx, bucket, key, bucket, key, id, n, start, length,
-			map[string]string{"x-amz-copy-source-if-match": etag})
-		if err != nil {
+		if err := mp.CopyPart(ctx, n, etag, start, length); err != nil {
 			return "", fmt.Errorf("append %s/%s: copy part: %w", bucket, key, err)
 		}
-		parts = append(parts, p)
 		n++
 	}
 	// The new bytes, in parallel parts read at their offsets.
 	ps := o.partSizeFor(size - base)
-	type job struct {
-		n      int
-		off, l int64
-	}
-	var jobs []job
-	for off := base; off < size; off += ps {
-		jobs = append(jobs, job{n: n, off: off, l: min(ps, size-off)})
-		n++
-	}
-	tail := make([]minio.CompletePart, len(jobs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(1, o.concurrency))
-	for i, j := range jobs {
-		if gctx.Err() != nil {
-			break
-		}
+	for off := base; off < size && gctx.Err() == nil; off += ps {
+		pn, l := n, min(ps, size-off)
 		g.Go(func() error {
-			p, err := core.PutObjectPart(gctx, bucket, key, id, j.n, io.NewSectionReader(r, j.off, j.l), j.l, minio.PutObjectPartOptions{})
-			if err != nil {
-				return fmt.Errorf("append %s/%s: part %d: %w", bucket, key, j.n, err)
+			if err := mp.PutPart(gctx, pn, io.NewSectionReader(r, off, l), l); err != nil {
+				return fmt.Errorf("append %s/%s: part %d: %w", bucket, key, pn, err)
 			}
-			tail[i] = minio.CompletePart{PartNumber: j.n, ETag: p.ETag}
 			return nil
 		})
+		n++
 	}
 	if err := g.Wait(); err != nil {
 		return "", err
@@ -430,10 +209,9 @@ func (o *objects) appendUpload(ctx context.Context, bucket, key, etag string, ba
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)
 	}
-	parts = append(parts, tail...)
-	info, err := core.CompleteMultipartUpload(ctx, bucket, key, id, parts, minio.PutObjectOptions{})
+	etag, err = mp.Complete(ctx)
 	if err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)
 	}
-	return strings.Trim(info.ETag, `"`), nil
+	return etag, nil
 }

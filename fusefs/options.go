@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Workspace is one workspace as seen by one user.
@@ -34,8 +34,9 @@ type Grants interface {
 
 // Options configure a Manager.
 type Options struct {
-	// Client talks to MinIO; required.
-	Client *minio.Client
+	// Client talks to MinIO; required (objstore.New makes one). It is
+	// minio-go's client type, under the name objstore gives it.
+	Client *objstore.Client
 	// Grants lists each user's workspaces; required.
 	Grants Grants
 	// MountRoot holds the mount points: <MountRoot>/<user>, and

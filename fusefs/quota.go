@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Quota is one user's limits over their personal workspaces (those whose
@@ -157,10 +157,9 @@ func (k *quotaKeeper) countPersonal(ctx context.Context, user string) (bytes, fi
 func (k *quotaKeeper) countPrefix(ctx context.Context, bucket, prefix string) (bytes, files int64, err error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range k.ob.listAll(lctx, bucket, prefix) {
+	for oi := range k.ob.st.List(lctx, bucket, objstore.ListOptions{Prefix: prefix, Recursive: true}).All() {
 		if oi.Err != nil {
-			var er minio.ErrorResponse
-			if errors.As(oi.Err, &er) && er.Code == "NoSuchBucket" {
+			if errors.Is(oi.Err, objstore.ErrNoSuchBucket) {
 				return 0, 0, nil
 			}
 			return 0, 0, fmt.Errorf("quota: list %s/%s: %w", bucket, prefix, oi.Err)

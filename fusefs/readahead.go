@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"github.com/minio/minio-go/v7"
 )
 
 const (
@@ -184,7 +183,7 @@ func (r *remoteReader) fetch(idx int64, cells []*chunk) {
 		return
 	}
 	off := idx * readChunk
-	body, err := r.ob.openRange(r.ctx, r.bucket, r.key, r.etag, off, min(int64(len(cells))*readChunk, r.size-off))
+	body, err := r.ob.st.OpenRange(r.ctx, r.bucket, r.key, r.etag, off, min(int64(len(cells))*readChunk, r.size-off))
 	if err != nil {
 		fail(cells, err)
 		return
@@ -226,26 +225,6 @@ func unwanted(cs []*chunk) bool {
 	return true
 }
 
-// openRange starts a GET of n bytes at off of bucket/key, which must still
-// have etag (when set), and returns its body: the caller reads it into its
-// own buffer, with no copy in between.
-func (o *objects) openRange(ctx context.Context, bucket, key, etag string, off, n int64) (io.ReadCloser, error) {
-	opts := minio.GetObjectOptions{}
-	if err := opts.SetRange(off, off+n-1); err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-	}
-	if etag != "" {
-		if err := opts.SetMatchETag(etag); err != nil {
-			return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-		}
-	}
-	body, _, _, err := minio.Core{Client: o.c}.GetObject(ctx, bucket, key, opts)
-	if err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
-	}
-	return body, nil
-}
-
 // dropLocked removes cell idx from the window; r.mu held.
 func (r *remoteReader) dropLocked(idx int64) {
 	if c, ok := r.chunks[idx]; ok {
@@ -260,7 +239,7 @@ func (r *remoteReader) dropLocked(idx int64) {
 func (r *remoteReader) read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, error) {
 	p, need, first, seq := r.cells(dest, off)
 	if !seq {
-		n, err := r.ob.readRange(ctx, r.bucket, r.key, r.etag, p, off)
+		n, err := r.ob.st.ReadAt(ctx, r.bucket, r.key, r.etag, p, off)
 		return fuse.ReadResultData(p[:n]), err
 	}
 	res := &cellResult{cells: need, data: make([][]byte, 0, len(need))}

@@ -63,7 +63,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	// copy waits for a resume (when dirty), these are never completed.
 	var left []pendingUpload
 	for _, u := range j.Uploads {
-		if err := m.ob.abortUpload(u.Bucket, u.Key, u.ID); err != nil {
+		if err := m.ob.st.Abort(u.Bucket, u.Key, u.ID); err != nil {
 			log.Warn("cannot abort an interrupted multipart upload", "err", err)
 			left = append(left, u)
 		}

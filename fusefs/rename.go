@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -33,15 +34,15 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return syscall.EROFS // the root of the view holds only workspaces
 	}
 	if err := checkName(newName); err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	sl, sp, err := d.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	dl, dp, err := nd.where(ctx, true)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	v := d.ws.v
 	src, dst := sp+name, dp+newName
@@ -49,11 +50,11 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		return 0
 	}
 	if err := checkKey(dst + "/"); err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	skind, sinfo, err := v.resolve(ctx, sl.bucket, src)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if skind == kindNone {
 		return syscall.ENOENT
@@ -63,7 +64,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	}
 	dkind, dinfo, err := v.resolve(ctx, dl.bucket, dst)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	if dkind != kindNone && flags&renameNoReplace != 0 {
 		return syscall.EEXIST
@@ -74,9 +75,9 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	case skind == kindDir && dkind == kindFile:
 		return syscall.ENOTDIR
 	case skind == kindDir && dkind == kindDir:
-		has, err := v.ob.hasChildren(ctx, dl.bucket, dst+"/", true)
+		has, err := v.ob.st.HasChildren(ctx, dl.bucket, dst+"/", true)
 		if err != nil {
-			return errno(err)
+			return d.errno(err)
 		}
 		if has {
 			return syscall.ENOTEMPTY
@@ -106,7 +107,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if err != nil {
 		qk.recompute(ctx, sq) // a part may have moved
 		qk.recompute(ctx, dq)
-		return errno(err)
+		return d.errno(err)
 	}
 	// The local copies that moved are counted by their new owner.
 	switch {
@@ -179,8 +180,8 @@ func (v *view) moveObject(ctx context.Context, sb, sk, db, dk string, size int64
 		return "", nil, err
 	}
 	done = func() { v.cache.endRename(id) }
-	if etag, err = v.ob.copy(ctx, sb, sk, db, dk, size, nil); err == nil {
-		err = v.ob.remove(ctx, sb, sk)
+	if etag, err = v.ob.st.Copy(ctx, sb, sk, db, dk, size, nil); err == nil {
+		err = v.ob.st.Remove(ctx, sb, sk)
 	}
 	if err != nil {
 		done()
@@ -209,7 +210,7 @@ func (v *view) renamePending(ctx context.Context, e *entry, sb, sk, db, dk strin
 			return err
 		}
 	}
-	if err := v.ob.remove(ctx, db, dk); err != nil && !isNotFound(err) {
+	if err := v.ob.st.Remove(ctx, db, dk); err != nil && !isNotFound(err) {
 		return err
 	}
 	v.cache.rekey(e, db, dk, "", false)
@@ -240,7 +241,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 	g, gctx := errgroup.WithContext(lctx)
 	g.SetLimit(max(1, v.ob.concurrency*2))
 	var listErr error
-	for oi := range v.ob.listAll(gctx, sb, sp) {
+	for oi := range v.ob.st.List(gctx, sb, objstore.ListOptions{Prefix: sp, Recursive: true}).All() {
 		if oi.Err != nil {
 			listErr = fmt.Errorf("list %s/%s: %w", sb, sp, oi.Err)
 			cancel()
@@ -250,7 +251,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 			break
 		}
 		g.Go(func() error {
-			_, err := v.ob.copy(gctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
+			_, err := v.ob.st.Copy(gctx, sb, oi.Key, db, dp+strings.TrimPrefix(oi.Key, sp), oi.Size, nil)
 			return err
 		})
 	}
@@ -264,7 +265,7 @@ func (v *view) renameDir(ctx context.Context, sb, sp, db, dp string) error {
 		return err
 	}
 
-	if err := v.ob.removePrefix(ctx, sb, sp); err != nil {
+	if err := v.ob.st.RemovePrefix(ctx, sb, sp); err != nil {
 		return err
 	}
 	for _, e := range entries {

@@ -123,7 +123,7 @@ func (m *Manager) recoverRename(ctx context.Context, id string) {
 	case isNotFound(serr):
 		// The delete was done: the rename was.
 	case copied:
-		if err := m.ob.remove(ctx, ri.SrcBucket, ri.SrcKey); err != nil {
+		if err := m.ob.st.Remove(ctx, ri.SrcBucket, ri.SrcKey); err != nil {
 			log.Warn("cannot finish an interrupted rename now; kept for the next start", "err", err)
 			return
 		}

@@ -33,7 +33,7 @@ var (
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	ws, err := r.v.workspace(ctx, name)
 	if err != nil {
-		return nil, errno(err)
+		return nil, r.errno(err)
 	}
 	if ws == nil {
 		out.SetEntryTimeout(r.v.attrTTL)
@@ -55,7 +55,7 @@ func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 func (r *rootNode) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	wss, err := r.v.workspaces(ctx)
 	if err != nil {
-		return nil, errno(err)
+		return nil, r.errno(err)
 	}
 	list := make([]fuse.DirEntry, 0, len(wss))
 	for _, ws := range wss {
@@ -185,7 +185,7 @@ func (r *rootNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 func (d *dirNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 	l, err := d.ws.where(ctx)
 	if err != nil {
-		return errno(err)
+		return d.errno(err)
 	}
 	return accessMode(l.readOnly, mask)
 }
@@ -194,7 +194,7 @@ func (d *dirNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 func (f *fileNode) Access(ctx context.Context, mask uint32) syscall.Errno {
 	l, err := f.ws.where(ctx)
 	if err != nil {
-		return errno(err)
+		return f.errno(err)
 	}
 	return accessMode(l.readOnly, mask)
 }

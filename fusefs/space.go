@@ -21,4 +21,4 @@ func freeSpace(dir string) (avail, total uint64, bsize int64, err error) {
 }
 
 // errENOSPC is the OS error of a full disk.
-var errENOSPC = unix.ENOSPC
+const errENOSPC = unix.ENOSPC

@@ -7,11 +7,10 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/minio/minio-go/v7"
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // Streaming upload of sequential writers.
@@ -39,11 +38,9 @@ import (
 const maxAhead = 64
 
 // maxStreamParts is the most parts sent while the file is written: the
-// rest of maxParts is left for what is written after (in bigger parts).
-const maxStreamParts = maxParts / 2
-
-// maxPartSize is the largest part S3 accepts.
-const maxPartSize = 5 << 30
+// rest of objstore.MaxParts is left for what is written after (in bigger
+// parts).
+const maxStreamParts = objstore.MaxParts / 2
 
 // errStreamFallback says that a stream could not be finished and the file
 // must be uploaded whole.
@@ -80,8 +77,7 @@ type stream struct {
 	// closing, ready is the size of the file.
 	ready   int64
 	closing bool
-	id      string
-	parts   []minio.CompletePart
+	mp      *objstore.Multipart // nil until the upload is begun
 	// err is the first failure; failedOpen tells it happened before
 	// finish was called (the file is then uploaded whole).
 	err        error
@@ -207,40 +203,36 @@ func (s *stream) fail(err error) {
 // until the stream is cancelled or, once closing, everything is sent.
 func (s *stream) run() {
 	defer close(s.done)
-	core := minio.Core{Client: s.c.ob.c}
 	sem := make(chan struct{}, max(1, s.c.ob.concurrency))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	next, n := int64(0), 1
 	for {
 		s.mu.Lock()
-		ready, closing, id := s.ready, s.closing, s.id
+		ready, closing, mp := s.ready, s.closing, s.mp
 		s.mu.Unlock()
 		pl := s.ps
 		if closing {
-			// What is left goes in parts big enough to stay within maxParts.
-			left := int64(maxParts - n + 1)
-			if need := (ready - next + left - 1) / max(left, 1); need > pl {
-				pl = (need + 1<<20 - 1) &^ (1<<20 - 1)
-			}
-			if left <= 0 || pl > maxPartSize {
+			// What is left goes in parts big enough to stay within MaxParts.
+			left := objstore.MaxParts - n + 1
+			pl = objstore.PartSize(pl, ready-next, left)
+			if left <= 0 || pl > objstore.MaxPartSize {
 				s.fail(fmt.Errorf("stream %s/%s: too many parts: %w", s.bucket, s.key, errStreamFallback))
 				return
 			}
 		}
 		for next < ready && s.ctx.Err() == nil {
-			if id == "" {
+			if mp == nil {
 				var err error
-				id, err = core.NewMultipartUpload(s.ctx, s.bucket, s.key, minio.PutObjectOptions{
-					ContentType: contentType(s.key), UserMetadata: userMeta(s.mtime, s.mode)})
+				mp, err = s.c.ob.st.Begin(s.ctx, s.bucket, s.key, userMeta(s.mtime, s.mode))
 				if err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: %w", s.bucket, s.key, err))
 					return
 				}
 				s.mu.Lock()
-				s.id = id
+				s.mp = mp
 				s.mu.Unlock()
-				s.e.addUpload(pendingUpload{Bucket: s.bucket, Key: s.key, ID: id})
+				s.e.addUpload(pendingUpload{Bucket: s.bucket, Key: s.key, ID: mp.ID()})
 			}
 			select {
 			case sem <- struct{}{}:
@@ -252,14 +244,9 @@ func (s *stream) run() {
 			go func(n int, off, l int64) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				p, err := core.PutObjectPart(s.ctx, s.bucket, s.key, id, n, io.NewSectionReader(s.f, off, l), l, minio.PutObjectPartOptions{})
-				if err != nil {
+				if err := mp.PutPart(s.ctx, n, io.NewSectionReader(s.f, off, l), l); err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: part %d: %w", s.bucket, s.key, n, err))
-					return
 				}
-				s.mu.Lock()
-				s.parts = append(s.parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
-				s.mu.Unlock()
 			}(n, next, l)
 			next += l
 			n++
@@ -295,16 +282,16 @@ func (s *stream) abortNow() {
 	s.cancel()
 	<-s.done
 	s.mu.Lock()
-	id := s.id
+	mp := s.mp
 	s.mu.Unlock()
-	if id == "" {
+	if mp == nil {
 		return
 	}
-	if err := s.c.ob.abortUpload(s.bucket, s.key, id); err != nil {
+	if err := mp.Abort(); err != nil {
 		s.c.log.Warn("fusefs: cannot abort a multipart upload", "bucket", s.bucket, "key", s.key, "err", err)
 		return
 	}
-	s.e.removeUpload(id)
+	s.e.removeUpload(mp.ID())
 }
 
 // finish sends what is left of the file, size bytes, and completes the
@@ -331,11 +318,13 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 		<-s.done
 	}
 	s.mu.Lock()
-	err, open, id := s.err, s.failedOpen, s.id
-	parts := slices.Clone(s.parts)
+	err, open, mp := s.err, s.failedOpen, s.mp
 	s.mu.Unlock()
 	if err == nil && s.ctx.Err() != nil {
 		err = fmt.Errorf("stream %s/%s: %w", s.bucket, s.key, s.ctx.Err())
+	}
+	if err == nil && mp == nil {
+		err = fmt.Errorf("stream %s/%s: nothing sent: %w", s.bucket, s.key, errStreamFallback)
 	}
 	if err != nil {
 		s.abortNow()
@@ -346,19 +335,16 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 		return "", time.Time{}, err
 	}
 	defer s.cancel()
-	slices.SortFunc(parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
-	core := minio.Core{Client: s.c.ob.c}
-	info, err := core.CompleteMultipartUpload(s.c.bg, s.bucket, s.key, id, parts, minio.PutObjectOptions{})
+	etag, err = mp.Complete(s.c.bg)
 	if err != nil {
 		s.abortNow()
 		return "", time.Time{}, fmt.Errorf("put %s/%s: %w", s.bucket, s.key, err)
 	}
-	s.e.removeUpload(id)
-	etag = strings.Trim(info.ETag, `"`)
+	s.e.removeUpload(mp.ID())
 	if mode != s.mode || (mtimeSet && !mtime.Equal(s.mtime)) {
 		// Set by utimes or chmod after the upload began: a copy (on the
 		// server) replaces the metadata.
-		if etag, err = s.c.ob.copy(s.c.bg, s.bucket, s.key, s.bucket, s.key, size, userMeta(mtime, mode)); err != nil {
+		if etag, err = s.c.ob.st.Copy(s.c.bg, s.bucket, s.key, s.bucket, s.key, size, userMeta(mtime, mode)); err != nil {
 			return "", time.Time{}, err
 		}
 		return etag, mtime, nil
@@ -380,16 +366,4 @@ func (e *entry) removeUpload(id string) {
 	defer e.mu.Unlock()
 	e.uploads = slices.DeleteFunc(e.uploads, func(u pendingUpload) bool { return u.ID == id })
 	e.c.saveLocked(e)
-}
-
-// abortUpload aborts a multipart upload, on its own context: it runs when
-// the one of the upload may be cancelled already.
-func (o *objects) abortUpload(bucket, key, id string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := minio.Core{Client: o.c}.AbortMultipartUpload(ctx, bucket, key, id)
-	if err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
-		return fmt.Errorf("abort upload %s/%s: %w", bucket, key, err)
-	}
-	return nil
 }

@@ -21,6 +21,9 @@ type view struct {
 	ob       *objects
 	cache    *cache
 	log      *slog.Logger
+	// errLog, the manager's logger, receives the causes of the errors
+	// the view answers with EIO (errno).
+	errLog   *slog.Logger
 	attrTTL  time.Duration
 	grantTTL time.Duration
 	tmpDir   string
@@ -188,7 +191,7 @@ func (ws *workspace) writable(ctx context.Context) (loc, error) {
 	ok := ws.bucketOK
 	ws.mu.Unlock()
 	if !ok {
-		if err := ws.v.ob.ensureBucket(ctx, l.bucket); err != nil {
+		if err := ws.v.ob.st.EnsureBucket(ctx, l.bucket); err != nil {
 			return l, err
 		}
 		ws.mu.Lock()
@@ -251,7 +254,7 @@ func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	}
 	q, err := v.cache.qk.quota(ctx, v.user)
 	if err != nil || !q.Limited() {
-		return errno(err)
+		return v.errno(err)
 	}
 	if q.MaxBytes > 0 {
 		const bs = 4096

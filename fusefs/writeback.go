@@ -931,7 +931,7 @@ func (e *entry) setMeta(mtime *time.Time, mode *uint32) {
 	e.c.saveLocked(e)
 }
 
-// complete fetches the old content now (before a rename moves the key
+// completeNow fetches the old content now (before a rename moves the key
 // the lazy fetch or an append upload would read from).
 func (e *entry) completeNow(ctx context.Context) error {
 	e.mu.Lock()
@@ -945,7 +945,6 @@ func (e *entry) completeNow(ctx context.Context) error {
 	return e.ensureCompleteLocked(ctx)
 }
 
-// attr returns the size and mtime of the local copy.
 // cleanETag is the ETag of the object the copy holds exactly (complete,
 // nothing pending), "" when it holds anything else.
 func (e *entry) cleanETag() string {
@@ -957,6 +956,7 @@ func (e *entry) cleanETag() string {
 	return e.baseETag
 }
 
+// attr returns the size, mtime and mode of the local copy.
 func (e *entry) attr() (size int64, mtime time.Time, mode uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

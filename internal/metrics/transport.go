@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
 
 // maxErrorBody is how much of an error response body is read to find its
@@ -79,8 +81,8 @@ func methodLabel(m string) string {
 
 // errorCode finds the S3 error code of an error response: the <Code> of
 // its XML body, else the x-minio-error-code header (HEAD responses have no
-// body), else a name derived from the status as minio-go does. The part of
-// the body read is put back in front of the rest.
+// body), else the name the object-store layer derives from the status.
+// The part of the body read is put back in front of the rest.
 func errorCode(req *http.Request, resp *http.Response) string {
 	if req.Method != http.MethodHead && resp.Body != nil && resp.Body != http.NoBody {
 		buf, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -99,22 +101,8 @@ func errorCode(req *http.Request, resp *http.Response) string {
 	if c := resp.Header.Get("x-minio-error-code"); c != "" {
 		return c
 	}
-	switch resp.StatusCode {
-	case http.StatusNotFound:
-		if hasObjectKey(req) {
-			return "NoSuchKey"
-		}
-		return "NoSuchBucket"
-	case http.StatusForbidden:
-		return "AccessDenied"
-	case http.StatusConflict:
-		return "Conflict"
-	case http.StatusPreconditionFailed:
-		return "PreconditionFailed"
-	case http.StatusRequestedRangeNotSatisfiable:
-		return "InvalidRange"
-	case http.StatusNotImplemented:
-		return "NotImplemented"
+	if c := objstore.CodeForStatus(resp.StatusCode, hasObjectKey(req)); c != "" {
+		return c
 	}
 	return "HTTP" + strconv.Itoa(resp.StatusCode)
 }
