@@ -6,18 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
 	"github.com/sftpgate/sftpgate/internal/config"
 	"github.com/sftpgate/sftpgate/internal/embedstore"
 )
 
 // storeClient is the object store client the daemon hands to fusefs.
-type storeClient = *minio.Client
+type storeClient = *objstore.Client
 
 // objectStore connects to the configured MinIO server (checking endpoint
 // and credentials) or starts the embedded store. stop releases it.
@@ -37,19 +34,7 @@ func objectStore(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap
 		return client, es.Stop, nil
 	}
 	m := cfg.MinIO
-	opts := &minio.Options{
-		Creds:  credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""),
-		Secure: m.Secure,
-		Region: m.Region,
-	}
-	if wrap != nil {
-		base, err := minio.DefaultTransport(m.Secure)
-		if err != nil {
-			return nil, nil, fmt.Errorf("minio transport: %w", err)
-		}
-		opts.Transport = wrap(base)
-	}
-	client, err = minio.New(m.Endpoint, opts)
+	client, err = objstore.New(objstore.Config{Endpoint: m.Endpoint, AccessKey: m.AccessKey, SecretKey: m.SecretKey, Secure: m.Secure, Region: m.Region, Transport: wrap})
 	if err != nil {
 		return nil, nil, fmt.Errorf("minio.endpoint %q: %w", m.Endpoint, err)
 	}
@@ -62,26 +47,23 @@ func objectStore(ctx context.Context, cfg *config.Config, log *slog.Logger, wrap
 
 // checkMinIO makes one authenticated request and says which setting is
 // wrong when it fails.
-func checkMinIO(ctx context.Context, c *minio.Client, m *config.MinIOConfig, timeout time.Duration) error {
+func checkMinIO(ctx context.Context, c *objstore.Client, m *config.MinIOConfig, timeout time.Duration) error {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_, err := c.ListBuckets(cctx)
-	if err == nil {
+	err := objstore.Check(cctx, c)
+	code, msg, answered := objstore.ErrorCode(err)
+	switch {
+	case err == nil:
 		return nil
-	}
-	var er minio.ErrorResponse
-	if errors.As(err, &er) {
-		switch er.Code {
-		case "InvalidAccessKeyId":
-			return fmt.Errorf("minio.accessKey %q is not known to %s", m.AccessKey, m.Endpoint)
-		case "SignatureDoesNotMatch":
-			return fmt.Errorf("minio.secretKey is wrong for accessKey %q on %s", m.AccessKey, m.Endpoint)
-		case "AccessDenied":
-			return fmt.Errorf("minio.accessKey %q may not list buckets on %s: %s", m.AccessKey, m.Endpoint, er.Message)
-		}
-		return fmt.Errorf("minio %s: %s (%s)", m.Endpoint, er.Message, er.Code)
-	}
-	if strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
+	case errors.Is(err, objstore.ErrUnknownAccessKey):
+		return fmt.Errorf("minio.accessKey %q is not known to %s", m.AccessKey, m.Endpoint)
+	case errors.Is(err, objstore.ErrBadSecret):
+		return fmt.Errorf("minio.secretKey is wrong for accessKey %q on %s", m.AccessKey, m.Endpoint)
+	case code == "AccessDenied":
+		return fmt.Errorf("minio.accessKey %q may not list buckets on %s: %s", m.AccessKey, m.Endpoint, msg)
+	case answered:
+		return fmt.Errorf("minio %s: %s (%s)", m.Endpoint, msg, code)
+	case errors.Is(err, objstore.ErrPlainHTTP):
 		return fmt.Errorf("minio.secure is true but %s speaks plain http", m.Endpoint)
 	}
 	return fmt.Errorf("minio.endpoint %s cannot be reached: %w", m.Endpoint, err)
