@@ -203,10 +203,10 @@ func (c *clusterNode) beat(ctx context.Context) error {
 	n := c.self
 	n.Heartbeat = time.Now()
 	var err error
-	if n.Sessions, err = json.Marshal(nonNilRows(sessions[:min(len(sessions), maxPublishedRows)])); err != nil {
+	if n.Sessions, err = publishDoc(sessions); err != nil {
 		return err
 	}
-	if n.Mounts, err = json.Marshal(nonNilRows(mounts[:min(len(mounts), maxPublishedRows)])); err != nil {
+	if n.Mounts, err = publishDoc(mounts); err != nil {
 		return err
 	}
 	octx, cancel := context.WithTimeout(ctx, clusterOpTimeout)
@@ -214,6 +214,19 @@ func (c *clusterNode) beat(ctx context.Context) error {
 	err = c.st.Heartbeat(octx, n)
 	c.health(err)
 	return err
+}
+
+// publishDoc is the JSON array of the first maxPublishedRows rows, fewer
+// if needed to stay within auth.MaxNodeDoc (halved until it fits).
+func publishDoc[T any](rows []T) ([]byte, error) {
+	rows = rows[:min(len(rows), maxPublishedRows)]
+	for {
+		doc, err := json.Marshal(nonNilRows(rows))
+		if err != nil || len(doc) <= auth.MaxNodeDoc {
+			return doc, err
+		}
+		rows = rows[:len(rows)/2]
+	}
 }
 
 // nonNilRows is rows, or an empty slice (JSON [] rather than null).

@@ -177,3 +177,24 @@ func TestLoadNodeID(t *testing.T) {
 		t.Errorf("bad id: got %v, want ErrInvalid naming the file", err)
 	}
 }
+
+// TestPublishDocBounded: a node publishes at most maxPublishedRows rows,
+// and fewer when they would not fit in auth.MaxNodeDoc.
+func TestPublishDocBounded(t *testing.T) {
+	rows := make([]control.SessionRow, maxPublishedRows+5)
+	doc, err := publishDoc(rows)
+	if err != nil || countRows(doc) != maxPublishedRows {
+		t.Errorf("%d small rows: got %d published, %v; want %d", len(rows), countRows(doc), err, maxPublishedRows)
+	}
+	long := strings.Repeat("x", 4096)
+	for i := range rows {
+		rows[i].Op = long
+	}
+	doc, err = publishDoc(rows)
+	if err != nil || len(doc) > auth.MaxNodeDoc || countRows(doc) < 500 {
+		t.Errorf("rows of 4 KiB: got %d bytes, %d rows, %v; want at most %d bytes and some hundreds of rows", len(doc), countRows(doc), err, auth.MaxNodeDoc)
+	}
+	if doc, _ := publishDoc[control.MountRow](nil); string(doc) != "[]" {
+		t.Errorf("no rows: got %q, want []", doc)
+	}
+}
