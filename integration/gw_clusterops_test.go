@@ -17,9 +17,9 @@ import (
 const (
 	// clusterListWithin: a session opened on a node is in every node's
 	// list within a heartbeat (1 s), with margin for a busy machine.
-	clusterListWithin = 5 * time.Second
+	clusterListWithin = 10 * time.Second
 	// clusterKillWithin: "sessions kill" on one node ends a session of
-	// another (the brief's figure: the command is polled every 0.5 s).
+	// another (the brief's figure: the command is polled every 0.25 s).
 	clusterKillWithin = 2 * time.Second
 	// clusterGoneWithin: a node killed with SIGKILL leaves the lists after
 	// 5 s without a heartbeat, plus a tick, plus margin.

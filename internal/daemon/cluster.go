@@ -29,7 +29,7 @@ import (
 // clusterTick, runs, and answers in the row.
 //
 // Polling the store rather than PostgreSQL's LISTEN/NOTIFY: the heartbeat
-// writes to the store every second anyway, one indexed SELECT per half
+// writes to the store every second anyway, one indexed SELECT per quarter
 // second per node is cheap, it goes through the store's connection pool
 // (database/sql) like every other query, and a command is never lost when
 // a connection drops (a notification sent while a node reconnects is).
@@ -37,7 +37,7 @@ import (
 // Timing of the cluster loop.
 const (
 	// clusterTick is how often a node looks for commands sent to it.
-	clusterTick = 500 * time.Millisecond
+	clusterTick = 250 * time.Millisecond
 	// heartbeatEvery is how often a node refreshes its row.
 	heartbeatEvery = time.Second
 	// nodeGoneAfter is the age of a heartbeat after which its node is
