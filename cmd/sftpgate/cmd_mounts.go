@@ -21,7 +21,11 @@ func newMountsCmd() *cobra.Command {
 user's own view, shared by their SFTP sessions; ro: a read-only admin view),
 path, mounted since, open SFTP sessions, open files, bytes written and
 waiting for upload (DIRTY), uploads in flight, cached clean bytes, and the
-end of an admin mount ("sftpgate mount").`,
+end of an admin mount ("sftpgate mount").
+
+In a cluster (nodes sharing a PostgreSQL identity store) the list holds the
+views of every live node, with a NODE column first (a "node" field in
+JSON).`,
 		Example: `  sftpgate mounts
   sftpgate --workdir /var/lib/sftpgate mounts --json`,
 		Args: noArgs,
@@ -30,19 +34,7 @@ end of an admin mount ("sftpgate mount").`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), nonNil(resp.Mounts))
-			}
-			tw := newTable(cmd.OutOrStdout(), "USER", "MODE", "PATH", "SINCE", "SESSIONS", "FILES", "DIRTY", "UPLOADING", "CLEAN", "HELD UNTIL")
-			for _, m := range resp.Mounts {
-				held := "-"
-				if m.HeldUntil != nil {
-					held = formatTime(*m.HeldUntil)
-				}
-				row(tw, m.User, m.Mode, m.Path, formatTime(m.Since), fmt.Sprint(m.Sessions), fmt.Sprint(m.OpenFiles),
-					formatBytes(m.DirtyBytes), fmt.Sprint(m.UploadsInFlight), formatBytes(m.CleanBytes), held)
-			}
-			return tw.Flush()
+			return printMounts(cmd.OutOrStdout(), cmd.ErrOrStderr(), resp, asJSON)
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (sizes in bytes, times in RFC 3339)")

@@ -16,7 +16,12 @@ func newSessionsCmd() *cobra.Command {
 		Short: "List the SFTP sessions of the running daemon; kill one",
 		Long: `List the SSH sessions of the running daemon, oldest first: id, user, remote
 address, since, file bytes uploaded and downloaded, and the current (or
-last) operation. "sftpgate sessions kill ID" closes one.`,
+last) operation. "sftpgate sessions kill ID" closes one.
+
+In a cluster (nodes sharing a PostgreSQL identity store) the list holds the
+sessions of every live node, with a NODE column first (a "node" field in
+JSON); another node's rows are as it published them at its last heartbeat
+(at most a second old).`,
 		Example: `  sftpgate sessions
   sftpgate sessions --json
   sftpgate sessions kill 1a2b3c4d-1`,
@@ -26,14 +31,7 @@ last) operation. "sftpgate sessions kill ID" closes one.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), nonNil(resp.Sessions))
-			}
-			tw := newTable(cmd.OutOrStdout(), "ID", "USER", "REMOTE", "SINCE", "UP", "DOWN", "OPERATION")
-			for _, s := range resp.Sessions {
-				row(tw, s.ID, s.User, s.Remote, formatTime(s.Since), formatBytes(s.BytesUp), formatBytes(s.BytesDown), orDash(s.Op))
-			}
-			return tw.Flush()
+			return printSessions(cmd.OutOrStdout(), cmd.ErrOrStderr(), resp, asJSON)
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (bytes as numbers, times in RFC 3339)")
@@ -48,14 +46,20 @@ func newSessionsKillCmd() *cobra.Command {
 		Short: "Close an SFTP session",
 		Long: `Close the session with that id (and its SSH connection if it has no other
 session). Its open files are closed as if the client had closed them: what
-it wrote is still uploaded.`,
+it wrote is still uploaded. In a cluster, a session of another node is
+closed by that node (within about a second).`,
 		Example: "  sftpgate sessions kill 1a2b3c4d-1",
 		Args:    exactArgs(1, "the session id"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			if _, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0]}); err != nil {
+			resp, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0]})
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "session %s closed\n", args[0])
+			if resp.Message != "" { // in a cluster: "closed on node N"
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "session %s %s\n", args[0], resp.Message)
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "session %s closed\n", args[0])
 			return err
 		}),
 	}

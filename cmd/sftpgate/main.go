@@ -101,6 +101,7 @@ the configuration file pydio.json.`,
 		newMountCmd(),
 		newUnmountCmd(),
 		newSessionsCmd(),
+		newNodesCmd(),
 		newVersionCmd(),
 		newWatchdogCmd(),
 	)

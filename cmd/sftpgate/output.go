@@ -112,3 +112,71 @@ func printToken(out io.Writer, login string, tok auth.Token, secret string, auto
 	_, err := fmt.Fprintln(out, "⚠ Make sure to secure it as it grants access to the user resources!")
 	return err
 }
+
+// printSessions writes the sessions of resp as a table (a NODE column
+// first in a cluster) or a JSON array (each row with its node in a
+// cluster); a warning of the daemon goes to errw.
+func printSessions(w, errw io.Writer, resp control.Response, asJSON bool) error {
+	printWarning(errw, resp)
+	if asJSON {
+		return printJSON(w, nonNil(resp.Sessions))
+	}
+	header := []string{"ID", "USER", "REMOTE", "SINCE", "UP", "DOWN", "OPERATION"}
+	tw := newTable(w, withNode(resp.Cluster, "NODE", header)...)
+	for _, s := range resp.Sessions {
+		row(tw, withNode(resp.Cluster, s.Node, []string{s.ID, s.User, s.Remote, formatTime(s.Since), formatBytes(s.BytesUp), formatBytes(s.BytesDown), orDash(s.Op)})...)
+	}
+	return tw.Flush()
+}
+
+// printMounts writes the views of resp as a table (a NODE column first in
+// a cluster) or a JSON array (each row with its node in a cluster); a
+// warning of the daemon goes to errw.
+func printMounts(w, errw io.Writer, resp control.Response, asJSON bool) error {
+	printWarning(errw, resp)
+	if asJSON {
+		return printJSON(w, nonNil(resp.Mounts))
+	}
+	header := []string{"USER", "MODE", "PATH", "SINCE", "SESSIONS", "FILES", "DIRTY", "UPLOADING", "CLEAN", "HELD UNTIL"}
+	tw := newTable(w, withNode(resp.Cluster, "NODE", header)...)
+	for _, m := range resp.Mounts {
+		held := "-"
+		if m.HeldUntil != nil {
+			held = formatTime(*m.HeldUntil)
+		}
+		row(tw, withNode(resp.Cluster, m.Node, []string{m.User, m.Mode, m.Path, formatTime(m.Since), fmt.Sprint(m.Sessions), fmt.Sprint(m.OpenFiles),
+			formatBytes(m.DirtyBytes), fmt.Sprint(m.UploadsInFlight), formatBytes(m.CleanBytes), held})...)
+	}
+	return tw.Flush()
+}
+
+// printNodes writes the nodes of a cluster as a table or a JSON array.
+func printNodes(w io.Writer, nodes []control.NodeRow, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, nonNil(nodes))
+	}
+	tw := newTable(w, "NODE", "HOST", "ADDRESS", "STARTED", "HEARTBEAT", "SESSIONS", "MOUNTS")
+	for _, n := range nodes {
+		id := n.ID
+		if n.Self {
+			id += " (this node)"
+		}
+		row(tw, id, n.Host, n.Addr, formatTime(n.Started), formatTime(n.Heartbeat), fmt.Sprint(n.Sessions), fmt.Sprint(n.Mounts))
+	}
+	return tw.Flush()
+}
+
+// withNode is cells, after node when cluster.
+func withNode(cluster bool, node string, cells []string) []string {
+	if !cluster {
+		return cells
+	}
+	return append([]string{node}, cells...)
+}
+
+// printWarning writes the daemon's warning, if any, as one line.
+func printWarning(errw io.Writer, resp control.Response) {
+	if resp.Warning != "" {
+		fmt.Fprintln(errw, "warning:", resp.Warning)
+	}
+}

@@ -52,6 +52,7 @@ const (
 	OpUnmount  = "unmount"
 	OpSessions = "sessions"
 	OpKill     = "kill"
+	OpNodes    = "nodes"
 )
 
 // Request is one request on the control socket.
@@ -76,6 +77,14 @@ type Response struct {
 	// Reason is set, with Error, when the request was refused for one of
 	// the Reason* reasons; Mount is then the view concerned, if any.
 	Reason string `json:"reason,omitempty"`
+	// Cluster is true when the daemon's identity store is shared
+	// (PostgreSQL): Sessions and Mounts then hold the rows of every live
+	// node, each with its Node, and Nodes the nodes (OpNodes).
+	Cluster bool      `json:"cluster,omitempty"`
+	Nodes   []NodeRow `json:"nodes,omitempty"`
+	// Warning, when set, says what the answer lacks (the rows of the
+	// other nodes, when the shared store could not be read).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Reasons of a refusal (Response.Reason): the client words them.
@@ -90,6 +99,9 @@ const (
 	ReasonNoAdminMount = "no-admin-mount"
 	// ReasonNoSession refuses OpKill: no session has that ID.
 	ReasonNoSession = "no-session"
+	// ReasonNodeGone refuses OpKill: the node that holds the session did
+	// not run the command in time (it died or lost the store).
+	ReasonNodeGone = "node-gone"
 )
 
 // Modes of a view (MountRow.Mode).
@@ -108,6 +120,7 @@ func Mode(readOnly bool) string {
 
 // MountRow is one mounted view.
 type MountRow struct {
+	Node            string     `json:"node,omitempty"` // the node that holds it, in a cluster
 	User            string     `json:"user"`
 	Path            string     `json:"path"`
 	Mode            string     `json:"mode"` // ModeRW or ModeRO
@@ -141,6 +154,7 @@ type Unmounted struct {
 
 // SessionRow is one SSH session.
 type SessionRow struct {
+	Node      string    `json:"node,omitempty"` // the node that holds it, in a cluster
 	ID        string    `json:"id"`
 	User      string    `json:"user"`
 	Remote    string    `json:"remote"`
@@ -148,4 +162,16 @@ type SessionRow struct {
 	BytesUp   int64     `json:"bytes_up"`   // file data written by the client
 	BytesDown int64     `json:"bytes_down"` // file data read by the client
 	Op        string    `json:"op"`         // current or last operation
+}
+
+// NodeRow is one node of a cluster (a daemon on a shared store).
+type NodeRow struct {
+	ID        string    `json:"id"`
+	Host      string    `json:"host"`
+	Addr      string    `json:"addr"` // its SSH listener
+	Started   time.Time `json:"started"`
+	Heartbeat time.Time `json:"heartbeat"` // the last one
+	Sessions  int       `json:"sessions"`
+	Mounts    int       `json:"mounts"`
+	Self      bool      `json:"self,omitempty"` // the node that answered
 }

@@ -44,6 +44,10 @@ type daemonControl struct {
 	users    userLookup
 	holds    *adminMounts
 	log      *slog.Logger
+	// node is this daemon in its cluster when the store is shared
+	// (PostgreSQL), nil with SQLite: then every answer is this daemon's
+	// alone, as without a cluster.
+	node *clusterNode
 }
 
 // handle implements controlHandler.
@@ -52,15 +56,23 @@ func (d *daemonControl) handle(ctx context.Context, req control.Request) control
 	case control.OpPing:
 		return control.Response{Message: "pong"}
 	case control.OpMounts:
+		if d.node != nil {
+			return d.clusterMounts(ctx)
+		}
 		return control.Response{Mounts: d.mounts()}
 	case control.OpMount:
 		return d.mount(ctx, req)
 	case control.OpUnmount:
 		return d.unmount(ctx, req)
 	case control.OpSessions:
+		if d.node != nil {
+			return d.clusterSessions(ctx)
+		}
 		return control.Response{Sessions: sessionRows(d.sessions.Sessions())}
 	case control.OpKill:
-		return d.kill(req)
+		return d.kill(ctx, req)
+	case control.OpNodes:
+		return d.nodes(ctx)
 	}
 	return control.Response{Error: fmt.Sprintf("control socket: unknown operation %q (is the daemon older than this command?)", req.Op)}
 }
@@ -158,17 +170,26 @@ func (d *daemonControl) unmount(ctx context.Context, req control.Request) contro
 	}
 }
 
-// kill closes a session for the control socket.
-func (d *daemonControl) kill(req control.Request) control.Response {
-	if err := d.sessions.Kill(req.ID); err != nil {
-		if errors.Is(err, sftpd.ErrNoSession) {
-			return control.Response{Error: fmt.Sprintf("kill: no session %q", req.ID), Reason: control.ReasonNoSession}
+// kill closes a session for the control socket: one of this daemon's, or,
+// in a cluster, one of the node that lists it.
+func (d *daemonControl) kill(ctx context.Context, req control.Request) control.Response {
+	noSession := control.Response{Error: fmt.Sprintf("kill: no session %q", req.ID), Reason: control.ReasonNoSession}
+	err := d.sessions.Kill(req.ID)
+	if err != nil && isNoSession(err) && d.node != nil {
+		return d.killRemote(ctx, req.ID, noSession)
+	}
+	if err != nil {
+		if isNoSession(err) {
+			return noSession
 		}
 		return control.Response{Error: fmt.Sprintf("kill: %v", err)}
 	}
 	d.log.Info("session killed by an admin", "session", req.ID)
 	return control.Response{}
 }
+
+// isNoSession reports whether err says that no session has the id.
+func isNoSession(err error) bool { return errors.Is(err, sftpd.ErrNoSession) }
 
 // sessionRows are the rows of the sessions ss.
 func sessionRows(ss []sftpd.SessionInfo) []control.SessionRow {

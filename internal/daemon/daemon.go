@@ -127,7 +127,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return err
 	}
 	holds := newAdminMounts(mounts, log.With("component", "control"))
-	ctl.serve((&daemonControl{sessions: srv, views: mounts, users: st, holds: holds, log: log.With("component", "control")}).handle)
+	dc := &daemonControl{sessions: srv, views: mounts, users: st, holds: holds, log: log.With("component", "control")}
+	if st.Shared() {
+		// A node of a cluster: registered in the shared store, its
+		// sessions and mounts listed by every node (see cluster.go).
+		if dc.node, err = newClusterNode(cfg.Workdir, st, l.Addr().String(), dc, log.With("component", "cluster")); err != nil {
+			l.Close()
+			cleanExit = shutdownMounts()
+			return err
+		}
+		dc.node.start(ctx)
+	}
+	ctl.serve(dc.handle)
 	if met != nil {
 		met.Observe(srv, mounts)
 		stopMetrics = serveMetrics(metricsLn, met.Handler(), log)
@@ -158,6 +169,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		sessionsClosed = false
 	}
 	cancel()
+	if dc.node != nil {
+		dc.node.stop()
+	}
 	cleanExit = shutdownMounts() && sessionsClosed
 	log.Info("stopped")
 	if serveErr != nil && !errors.Is(serveErr, sftpd.ErrServerClosed) {
