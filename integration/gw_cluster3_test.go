@@ -70,7 +70,8 @@ func TestGatewayCluster3(t *testing.T) {
 }
 
 // sessionsByNode returns, for each node, the client addresses (host:port)
-// of the sessions its `sessions --json` lists; a nil gateway is skipped.
+// of the sessions it holds: the rows of its `sessions --json` that name it
+// (a node lists the whole cluster's); a nil gateway is skipped.
 func sessionsByNode(gws []*gateway) []map[string]bool {
 	out := make([]map[string]bool, len(gws))
 	for i, g := range gws {
@@ -78,8 +79,11 @@ func sessionsByNode(gws []*gateway) []map[string]bool {
 		if g == nil {
 			continue
 		}
-		for _, r := range g.sessionRows() {
-			out[i][r.Remote] = true
+		id := g.nodeID()
+		for _, r := range g.clusterSessions() {
+			if r.Node == id {
+				out[i][r.Remote] = true
+			}
 		}
 	}
 	return out

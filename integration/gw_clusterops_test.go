@@ -70,8 +70,8 @@ func (g *gateway) nodeIDs() []string {
 	return ids
 }
 
-// sessionsByNode maps user to node of rows.
-func sessionsByNode(rows []clusterSessionRow) map[string]string {
+// nodeOfUser maps user to node of rows.
+func nodeOfUser(rows []clusterSessionRow) map[string]string {
 	m := map[string]string{}
 	for _, r := range rows {
 		m[r.User] = r.Node
@@ -105,7 +105,7 @@ func TestGatewayClusterOps(t *testing.T) {
 	for i, g := range gws {
 		var got map[string]string
 		ok := waitFor(clusterListWithin, 100*time.Millisecond, func() bool {
-			got = sessionsByNode(g.clusterSessions())
+			got = nodeOfUser(g.clusterSessions())
 			return len(got) == 3 && got["alice"] == ids[0] && got["bob"] == ids[1] && got["carol"] == ids[2]
 		})
 		if !ok {
@@ -178,7 +178,7 @@ func TestGatewayClusterOps(t *testing.T) {
 	g3 := gws[2]
 	clients[2].Close()
 	c3 := g3.mustSFTP("carol", g3.token("carol", "1h"))
-	if !waitFor(clusterListWithin, 100*time.Millisecond, func() bool { return sessionsByNode(gws[0].clusterSessions())["carol"] == ids[2] }) {
+	if !waitFor(clusterListWithin, 100*time.Millisecond, func() bool { return nodeOfUser(gws[0].clusterSessions())["carol"] == ids[2] }) {
 		t.Fatalf("carol's new session on node 3 not listed by node 1")
 	}
 	kill := time.Now()
@@ -194,7 +194,7 @@ func TestGatewayClusterOps(t *testing.T) {
 			took.Round(time.Millisecond), gws[0].nodeIDs(), gws[1].clusterSessions(), clusterGoneWithin)
 	}
 	t.Logf("node 3 killed with SIGKILL: out of the lists after %v", took.Round(time.Millisecond))
-	if got := sessionsByNode(gws[0].clusterSessions()); got["alice"] != ids[0] || got["bob"] != ids[1] {
+	if got := nodeOfUser(gws[0].clusterSessions()); got["alice"] != ids[0] || got["bob"] != ids[1] {
 		t.Errorf("sessions through node 1 after node 3's death: got %v, want alice on %s and bob on %s", got, ids[0], ids[1])
 	}
 	c3.Close()
