@@ -133,7 +133,7 @@ func (d *dirNode) where(ctx context.Context, write bool) (loc, string, error) {
 // written), a directory (a marker or deeper keys; it wins over a file of
 // the same name) or nothing.
 func (v *view) resolve(ctx context.Context, bucket, key string) (int, objInfo, error) {
-	if e := v.cache.lookup(bucket, key); e != nil {
+	if e := v.copyOf(ctx, bucket, key); e != nil {
 		if info, live := e.live(0); live {
 			return kindFile, info, nil
 		}

@@ -203,7 +203,7 @@ func (h *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	info := last.info
 	if last.kind == kindFile {
-		if e := h.d.ws.v.cache.lookup(h.l.bucket, h.prefix+name); e != nil {
+		if e := h.d.ws.v.copyOf(ctx, h.l.bucket, h.prefix+name); e != nil {
 			e.mu.Lock()
 			if (e.opens > 0 || e.dirty) && !e.deleted {
 				info.Size, info.Mtime, info.Mode = e.size, e.mtime, e.mode

@@ -128,7 +128,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	if err != nil {
 		return f.errno(err)
 	}
-	if info, ok := v.liveAttr(v.cache.lookup(l.bucket, key)); ok {
+	if info, ok := v.liveAttr(v.copyOf(ctx, l.bucket, key)); ok {
 		v.fillFileAttr(&out.Attr, info.Size, info.Mtime, info.Mode, l.readOnly)
 		out.SetTimeout(v.attrTTL)
 		return 0
@@ -155,7 +155,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 // fetched lazily) or, when forRead, only if a usable one exists (nil
 // otherwise). remote is the object's info when it was asked.
 func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
-	if e := v.cache.lookup(bucket, key); e != nil && e.openLive() {
+	if e := v.copyOf(ctx, bucket, key); e != nil && e.openLive() {
 		if trunc {
 			if err := e.truncate(0); err != nil {
 				v.cache.release(e)
@@ -302,7 +302,7 @@ func (f *fileNode) setattr(ctx context.Context, fh fs.FileHandle, hasSize bool, 
 			return err
 		}
 		own = true
-	} else if ce := v.cache.lookup(l.bucket, key); ce != nil && ce.openLive() {
+	} else if ce := v.copyOf(ctx, l.bucket, key); ce != nil && ce.openLive() {
 		e, own = ce, true
 	}
 	if e != nil {

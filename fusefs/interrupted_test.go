@@ -3,10 +3,13 @@ package fusefs_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
@@ -120,5 +123,59 @@ func TestInterruptedUploadExpires(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatalf("expired interrupted upload still visible in the mount")
+	}
+}
+
+// TestInterruptedUploadSuperseded: an interrupted upload whose object is
+// written since by someone else (another gateway node, another client of
+// the bucket) gives way to that object once the attribute TTL has passed:
+// stat, read and a resume see the new object, never the stale partial
+// copy, and the resume's close publishes on top of the new object. The
+// same holds when the object is deleted under an interrupted overwrite,
+// and an interrupted new file is kept while its object stays absent.
+func TestInterruptedUploadSuperseded(t *testing.T) {
+	w := mountWorkspace(t, testOptions(t))
+	ttl := w.g.opts.AttrTTL
+	path := filepath.Join(w.dir, "cut.bin")
+	writeInterrupted(t, path, pattern(1, 256<<10), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	time.Sleep(ttl + 200*time.Millisecond)
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 256<<10 {
+		t.Fatalf("interrupted new file, object still absent: got %v, %v, want the 262144 bytes kept for a resume", fi, err)
+	}
+
+	// The whole file arrives through another node.
+	whole := pattern(2, 1<<20)
+	putObject(t, w.bucket, w.key("cut.bin"), whole)
+	if err := eventually(3*ttl+2*time.Second, func() error {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Size() != int64(len(whole)) {
+			return fmt.Errorf("size %d, want %d", fi.Size(), len(whole))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("interrupted upload after the object was written elsewhere: %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, whole) {
+		t.Fatalf("read after the object was written elsewhere: %d bytes, %v, want the new object's %d", len(got), err, len(whole))
+	}
+
+	// An interrupted overwrite whose object is then deleted elsewhere.
+	writeInterrupted(t, path, pattern(3, 64<<10), os.O_WRONLY|os.O_TRUNC)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := server.Client.RemoveObject(ctx, w.bucket, w.key("cut.bin"), minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eventually(3*ttl+2*time.Second, func() error {
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			return fmt.Errorf("stat: got %v, want not exist", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("interrupted overwrite after the object was deleted elsewhere: %v", err)
 	}
 }

@@ -89,9 +89,12 @@ type entry struct {
 	// writer is left (see the rule above); it waits for a resume and the
 	// janitor discards it after lifespan.
 	interrupted bool
-	deleted     bool
-	opens       int // open handles
-	writers     int // open handles for writing
+	// checkedAt is when an interrupted upload was last compared with the
+	// object in the store (superseded.go).
+	checkedAt time.Time
+	deleted   bool
+	opens     int // open handles
+	writers   int // open handles for writing
 	// parked: the data file is closed while the copy is clean and idle
 	// (f nil); fileLocked opens it again.
 	parked bool
@@ -253,6 +256,11 @@ func (c *cache) open(bucket, key, user string, remote *objInfo, trunc bool) (*en
 				c.drop(e)
 				continue
 			}
+		}
+		if e.supersededLocked(remote) {
+			e.mu.Unlock()
+			c.dropSuperseded(e, remote)
+			continue
 		}
 		e.opens++
 		e.user = user

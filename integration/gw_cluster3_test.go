@@ -398,8 +398,8 @@ func testClusterLockout(t *testing.T, gws []*gateway, lb *testenv.HAProxy) {
 // delete), logging each lag; then a file node 2 has read (its pages
 // cached) is overwritten through node 1 with the same size and must read
 // as the new content on node 2 1.5 s later; last, an upload cut on node 1
-// and sent whole through node 2 must read whole on node 1 (a known bug:
-// see staleCopyBugEnv).
+// and sent whole through node 2 must read whole on node 1 (no node shows
+// its cut copy once the object changed).
 func testClusterCoherence(t *testing.T, gws []*gateway) {
 	tok := gws[0].addUser("erin", personalWS)
 	a := directSFTP(t, gws[0], "127.0.0.9", "erin", tok)
@@ -544,13 +544,8 @@ func testClusterCoherence(t *testing.T, gws []*gateway) {
 		sum, n = sumRemote(a, cut)
 		return sum == prngSum(44, size)
 	}) {
-		msg := fmt.Sprintf("file cut on node 1 then sent whole through node 2: node 1 shows %d bytes sha256 %.12s %v later, want the object's %d bytes",
+		t.Errorf("file cut on node 1 then sent whole through node 2: node 1 shows %d bytes sha256 %.12s %v later, want the object's %d bytes",
 			n, sum, time.Since(start).Round(time.Millisecond), size)
-		if os.Getenv(staleCopyBugEnv) != "" {
-			t.Error(msg)
-		} else {
-			t.Logf("KNOWN BUG (%s=1 makes it fail): %s", staleCopyBugEnv, msg)
-		}
 	}
 }
 
@@ -923,7 +918,6 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 	g.start()
 	g.waitReady()
 	sc := directSFTP(t, g, "127.0.0.8", user, tok)
-	var stale []string
 	for i, c := range cs {
 		want := full(c)
 		if got, w := gws[0].stateOf(bucket, personalKey(user, c.name)), stateOfVersion(want); got != w {
@@ -935,36 +929,10 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 		}
 		msg := fmt.Sprintf("file of upload %d through the restarted node %d: got %d bytes sha256 %.12s, want %d bytes %.12s (the object)",
 			i+1, victim+1, n, sum, size, want.sum())
-		if c.node == victim && c.err != nil {
-			// An upload the kill interrupted, completed since through
-			// another node: see staleCopyBugEnv.
-			stale = append(stale, msg)
-			continue
-		}
 		t.Error(msg)
-	}
-	if len(stale) > 0 {
-		if os.Getenv(staleCopyBugEnv) != "" {
-			for _, msg := range stale {
-				t.Error(msg)
-			}
-		} else {
-			t.Logf("KNOWN BUG (%s=1 makes it fail): the restarted node serves its interrupted local copy instead of the newer object:\n  %s",
-				staleCopyBugEnv, strings.Join(stale, "\n  "))
-		}
 	}
 }
 
-// staleCopyBugEnv, when set, makes the cluster tests fail on a known bug
-// instead of logging it: a node whose client went away in the middle of an
-// upload (its connection reset, or the node itself killed and restarted)
-// keeps the partial copy as an interrupted upload and shows that copy at
-// the path (its size, its bytes; after a restart, cut to its durable
-// prefix, often 0) until tmpFilesLifespan, even when the object has been
-// written since through another node. A clean
-// copy is dropped when the object's ETag changed (fusefs cache.open); an
-// interrupted one is shown whatever the object (entry.live, recoverOne).
-const staleCopyBugEnv = "SFTPGATE_CLUSTER_STALE_COPY_BUG"
 
 // resumeAt writes v from offset off to path, opened without truncation
 // and created if absent (what a client resuming an upload does when the
