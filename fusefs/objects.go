@@ -239,18 +239,76 @@ func (o *objects) partSizeFor(size int64) int64 {
 }
 
 // put uploads size bytes of r (read at offsets, in parallel parts) as the
-// object, with the given metadata, and returns the new ETag.
-func (o *objects) put(ctx context.Context, bucket, key string, r io.ReaderAt, size int64, meta map[string]string) (string, error) {
-	info, err := o.c.PutObject(ctx, bucket, key, io.NewSectionReader(r, 0, size), size, minio.PutObjectOptions{
-		PartSize:     uint64(o.partSizeFor(size)),
-		NumThreads:   uint(o.concurrency),
-		ContentType:  contentType(key),
-		UserMetadata: meta,
-	})
+// object, with the given metadata, and returns the new ETag. What fits in
+// one part goes in a single PUT.
+func (o *objects) put(ctx context.Context, bucket, key string, r io.ReaderAt, size int64, meta map[string]string) (_ string, err error) {
+	ps := o.partSizeFor(size)
+	if size <= ps {
+		info, err := putSingle(ctx, o.c, bucket, key, r, size, meta)
+		if err != nil {
+			return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+		}
+		return strings.Trim(info.ETag, `"`), nil
+	}
+	core := minio.Core{Client: o.c}
+	id, err := core.NewMultipartUpload(ctx, bucket, key, minio.PutObjectOptions{ContentType: contentType(key), UserMetadata: meta})
+	if err != nil {
+		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			core.AbortMultipartUpload(actx, bucket, key, id)
+		}
+	}()
+	parts, err := o.putParts(ctx, core, bucket, key, id, 1, r, 0, size)
+	if err != nil {
+		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	info, err := core.CompleteMultipartUpload(ctx, bucket, key, id, parts, minio.PutObjectOptions{})
 	if err != nil {
 		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
 	}
 	return strings.Trim(info.ETag, `"`), nil
+}
+
+// putParts uploads the bytes [from, size) of r as the parts n, n+1...
+// of the multipart upload id, o.concurrency at a time, and returns them.
+func (o *objects) putParts(ctx context.Context, core minio.Core, bucket, key, id string, n int, r io.ReaderAt, from, size int64) ([]minio.CompletePart, error) {
+	ps := o.partSizeFor(size - from)
+	type job struct {
+		n      int
+		off, l int64
+	}
+	var jobs []job
+	for off := from; off < size; off += ps {
+		jobs = append(jobs, job{n: n, off: off, l: min(ps, size-off)})
+		n++
+	}
+	parts := make([]minio.CompletePart, len(jobs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, o.concurrency))
+	for i, j := range jobs {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			p, err := putPart(gctx, core, bucket, key, id, j.n, r, j.off, j.l)
+			if err != nil {
+				return fmt.Errorf("part %d: %w", j.n, err)
+			}
+			parts[i] = minio.CompletePart{PartNumber: j.n, ETag: p.ETag}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return parts, nil
 }
 
 // putMarker writes a zero-byte directory marker.
@@ -398,36 +456,8 @@ func (o *objects) appendUpload(ctx context.Context, bucket, key, etag string, ba
 		n++
 	}
 	// The new bytes, in parallel parts read at their offsets.
-	ps := o.partSizeFor(size - base)
-	type job struct {
-		n      int
-		off, l int64
-	}
-	var jobs []job
-	for off := base; off < size; off += ps {
-		jobs = append(jobs, job{n: n, off: off, l: min(ps, size-off)})
-		n++
-	}
-	tail := make([]minio.CompletePart, len(jobs))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, o.concurrency))
-	for i, j := range jobs {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error {
-			p, err := core.PutObjectPart(gctx, bucket, key, id, j.n, io.NewSectionReader(r, j.off, j.l), j.l, minio.PutObjectPartOptions{})
-			if err != nil {
-				return fmt.Errorf("append %s/%s: part %d: %w", bucket, key, j.n, err)
-			}
-			tail[i] = minio.CompletePart{PartNumber: j.n, ETag: p.ETag}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return "", err
-	}
-	if err := ctx.Err(); err != nil {
+	tail, err := o.putParts(ctx, core, bucket, key, id, n, r, base, size)
+	if err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)
 	}
 	parts = append(parts, tail...)

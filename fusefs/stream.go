@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -252,7 +251,7 @@ func (s *stream) run() {
 			go func(n int, off, l int64) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				p, err := core.PutObjectPart(s.ctx, s.bucket, s.key, id, n, io.NewSectionReader(s.f, off, l), l, minio.PutObjectPartOptions{})
+				p, err := putPart(s.ctx, core, s.bucket, s.key, id, n, s.f, off, l)
 				if err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: part %d: %w", s.bucket, s.key, n, err))
 					return
