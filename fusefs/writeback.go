@@ -125,6 +125,9 @@ type entry struct {
 	uploads  []pendingUpload
 	// journaled: the copy's journal was written once (or found at start).
 	journaled bool
+	// qSeen is qUser's quota as checkGrow last read it, at qSeenAt.
+	qSeen   Quota
+	qSeenAt time.Time
 }
 
 // cache is the write-back cache: every local copy, indexed by object.
