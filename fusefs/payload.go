@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -80,13 +81,44 @@ func putPart(ctx context.Context, core minio.Core, bucket, key, id string, n int
 	})
 }
 
+// putSingleAttempts is how many times putSingle sends a file before it
+// gives up on errors worth a retry (network, 5xx, throttling).
+const putSingleAttempts = 4
+
 // putSingle uploads the size bytes of r as the object in one PUT,
-// unsigned with a CRC32C trailer.
+// unsigned with a CRC32C trailer. It retries by itself: minio-go computes
+// that trailer in a wrapper made once per call, not reset when it retries
+// a request whose body it had partly read (such a retry took 20 s to get
+// through in TestPayloadCorruptionCaught), so the body handed to it cannot
+// seek (minio-go then never retries) and every attempt is a new call with
+// a new sum.
 func putSingle(ctx context.Context, c *minio.Client, bucket, key string, r io.ReaderAt, size int64, meta map[string]string) (minio.UploadInfo, error) {
-	return minio.Core{Client: c}.PutObject(ctx, bucket, key, io.NewSectionReader(r, 0, size), size, "", "", minio.PutObjectOptions{
+	opts := minio.PutObjectOptions{
 		ContentType:          contentType(key),
 		UserMetadata:         meta,
 		DisableContentSha256: true,
 		Checksum:             minio.ChecksumCRC32C,
-	})
+	}
+	for attempt := 1; ; attempt++ {
+		body := struct{ io.Reader }{io.NewSectionReader(r, 0, size)}
+		info, err := minio.Core{Client: c}.PutObject(ctx, bucket, key, body, size, "", "", opts)
+		if err == nil || attempt >= putSingleAttempts || !retryable(err) || ctx.Err() != nil {
+			return info, err
+		}
+		select {
+		case <-time.After(time.Duration(attempt*attempt) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return info, err
+		}
+	}
+}
+
+// retryable tells whether a failed request may succeed when sent again:
+// no answer, or an answer that says so (timeout, throttling, 5xx).
+func retryable(err error) bool {
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) || er.StatusCode == 0 {
+		return true
+	}
+	return er.StatusCode == http.StatusRequestTimeout || er.StatusCode == http.StatusTooManyRequests || er.StatusCode >= 500
 }

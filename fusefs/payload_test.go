@@ -28,6 +28,8 @@ type flipProxy struct {
 	mu      sync.Mutex
 	armed   bool
 	flipped int // bodies changed so far
+	drop    int // connections still to close at once
+	dropped int // connections closed at once so far
 	wg      sync.WaitGroup
 }
 
@@ -79,8 +81,34 @@ func (p *flipProxy) serve() {
 	}
 }
 
+func (p *flipProxy) dropNext(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop = n
+}
+
+func (p *flipProxy) drops() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped
+}
+
 func (p *flipProxy) handle(c net.Conn) {
 	defer c.Close()
+	p.mu.Lock()
+	drop := p.drop > 0
+	if drop {
+		p.drop--
+		p.dropped++
+	}
+	p.mu.Unlock()
+	if drop {
+		// Closed once part of the body came: the sender has read (and
+		// summed) some of it.
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.ReadAtLeast(c, make([]byte, 16<<10), 16<<10)
+		return
+	}
 	s, err := net.DialTimeout("tcp", p.target, 10*time.Second)
 	if err != nil {
 		return
@@ -144,7 +172,7 @@ func (p *flipProxy) forward(dst io.Writer, src io.Reader) {
 // TestPayloadCorruptionCaught: uploads sent unsigned with a CRC32C trailer
 // (putPart, putSingle) are refused by a real MinIO when one byte of the
 // body changes on the way (a proxy flips it), and stored whole when
-// nothing changes.
+// nothing changes, also after connections dropped unanswered (retries).
 func TestPayloadCorruptionCaught(t *testing.T) {
 	srv := testenv.StartMinIOT(t)
 	bucket := srv.NewBucket(t, "payload")
@@ -217,6 +245,29 @@ func TestPayloadCorruptionCaught(t *testing.T) {
 		if _, err := srv.Client.StatObject(ctx, bucket, "single-bad.bin", minio.StatObjectOptions{}); minio.ToErrorResponse(err).Code != "NoSuchKey" {
 			t.Fatalf("object after a refused PUT: got %v, want NoSuchKey", err)
 		}
+	})
+
+	t.Run("single retried", func(t *testing.T) {
+		// The first two connections are closed unanswered in the middle of
+		// the body: putSingle sends the file again (minio-go, handed a body
+		// it cannot seek, does not), each time with the sum of what it
+		// sends.
+		const key = "single-retried.bin"
+		proxy.dropNext(2)
+		before := proxy.drops()
+		start := time.Now()
+		if _, err := putSingle(ctx, c, bucket, key, r, 100<<10, nil); err != nil {
+			t.Fatalf("putSingle after 2 dropped connections: %v", err)
+		}
+		// Its back-off adds up to 0.5 s; left to minio-go's retries (a
+		// body it can seek) the same upload took 20 s here.
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("putSingle after 2 dropped connections: took %v, want well under 10s", took)
+		}
+		if n := proxy.drops() - before; n != 2 {
+			t.Fatalf("connections dropped: got %d, want 2", n)
+		}
+		check(t, key, data[:100<<10])
 	})
 
 	t.Run("part", func(t *testing.T) {
