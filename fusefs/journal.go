@@ -60,6 +60,12 @@ func journalName(id string) string { return id + ".json" }
 // (a leftover, even a symlink, is removed first, never followed), fsync,
 // rename.
 func writeJournal(root *os.Root, id string, j journal) error {
+	return writeJournalSync(root, id, j, true)
+}
+
+// writeJournalSync is writeJournal, with the fsync of the new journal only
+// when sync is true.
+func writeJournalSync(root *os.Root, id string, j journal, sync bool) error {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", id, err)
@@ -77,10 +83,12 @@ func writeJournal(root *os.Root, id string, j journal) error {
 		root.Remove(tmp)
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		root.Remove(tmp)
-		return fmt.Errorf("journal %s: %w", id, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			root.Remove(tmp)
+			return fmt.Errorf("journal %s: %w", id, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		root.Remove(tmp)

@@ -150,7 +150,7 @@ func (o *objects) partSizeFor(size int64) int64 {
 // put uploads size bytes of r (read at offsets, in parallel parts) as the
 // object, with the given metadata, and returns the new ETag.
 func (o *objects) put(ctx context.Context, bucket, key string, r io.ReaderAt, size int64, meta map[string]string) (string, error) {
-	return o.st.Put(ctx, bucket, key, io.NewSectionReader(r, 0, size), size, meta, o.partSizeFor(size), o.concurrency)
+	return o.st.Put(ctx, bucket, key, r, size, meta, o.partSizeFor(size), o.concurrency)
 }
 
 // minComposeSize is the smallest existing object that an append may reuse
@@ -190,23 +190,7 @@ func (o *objects) appendUpload(ctx context.Context, bucket, key, etag string, ba
 		n++
 	}
 	// The new bytes, in parallel parts read at their offsets.
-	ps := o.partSizeFor(size - base)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(1, o.concurrency))
-	for off := base; off < size && gctx.Err() == nil; off += ps {
-		pn, l := n, min(ps, size-off)
-		g.Go(func() error {
-			if err := mp.PutPart(gctx, pn, io.NewSectionReader(r, off, l), l); err != nil {
-				return fmt.Errorf("append %s/%s: part %d: %w", bucket, key, pn, err)
-			}
-			return nil
-		})
-		n++
-	}
-	if err := g.Wait(); err != nil {
-		return "", err
-	}
-	if err := ctx.Err(); err != nil {
+	if _, err := mp.PutParts(ctx, n, r, base, size, o.partSizeFor(size-base), o.concurrency); err != nil {
 		return "", fmt.Errorf("append %s/%s: %w", bucket, key, err)
 	}
 	etag, err = mp.Complete(ctx)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sftpgate/sftpgate/fusefs/objstore"
 )
@@ -206,6 +207,13 @@ func (k *quotaKeeper) recompute(ctx context.Context, user string) {
 	}
 }
 
+// quotaReuse is how long checkGrow reuses the quota it read for a copy:
+// a sequential upload grows its file at every write (4,096 writes per
+// GiB), each was a query to the identity store (4 % of the daemon's CPU
+// for an upload). The close checks the quota as it stands before it
+// uploads, whatever the writes saw.
+const quotaReuse = 250 * time.Millisecond
+
 // checkGrow fails with ErrQuota when making e end bytes long (after its
 // end when appending) would take its quota's owner past their quota. Only
 // growth is checked.
@@ -215,6 +223,7 @@ func (k *quotaKeeper) checkGrow(ctx context.Context, e *entry, end int64, append
 	}
 	e.mu.Lock()
 	user, size, baseSize, existed := e.qUser, e.size, e.baseSize, e.baseExists
+	q, seen := e.qSeen, e.qSeenAt
 	e.mu.Unlock()
 	if user == "" {
 		return nil
@@ -225,9 +234,14 @@ func (k *quotaKeeper) checkGrow(ctx context.Context, e *entry, end int64, append
 	if end <= size {
 		return nil
 	}
-	q, err := k.quota(ctx, user)
-	if err != nil {
-		return fmt.Errorf("write: %w", err)
+	if time.Since(seen) >= quotaReuse {
+		var err error
+		if q, err = k.quota(ctx, user); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		e.mu.Lock()
+		e.qSeen, e.qSeenAt = q, time.Now()
+		e.mu.Unlock()
 	}
 	if err := q.over(end, baseSize, existed); err != nil {
 		return fmt.Errorf("write: %w", err)
@@ -246,6 +260,7 @@ func (e *entry) setQuotaOwner(ctx context.Context, k *quotaKeeper) {
 	user := k.owner(ctx, bucket, key)
 	e.mu.Lock()
 	e.qUser = user
+	e.qSeenAt = time.Time{} // a new handle reads the quota afresh
 	e.mu.Unlock()
 }
 

@@ -94,7 +94,7 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	e := &entry{id: id, c: c, f: f, user: j.User, bucket: j.Bucket, key: j.Key, baseETag: j.BaseETag, baseExists: j.BaseExists,
 		size: j.Size, mtime: j.Mtime, mode: j.Mode, dirty: j.Dirty, complete: j.Complete,
 		tailMode: j.TailMode, tailFrom: j.TailFrom, uploads: j.Uploads, lastUse: st.ModTime(),
-		baseSizeUnknown: j.BaseExists}
+		baseSizeUnknown: j.BaseExists, journaled: true}
 	if j.Dirty {
 		// Changes no close published: never uploaded here. The copy waits
 		// as an interrupted upload, cut to what was durable.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sync"
@@ -244,7 +243,7 @@ func (s *stream) run() {
 			go func(n int, off, l int64) {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err := mp.PutPart(s.ctx, n, io.NewSectionReader(s.f, off, l), l); err != nil {
+				if err := mp.PutPart(s.ctx, n, s.f, off, l); err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: part %d: %w", s.bucket, s.key, n, err))
 				}
 			}(n, next, l)

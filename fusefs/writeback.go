@@ -126,6 +126,11 @@ type entry struct {
 	stream   *stream
 	aborting []<-chan struct{}
 	uploads  []pendingUpload
+	// journaled: the copy's journal was written once (or found at start).
+	journaled bool
+	// qSeen is qUser's quota as checkGrow last read it, at qSeenAt.
+	qSeen   Quota
+	qSeenAt time.Time
 }
 
 // cache is the write-back cache: every local copy, indexed by object.
@@ -458,7 +463,11 @@ func (c *cache) save(e *entry) {
 }
 
 // saveLocked writes the journal; e.mu must be held.
-func (c *cache) saveLocked(e *entry) {
+func (c *cache) saveLocked(e *entry) { c.saveSyncLocked(e, true) }
+
+// saveSyncLocked writes the journal, fsync'd only when sync is true; e.mu
+// must be held.
+func (c *cache) saveSyncLocked(e *entry, sync bool) {
 	if e.deleted {
 		return
 	}
@@ -468,9 +477,11 @@ func (c *cache) saveLocked(e *entry) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := writeJournal(c.root, e.id, j); err != nil {
+	if err := writeJournalSync(c.root, e.id, j, sync); err != nil {
 		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
+		return
 	}
+	e.journaled = true
 }
 
 // mayWrite fails with ErrTooManyCopies when writing to bucket/key would
@@ -737,10 +748,15 @@ func (e *entry) markDirtyLocked() {
 	if !e.dirty {
 		// Journaled at the first change, durable 0: a crash from now on
 		// finds an interrupted upload, never the old object under a copy
-		// that was being rewritten.
+		// that was being rewritten (a resume from the old object's size
+		// would join its head to the new tail). The first journal of a
+		// new file (no object at its key) is not fsync'd: a kill finds it
+		// all the same, and what a power loss can make of it (no journal,
+		// or one not trusted) publishes nothing and hides no object. One
+		// fsync per small file (its clean journal) instead of two.
 		e.dirty = true
 		e.durable = 0
-		e.c.saveLocked(e)
+		e.c.saveSyncLocked(e, e.journaled || e.baseExists)
 	}
 }
 

@@ -35,8 +35,11 @@ const (
 const (
 	compareSmallFiles = 200
 	compareSmallSize  = 64 << 10
-	compareSeed       = 7100
-	clockTick         = 10 * time.Millisecond // USER_HZ = 100 on Linux
+	// The tree put by OpenSSH `sftp -b` with `put -r` (issue 14).
+	compareTreeFiles = 500
+	compareTreeSize  = 4 << 10
+	compareSeed      = 7100
+	clockTick        = 10 * time.Millisecond // USER_HZ = 100 on Linux
 )
 
 // compareBin is one binary under comparison.
@@ -148,6 +151,28 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 		}
 	}
 
+	// (4) A tree of small files through OpenSSH sftp -b, put -r.
+	tree := filepath.Join(t.TempDir(), "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range compareTreeFiles {
+		writeLocal(t, filepath.Join(tree, fmt.Sprintf("f%03d.bin", i)), uint64(compareSeed+1000+i), compareTreeSize)
+	}
+	u6 := treeUsageOf(t, pid)
+	start = time.Now()
+	if out, code := g.sftpBatch(t, "alice", tok, filepath.Dir(tree), "put -r tree /personal-files/tree"); code != 0 {
+		t.Fatalf("sftp put -r: exit %d\n%s", code, out)
+	}
+	treeTook := time.Since(start)
+	u7 := treeUsageOf(t, pid)
+	for i := range compareTreeFiles {
+		key := personalKey("alice", fmt.Sprintf("tree/f%03d.bin", i))
+		if info, err := statObject(g.minio, g.personalBucket, key); err != nil || info.Size != compareTreeSize {
+			t.Fatalf("object %s: size %d, %v; want %d", key, info.Size, err, compareTreeSize)
+		}
+	}
+
 	sc.Close()
 	if code := g.stop(); code != 0 {
 		t.Fatalf("sftpgate serve: got exit %d after SIGTERM, want 0", code)
@@ -159,16 +184,18 @@ func compareOnce(t *testing.T, b compareBin, size int64, want string, res *compa
 		t.Fatalf("no rusage for the daemon (%T)", g.cmd.ProcessState.SysUsage())
 	}
 	life := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	uploaded := float64(size+compareSmallFiles*compareSmallSize) / (1 << 30)
+	uploaded := float64(size+compareSmallFiles*compareSmallSize+compareTreeFiles*compareTreeSize) / (1 << 30)
 
 	gib := float64(size) / (1 << 30)
 	res.add("upload "+sizeLabel+", MiB/s", b.name, rate(size, up)/mib)
 	res.add("download "+sizeLabel+", MiB/s", b.name, rate(size, down)/mib)
 	res.add(fmt.Sprintf("upload %d × %d KiB, files/s", compareSmallFiles, compareSmallSize>>10), b.name, compareSmallFiles/small.Seconds())
-	upU, downU, smallU := u1.sub(u0), u3.sub(u2), u5.sub(u4)
+	upU, downU, smallU, treeU := u1.sub(u0), u3.sub(u2), u5.sub(u4), u7.sub(u6)
+	res.add(fmt.Sprintf("OpenSSH sftp put -r %d × %d KiB, s", compareTreeFiles, compareTreeSize>>10), b.name, treeTook.Seconds())
 	res.add("serve CPU, upload, s/GiB", b.name, upU.cpu.Seconds()/gib)
 	res.add("serve CPU, download, s/GiB", b.name, downU.cpu.Seconds()/gib)
 	res.add("serve CPU, small files, ms/file", b.name, float64(smallU.cpu.Microseconds())/1000/compareSmallFiles)
+	res.add("serve CPU, sftp put -r, ms/file", b.name, float64(treeU.cpu.Microseconds())/1000/compareTreeFiles)
 	res.add("serve CPU, whole life, s/GiB uploaded", b.name, life.Seconds()/uploaded)
 	res.add("serve peak RSS, MiB", b.name, float64(ru.Maxrss)/1024)
 	// How much the machine's other load held the daemon back: not a

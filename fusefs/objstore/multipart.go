@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 )
 
 // Limits of multipart uploads and copies (S3's).
@@ -65,14 +66,37 @@ func (s *Store) Begin(ctx context.Context, bucket, key string, meta map[string]s
 // ID returns the upload's id (kept to abort it after a crash: Abort).
 func (m *Multipart) ID() string { return m.id }
 
-// PutPart sends part number n (from 1): size bytes of r.
-func (m *Multipart) PutPart(ctx context.Context, n int, r io.Reader, size int64) error {
-	p, err := minio.Core{Client: m.s.c}.PutObjectPart(ctx, m.bucket, m.key, m.id, n, r, size, minio.PutObjectPartOptions{})
+// PutPart sends part number n (from 1): the size bytes of r, unsigned
+// with a CRC32C trailer the server checks (payload.go).
+func (m *Multipart) PutPart(ctx context.Context, n int, r io.ReaderAt, off, size int64) error {
+	p, err := putPart(ctx, minio.Core{Client: m.s.c}, m.bucket, m.key, m.id, n, r, off, size)
 	if err != nil {
 		return classify(err)
 	}
 	m.add(minio.CompletePart{PartNumber: n, ETag: p.ETag})
 	return nil
+}
+
+// PutParts sends the bytes [from, size) of r as the parts n, n+1, … of
+// partSize bytes (the last one shorter), threads at a time, and returns
+// the number of the next part. It stops at the first error.
+func (m *Multipart) PutParts(ctx context.Context, n int, r io.ReaderAt, from, size, partSize int64, threads int) (int, error) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, threads))
+	for off := from; off < size && gctx.Err() == nil; off += partSize {
+		pn, l := n, min(partSize, size-off)
+		g.Go(func() error {
+			if err := m.PutPart(gctx, pn, r, off, l); err != nil {
+				return fmt.Errorf("part %d: %w", pn, err)
+			}
+			return nil
+		})
+		n++
+	}
+	if err := g.Wait(); err != nil {
+		return n, err
+	}
+	return n, ctx.Err()
 }
 
 // CopyPart makes part number n (from 1) of length bytes at off of the

@@ -215,17 +215,36 @@ func (s *Store) OpenRange(ctx context.Context, bucket, key, etag string, off, n 
 	return body, nil
 }
 
-// Put uploads size bytes of r as the object, with the user metadata meta,
-// in parts of partSize bytes sent threads at a time, and returns the new
-// ETag. r is read at offsets, in parallel, when it is an io.ReaderAt.
-func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, meta map[string]string, partSize int64, threads int) (string, error) {
-	opts := uploadOptions(key, meta)
-	opts.PartSize, opts.NumThreads = uint64(partSize), uint(threads)
-	info, err := s.c.PutObject(ctx, bucket, key, r, size, opts)
-	if err != nil {
-		return "", fmt.Errorf("put %s/%s: %w", bucket, key, classify(err))
+// Put uploads the size bytes of r as the object key with the user
+// metadata meta and returns its ETag: in one PUT when size fits in one
+// part of partSize, else as a multipart upload of partSize parts sent
+// threads at a time (aborted if it fails). Every body is sent unsigned
+// with a CRC32C trailer (payload.go).
+func (s *Store) Put(ctx context.Context, bucket, key string, r io.ReaderAt, size int64, meta map[string]string, partSize int64, threads int) (_ string, err error) {
+	if size <= partSize {
+		info, err := putSingle(ctx, s.c, bucket, key, r, size, meta)
+		if err != nil {
+			return "", fmt.Errorf("put %s/%s: %w", bucket, key, classify(err))
+		}
+		return strings.Trim(info.ETag, `"`), nil
 	}
-	return strings.Trim(info.ETag, `"`), nil
+	mp, err := s.Begin(ctx, bucket, key, meta)
+	if err != nil {
+		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	defer func() {
+		if err != nil {
+			mp.Abort()
+		}
+	}()
+	if _, err := mp.PutParts(ctx, 1, r, 0, size, partSize, threads); err != nil {
+		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	etag, err := mp.Complete(ctx)
+	if err != nil {
+		return "", fmt.Errorf("put %s/%s: %w", bucket, key, err)
+	}
+	return etag, nil
 }
 
 // PutMarker writes the zero-byte directory marker prefix (ending in "/").

@@ -144,10 +144,10 @@ func TestStore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Begin: %v", err)
 		}
-		if err := mp.PutPart(ctx, 2, bytes.NewReader(part2), int64(len(part2))); err != nil {
+		if err := mp.PutPart(ctx, 2, bytes.NewReader(part2), 0, int64(len(part2))); err != nil {
 			t.Fatalf("PutPart 2: %v", err)
 		}
-		if err := mp.PutPart(ctx, 1, bytes.NewReader(part1), int64(len(part1))); err != nil {
+		if err := mp.PutPart(ctx, 1, bytes.NewReader(part1), 0, int64(len(part1))); err != nil {
 			t.Fatalf("PutPart 1: %v", err)
 		}
 		etag, err := mp.Complete(ctx)
@@ -168,7 +168,7 @@ func TestStore(t *testing.T) {
 		if err := mp.CopyPart(ctx, 1, etag, 0, int64(len(want))); err != nil {
 			t.Fatalf("CopyPart: %v", err)
 		}
-		if err := mp.PutPart(ctx, 2, strings.NewReader("more"), 4); err != nil {
+		if err := mp.PutPart(ctx, 2, strings.NewReader("more"), 0, 4); err != nil {
 			t.Fatalf("PutPart: %v", err)
 		}
 		etag, err = mp.Complete(ctx)
@@ -182,7 +182,7 @@ func TestStore(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Begin: %v", err)
 		}
-		if err := mp.PutPart(ctx, 1, strings.NewReader("x"), 1); err != nil {
+		if err := mp.PutPart(ctx, 1, strings.NewReader("x"), 0, 1); err != nil {
 			t.Fatalf("PutPart: %v", err)
 		}
 		if err := mp.Abort(); err != nil {
