@@ -157,7 +157,7 @@ func adoptLegacy(root *os.Root, legacyTmpDir string, log *slog.Logger) {
 	}
 	old, err := openPrivateDir(oldDir)
 	if err != nil {
-		log.Warn("fusefs: the cache of an older version is not adopted", "dir", oldDir, "reason", err)
+		log.Warn("the cache of an older version is not adopted", "dir", oldDir, "reason", err)
 		return
 	}
 	defer old.Close()
@@ -166,7 +166,7 @@ func adoptLegacy(root *os.Root, legacyTmpDir string, log *slog.Logger) {
 		names, err := readDirNames(old, sub)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
-				log.Warn("fusefs: cannot list the cache of an older version", "dir", filepath.Join(oldDir, sub), "err", err)
+				log.Warn("cannot list the cache of an older version", "dir", filepath.Join(oldDir, sub), "err", err)
 			}
 			continue
 		}
@@ -182,7 +182,7 @@ func adoptLegacy(root *os.Root, legacyTmpDir string, log *slog.Logger) {
 			}
 			p := filepath.Join(sub, name)
 			if err := moveBetween(old, root, p); err != nil {
-				log.Warn("fusefs: cannot adopt a file of an older version's cache", "path", filepath.Join(oldDir, p), "err", err)
+				log.Warn("cannot adopt a file of an older version's cache", "path", filepath.Join(oldDir, p), "err", err)
 				continue
 			}
 			moved++
@@ -190,10 +190,10 @@ func adoptLegacy(root *os.Root, legacyTmpDir string, log *slog.Logger) {
 	}
 	old.Remove(conflictsDir) // only when empty
 	if err := os.Remove(oldDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		log.Info("fusefs: the cache directory of an older version is not empty; left in place", "dir", oldDir)
+		log.Info("the cache directory of an older version is not empty; left in place", "dir", oldDir)
 	}
 	if moved > 0 {
-		log.Info("fusefs: adopted the local copies of an older version's cache", "from", oldDir, "to", root.Name(), "files", moved)
+		log.Info("adopted the local copies of an older version's cache", "from", oldDir, "to", root.Name(), "files", moved)
 	}
 }
 

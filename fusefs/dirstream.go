@@ -118,7 +118,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 			}
 			h.local = nil
 			if h.skipped > 0 {
-				log.Warn("fusefs: skipped keys that cannot be file names", "bucket", h.l.bucket,
+				log.Warn("skipped keys that cannot be file names", "bucket", h.l.bucket,
 					"prefix", strconv.Quote(h.prefix), "count", h.skipped, "keys", h.skippedKeys)
 			}
 			break
@@ -148,7 +148,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 		if isDir {
 			for i, p := range h.pending {
 				if p.name == name {
-					log.Warn("fusefs: skipping a file shadowed by a directory of the same name", "bucket", h.l.bucket, "key", oi.Key[:len(oi.Key)-1])
+					log.Warn("skipping a file shadowed by a directory of the same name", "bucket", h.l.bucket, "key", oi.Key[:len(oi.Key)-1])
 					h.pending = append(h.pending[:i], h.pending[i+1:]...)
 					break
 				}

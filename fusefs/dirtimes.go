@@ -142,7 +142,7 @@ func (v *view) sweepMarkers(ctx context.Context, bucket, parent, first string) *
 	}
 	_ = g.Wait()
 	if n := failed.Load(); n > 0 {
-		v.log.Warn("fusefs: reading directory times", "bucket", bucket, "prefix", parent, "failed", n, "err", firstErr.Load())
+		v.log.Warn("reading directory times", "bucket", bucket, "prefix", parent, "failed", n, "err", firstErr.Load())
 	}
 	out := &markerTimes{at: time.Now(), times: make(map[string]time.Time, len(keys))}
 	for i, k := range keys {

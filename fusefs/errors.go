@@ -82,7 +82,7 @@ func (v *view) errno(err error) syscall.Errno {
 	}
 	e, ok := mapErr(err)
 	if !ok {
-		v.errLog.Error("fusefs: unexpected error mapped to EIO", "err", err)
+		v.errLog.Error("unexpected error mapped to EIO", "err", err)
 	}
 	return e
 }

@@ -82,7 +82,7 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		adoptLegacy(root, o.LegacyTmpDir, log)
 	}
 	if err := cleanStale(o.MountRoot, nil, log); err != nil { // none is ours yet
-		log.Warn("fusefs: cannot look for stale mounts", "err", err)
+		log.Warn("cannot look for stale mounts", "err", err)
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	m := &Manager{
@@ -267,7 +267,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 		return err
 	}
 	if err := setKernelReadAhead(mt.dir, kernelReadAheadKB); err != nil {
-		m.log.Debug("fusefs: kernel read-ahead left at its default", "dir", mt.dir, "err", err)
+		m.log.Debug("kernel read-ahead left at its default", "dir", mt.dir, "err", err)
 	}
 	mt.v, mt.server, mt.stop = v, server, make(chan struct{})
 	m.live.Store(mt.dir, struct{}{})
@@ -283,7 +283,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 			}
 		}
 	}()
-	m.log.Info("fusefs: mounted", "user", mt.key.user, "dir", mt.dir, "read_only", mt.key.ro)
+	m.log.Info("mounted", "user", mt.key.user, "dir", mt.dir, "read_only", mt.key.ro)
 	return nil
 }
 
@@ -293,7 +293,7 @@ func (m *Manager) unmount(ctx context.Context, mt *mount) error {
 	defer close(mt.stop)
 	defer m.live.Delete(mt.dir)
 	if err := mt.server.Unmount(); err != nil {
-		m.log.Warn("fusefs: unmount busy, detaching", "dir", mt.dir, "err", err)
+		m.log.Warn("unmount busy, detaching", "dir", mt.dir, "err", err)
 		if lerr := lazyUnmount(mt.dir); lerr != nil {
 			return fmt.Errorf("unmount %s: %w", mt.dir, lerr)
 		}
@@ -303,7 +303,7 @@ func (m *Manager) unmount(ctx context.Context, mt *mount) error {
 		go func() {
 			defer m.wg.Done()
 			mt.server.Wait()
-			m.log.Info("fusefs: detached view released", "user", mt.key.user, "dir", mt.dir)
+			m.log.Info("detached view released", "user", mt.key.user, "dir", mt.dir)
 		}()
 		return nil
 	}
@@ -317,7 +317,7 @@ func (m *Manager) unmount(ctx context.Context, mt *mount) error {
 	case <-ctx.Done():
 		return fmt.Errorf("unmount %s: %w", mt.dir, ctx.Err())
 	}
-	m.log.Info("fusefs: unmounted", "user", mt.key.user, "dir", mt.dir)
+	m.log.Info("unmounted", "user", mt.key.user, "dir", mt.dir)
 	return nil
 }
 
@@ -342,7 +342,7 @@ func (m *Manager) unmountIdle(now time.Time) {
 	for _, mt := range idle {
 		ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 		if err := m.unmount(ctx, mt); err != nil {
-			m.log.Warn("fusefs: idle unmount failed", "dir", mt.dir, "err", err)
+			m.log.Warn("idle unmount failed", "dir", mt.dir, "err", err)
 		}
 		cancel()
 		m.mu.Lock()

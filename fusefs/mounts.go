@@ -154,7 +154,7 @@ func clearStale(mp fuseMount, live *sync.Map, log *slog.Logger) bool {
 	aborted := false
 	if mp.fstype == ownFSType {
 		if err := abortConn(mp.minor); err != nil {
-			log.Warn("fusefs: cannot abort a stale connection", "dir", mp.dir, "err", err)
+			log.Warn("cannot abort a stale connection", "dir", mp.dir, "err", err)
 		} else {
 			aborted = true
 		}
@@ -162,7 +162,7 @@ func clearStale(mp fuseMount, live *sync.Map, log *slog.Logger) bool {
 	err, timedOut := statWithin(mp.dir, 2*time.Second)
 	if timedOut && !aborted {
 		if aerr := abortConn(mp.minor); aerr != nil {
-			log.Warn("fusefs: a mount does not answer and cannot be aborted", "dir", mp.dir, "err", aerr)
+			log.Warn("a mount does not answer and cannot be aborted", "dir", mp.dir, "err", aerr)
 			return false
 		}
 		err, timedOut = statWithin(mp.dir, 2*time.Second)
@@ -171,10 +171,10 @@ func clearStale(mp fuseMount, live *sync.Map, log *slog.Logger) bool {
 		return false // alive: someone else's
 	}
 	if err := lazyUnmount(mp.dir); err != nil {
-		log.Warn("fusefs: cannot unmount a stale mount", "dir", mp.dir, "err", err)
+		log.Warn("cannot unmount a stale mount", "dir", mp.dir, "err", err)
 		return false
 	}
-	log.Info("fusefs: unmounted a stale mount", "dir", mp.dir)
+	log.Info("unmounted a stale mount", "dir", mp.dir)
 	return true
 }
 

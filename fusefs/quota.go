@@ -84,7 +84,7 @@ func (k *quotaKeeper) owner(ctx context.Context, bucket, key string) string {
 	}
 	u, err := k.q.Owner(ctx, bucket, key)
 	if err != nil {
-		k.log.Error("fusefs: cannot tell whose quota counts an object", "bucket", bucket, "key", key, "err", err)
+		k.log.Error("cannot tell whose quota counts an object", "bucket", bucket, "key", key, "err", err)
 		return ""
 	}
 	return u
@@ -112,7 +112,7 @@ func (k *quotaKeeper) quota(ctx context.Context, user string) (Quota, error) {
 	if err := k.q.SetUsage(ctx, user, bytes, files); err != nil {
 		return q, err
 	}
-	k.log.Info("fusefs: quota usage computed", "user", user, "bytes", bytes, "files", files)
+	k.log.Info("quota usage computed", "user", user, "bytes", bytes, "files", files)
 	q.UsedBytes, q.UsedFiles, q.Computed = bytes, files, true
 	return q, nil
 }
@@ -191,7 +191,7 @@ func (k *quotaKeeper) add(ctx context.Context, user string, dBytes, dFiles int64
 		return
 	}
 	if err := k.q.AddUsage(ctx, user, dBytes, dFiles); err != nil {
-		k.log.Error("fusefs: cannot record quota usage", "user", user, "bytes", dBytes, "files", dFiles, "err", err)
+		k.log.Error("cannot record quota usage", "user", user, "bytes", dBytes, "files", dFiles, "err", err)
 	}
 }
 
@@ -203,7 +203,7 @@ func (k *quotaKeeper) recompute(ctx context.Context, user string) {
 		return
 	}
 	if err := k.q.RecomputeUsage(ctx, user); err != nil {
-		k.log.Error("fusefs: cannot mark quota usage for recompute", "user", user, "err", err)
+		k.log.Error("cannot mark quota usage for recompute", "user", user, "err", err)
 	}
 }
 

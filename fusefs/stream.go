@@ -142,7 +142,7 @@ func (e *entry) breakStreamLocked(why string) {
 		return
 	}
 	e.stream = nil
-	e.c.log.Debug("fusefs: streaming upload abandoned", "bucket", s.bucket, "key", s.key, "why", why)
+	e.c.log.Debug("streaming upload abandoned", "bucket", s.bucket, "key", s.key, "why", why)
 	e.aborting = append(e.aborting, s.abortAsync())
 }
 
@@ -287,7 +287,7 @@ func (s *stream) abortNow() {
 		return
 	}
 	if err := mp.Abort(); err != nil {
-		s.c.log.Warn("fusefs: cannot abort a multipart upload", "bucket", s.bucket, "key", s.key, "err", err)
+		s.c.log.Warn("cannot abort a multipart upload", "bucket", s.bucket, "key", s.key, "err", err)
 		return
 	}
 	s.e.removeUpload(mp.ID())
@@ -328,7 +328,7 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 	if err != nil {
 		s.abortNow()
 		if open && !errors.Is(err, errStreamFallback) {
-			s.c.log.Warn("fusefs: streaming upload failed; uploading the file whole", "bucket", s.bucket, "key", s.key, "err", err)
+			s.c.log.Warn("streaming upload failed; uploading the file whole", "bucket", s.bucket, "key", s.key, "err", err)
 			err = fmt.Errorf("%w: %w", errStreamFallback, err)
 		}
 		return "", time.Time{}, err

@@ -70,7 +70,7 @@ func (v *view) refresh(ctx context.Context) error {
 	wss, err := v.grants.Workspaces(ctx, v.user)
 	v.gAt = time.Now()
 	if err != nil {
-		v.log.Warn("fusefs: cannot read grants", "user", v.user, "err", err)
+		v.log.Warn("cannot read grants", "user", v.user, "err", err)
 		v.gErr = fmt.Errorf("grants of %s: %w", v.user, err)
 		if v.spaces == nil {
 			return v.gErr
@@ -85,12 +85,12 @@ func (v *view) refresh(ctx context.Context) error {
 	cur := make([]string, 0, len(wss))
 	for _, w := range wss {
 		if checkName(w.Slug) != nil || seen[w.Slug] || w.Bucket == "" {
-			v.log.Warn("fusefs: skipping workspace with an unusable slug or bucket", "user", v.user, "slug", w.Slug, "bucket", w.Bucket)
+			v.log.Warn("skipping workspace with an unusable slug or bucket", "user", v.user, "slug", w.Slug, "bucket", w.Bucket)
 			continue
 		}
 		prefix, err := normPrefix(w.Prefix)
 		if err != nil {
-			v.log.Warn("fusefs: skipping workspace with a bad prefix", "user", v.user, "slug", w.Slug, "err", err)
+			v.log.Warn("skipping workspace with a bad prefix", "user", v.user, "slug", w.Slug, "err", err)
 			continue
 		}
 		seen[w.Slug] = true
