@@ -92,7 +92,7 @@ bench-tools:
 
 ## compare: the speed of the tree against OLD (a git rev) in one run: both
 ## binaries interleaved, COMPARE_ROUNDS rounds, medians (see README, Benchmarks)
-OLD    ?= 6a936e3
+OLD    ?= bd380c4
 COMPARE_ROUNDS ?= 5
 compare: tools minio build
 	@set -e; tmp=$$(mktemp -d); \

@@ -19,7 +19,8 @@ import (
 // startGateways starts n gateways as the nodes of one cluster, all with
 // opts: the same host key and the same buckets (the object store is the
 // shared state), each with its own working directory, mounts and cache.
-// Until the identity store can be shared, each node has its own: users and
+// With opts.database PostgreSQL they share one identity store (users,
+// tokens, limiter); with SQLite each node has its own, and users and
 // tokens are added node by node.
 func startGateways(t testing.TB, n int, opts gwOptions) []*gateway {
 	t.Helper()
