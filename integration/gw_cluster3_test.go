@@ -933,7 +933,6 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 	}
 }
 
-
 // resumeAt writes v from offset off to path, opened without truncation
 // and created if absent (what a client resuming an upload does when the
 // file may not exist), and closes it.
