@@ -33,8 +33,9 @@ type dirNode struct {
 	// known is what this view knows of the directory's content, from a
 	// mkdir or a complete listing (see dirknown.go); addGen counts the
 	// names added through this view.
-	known  *dirKnown
-	addGen uint64
+	known     *dirKnown
+	addGen    uint64
+	relisting bool
 }
 
 // maxAbsent bounds the negative lookups remembered per directory.
@@ -213,7 +214,7 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if checkKey(key+"/") != nil {
 		return nil, syscall.ENAMETOOLONG
 	}
-	if d.knownAbsent(l.bucket, prefix, name) && d.ws.v.cache.lookup(l.bucket, key) == nil {
+	if d.lookupAbsent(ctx, l.bucket, prefix, name, key) {
 		d.noteAbsent(name)
 		return nil, syscall.ENOENT
 	}

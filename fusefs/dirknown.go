@@ -1,6 +1,12 @@
 package fusefs
 
-import "time"
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/sftpgate/sftpgate/fusefs/objstore"
+)
 
 // maxKnown bounds the names a directory's known content holds; a larger
 // directory is not remembered.
@@ -58,20 +64,95 @@ func (d *dirNode) adding(name string) {
 	d.known.names[name] = struct{}{}
 }
 
-// knownAbsent reports whether name is known to be absent from the store
+// What knownAbsent knows of a name.
+const (
+	knownNot     = iota // nothing: the store must be asked
+	knownMissing        // absent
+	knownStale          // the directory's content was known, the TTL passed
+)
+
+// knownAbsent tells whether name is known to be absent from the store
 // under bucket/prefix (this directory's location now) within the TTL.
 // Local copies are not considered: the caller checks them.
-func (d *dirNode) knownAbsent(bucket, prefix, name string) bool {
+func (d *dirNode) knownAbsent(bucket, prefix, name string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	k := d.known
-	if k == nil {
-		return false
-	}
-	if k.bucket != bucket || k.prefix != prefix || time.Since(k.at) >= d.ws.v.attrTTL {
+	switch {
+	case k == nil:
+		return knownNot
+	case k.bucket != bucket || k.prefix != prefix:
 		d.known = nil
-		return false
+		return knownNot
 	}
-	_, ok := k.names[name]
-	return !ok
+	if _, ok := k.names[name]; ok {
+		return knownNot
+	}
+	if time.Since(k.at) >= d.ws.v.attrTTL {
+		if d.relisting {
+			return knownNot
+		}
+		d.relisting = true
+		return knownStale
+	}
+	return knownMissing
+}
+
+// lookupAbsent reports whether name (key under bucket/prefix) is absent
+// without asking the store for it: the directory's content is known (see
+// dirKnown) and the name has no local copy. A directory whose known
+// content is out of date (one this view creates files in, for more than
+// the TTL) is listed again, one request for up to maxKnown names, instead
+// of a HEAD and a listing per name.
+func (d *dirNode) lookupAbsent(ctx context.Context, bucket, prefix, name, key string) bool {
+	v := d.ws.v
+	switch d.knownAbsent(bucket, prefix, name) {
+	case knownNot:
+		return false
+	case knownStale:
+		d.relist(ctx, bucket, prefix)
+		if d.knownAbsent(bucket, prefix, name) != knownMissing {
+			return false
+		}
+	}
+	return v.cache.lookup(bucket, key) == nil
+}
+
+// relist lists the directory again, for its known content; d.relisting
+// was set by knownAbsent and is cleared here. A failed or too long
+// listing forgets the content.
+func (d *dirNode) relist(ctx context.Context, bucket, prefix string) {
+	at, gen := time.Now(), d.knownGen()
+	names, ok := d.listNames(ctx, bucket, prefix)
+	d.mu.Lock()
+	d.relisting = false
+	d.known = nil
+	d.mu.Unlock()
+	if ok {
+		d.setKnown(at, gen, bucket, prefix, names)
+	}
+}
+
+// listNames returns the names under bucket/prefix, one level; ok is false
+// when the listing failed, holds more than maxKnown names or a key that
+// cannot be a file name.
+func (d *dirNode) listNames(ctx context.Context, bucket, prefix string) (map[string]struct{}, bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	names := map[string]struct{}{}
+	for e := range d.ws.v.ob.st.List(ctx, bucket, objstore.ListOptions{Prefix: prefix}).All() {
+		if e.Err != nil {
+			return nil, false
+		}
+		rest := strings.TrimPrefix(e.Key, prefix)
+		if rest == "" {
+			continue // the directory's own marker
+		}
+		name := strings.TrimSuffix(rest, "/")
+		if checkName(name) != nil || len(names) >= maxKnown {
+			return nil, false
+		}
+		names[name] = struct{}{}
+	}
+	return names, ctx.Err() == nil
 }

@@ -12,7 +12,7 @@ import (
 // and in one it listed completely: within the attribute TTL no name is
 // looked up in the store (no HEAD, no listing of "name/"); names that
 // exist still resolve; an object put directly shows within the TTL; and
-// once the TTL passed, a new name is looked up again.
+// once the TTL passed, the directory is listed again.
 func TestKnownDirLookups(t *testing.T) {
 	const ttl = 2 * time.Second
 	o := testOptions(t)
@@ -101,10 +101,19 @@ func TestKnownDirLookups(t *testing.T) {
 	})
 
 	t.Run("expires", func(t *testing.T) {
+		// Past the TTL, the directory is listed again (one request) rather
+		// than the new name looked up.
 		time.Sleep(ttl + 200*time.Millisecond)
+		before := ct.listingsOf(w.bucket, w.key("d/"))
 		create(t, "d/late")
-		if n := ct.lookupsOf(w.bucket, w.key("d/late")); n == 0 {
-			t.Errorf("lookups of d/late after the TTL: got 0, want at least 1")
+		if n := ct.lookupsOf(w.bucket, w.key("d/late")); n != 0 {
+			t.Errorf("lookups of d/late: got %d, want 0", n)
+		}
+		if n := ct.listingsOf(w.bucket, w.key("d/")) - before; n < 1 {
+			t.Errorf("listings of d/ after the TTL: got %d, want at least 1", n)
+		}
+		if fi, err := os.Stat(filepath.Join(w.dir, "d/other")); err != nil || fi.Size() != int64(len("other")) {
+			t.Errorf("Stat(d/other): got %v, %v; want size %d", fi, err, len("other"))
 		}
 	})
 }

@@ -68,6 +68,13 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.next.RoundTrip(r)
 }
 
+// listingsOf returns how many listings of prefix went through c.
+func (c *countingTransport) listingsOf(bucket, prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups["/"+bucket+"?"+prefix]
+}
+
 // lookupsOf returns how many HEADs of bucket/key and listings of the
 // prefix key+"/" went through c.
 func (c *countingTransport) lookupsOf(bucket, key string) int {
