@@ -41,13 +41,14 @@ type dirNode struct {
 // maxAbsent bounds the negative lookups remembered per directory.
 const maxAbsent = 1024
 
-func (d *dirNode) noteAbsent(name string) {
+// noteAbsent remembers that name was missing from the store at at.
+func (d *dirNode) noteAbsent(name string, at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.absent == nil || len(d.absent) >= maxAbsent {
 		d.absent = map[string]time.Time{}
 	}
-	d.absent[name] = time.Now()
+	d.absent[name] = at
 }
 
 // takeAbsent reports (and forgets) whether name was found missing within
@@ -214,18 +215,20 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if checkKey(key+"/") != nil {
 		return nil, syscall.ENAMETOOLONG
 	}
-	if d.lookupAbsent(ctx, l.bucket, prefix, name, key) {
-		d.noteAbsent(name)
+	if absent, at := d.lookupAbsent(ctx, l.bucket, prefix, name, key); absent {
+		d.noteAbsent(name, at)
 		return nil, syscall.ENOENT
 	}
+	at := time.Now()
 	kind, info, err := d.ws.v.resolve(ctx, l.bucket, key)
 	if err != nil {
 		return nil, d.errno(err)
 	}
 	if kind == kindNone {
-		d.noteAbsent(name)
+		d.noteAbsent(name, at)
 		return nil, syscall.ENOENT
 	}
+	d.found(name)
 	return d.child(ctx, name, kind, info, l.readOnly, out), 0
 }
 
@@ -305,7 +308,7 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	ch := d.child(ctx, name, kindDir, objInfo{Mtime: now}, false, out)
 	if cd, ok := ch.Operations().(*dirNode); ok {
 		// Nothing was under the new directory when resolve looked.
-		cd.setKnown(at, cd.knownGen(), l.bucket, key+"/", map[string]struct{}{})
+		cd.setKnown(at, cd.knownGen(), l.bucket, key+"/", map[string]struct{}{}, true)
 	}
 	return ch, 0
 }

@@ -18,17 +18,22 @@ const maxKnown = maxSeen
 // succeeds). Within the attribute TTL from at, a lookup of another name
 // is answered "absent" without asking the store: a name written through
 // another node may stay invisible here for at most that TTL, as with the
-// kernel's own negative entries.
+// kernel's own negative entries. That is only done in a directory this
+// view writes into (active: made by it, or a name added since the
+// listing): one only read shows what others write as soon as the kernel
+// asks.
 type dirKnown struct {
 	at     time.Time
 	bucket string
 	prefix string
 	names  map[string]struct{}
+	active bool
 }
 
 // setKnown records the directory's content as listed or created at at,
-// unless a name was added through this view since gen was read.
-func (d *dirNode) setKnown(at time.Time, gen uint64, bucket, prefix string, names map[string]struct{}) {
+// unless a name was added through this view since gen was read; active
+// tells whether it answers lookups before a name is added (see dirKnown).
+func (d *dirNode) setKnown(at time.Time, gen uint64, bucket, prefix string, names map[string]struct{}, active bool) {
 	if len(names) > maxKnown || time.Since(at) >= d.ws.v.attrTTL {
 		return
 	}
@@ -37,7 +42,7 @@ func (d *dirNode) setKnown(at time.Time, gen uint64, bucket, prefix string, name
 	if d.addGen != gen {
 		return
 	}
-	d.known = &dirKnown{at: at, bucket: bucket, prefix: prefix, names: names}
+	d.known = &dirKnown{at: at, bucket: bucket, prefix: prefix, names: names, active: active}
 }
 
 // knownGen returns the count of names added through this view so far,
@@ -62,6 +67,7 @@ func (d *dirNode) adding(name string) {
 		return
 	}
 	d.known.names[name] = struct{}{}
+	d.known.active = true
 }
 
 // What knownAbsent knows of a name.
@@ -71,31 +77,49 @@ const (
 	knownStale          // the directory's content was known, the TTL passed
 )
 
+// found notes that a lookup found name in the store, after what the
+// directory's known content was read.
+func (d *dirNode) found(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.known == nil {
+		return
+	}
+	if len(d.known.names) >= maxKnown {
+		d.known = nil
+		return
+	}
+	d.known.names[name] = struct{}{}
+}
+
 // knownAbsent tells whether name is known to be absent from the store
 // under bucket/prefix (this directory's location now) within the TTL.
 // Local copies are not considered: the caller checks them.
-func (d *dirNode) knownAbsent(bucket, prefix, name string) int {
+// For knownMissing, it also returns when the content was known.
+func (d *dirNode) knownAbsent(bucket, prefix, name string) (int, time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	k := d.known
 	switch {
 	case k == nil:
-		return knownNot
+		return knownNot, time.Time{}
 	case k.bucket != bucket || k.prefix != prefix:
 		d.known = nil
-		return knownNot
+		return knownNot, time.Time{}
+	case !k.active:
+		return knownNot, time.Time{}
 	}
 	if _, ok := k.names[name]; ok {
-		return knownNot
+		return knownNot, time.Time{}
 	}
 	if time.Since(k.at) >= d.ws.v.attrTTL {
 		if d.relisting {
-			return knownNot
+			return knownNot, time.Time{}
 		}
 		d.relisting = true
-		return knownStale
+		return knownStale, time.Time{}
 	}
-	return knownMissing
+	return knownMissing, k.at
 }
 
 // lookupAbsent reports whether name (key under bucket/prefix) is absent
@@ -103,19 +127,21 @@ func (d *dirNode) knownAbsent(bucket, prefix, name string) int {
 // dirKnown) and the name has no local copy. A directory whose known
 // content is out of date (one this view creates files in, for more than
 // the TTL) is listed again, one request for up to maxKnown names, instead
-// of a HEAD and a listing per name.
-func (d *dirNode) lookupAbsent(ctx context.Context, bucket, prefix, name, key string) bool {
+// of a HEAD and a listing per name. It also returns when the content was
+// known (what a following create may rely on).
+func (d *dirNode) lookupAbsent(ctx context.Context, bucket, prefix, name, key string) (bool, time.Time) {
 	v := d.ws.v
-	switch d.knownAbsent(bucket, prefix, name) {
+	kn, at := d.knownAbsent(bucket, prefix, name)
+	switch kn {
 	case knownNot:
-		return false
+		return false, at
 	case knownStale:
 		d.relist(ctx, bucket, prefix)
-		if d.knownAbsent(bucket, prefix, name) != knownMissing {
-			return false
+		if kn, at = d.knownAbsent(bucket, prefix, name); kn != knownMissing {
+			return false, at
 		}
 	}
-	return v.cache.lookup(bucket, key) == nil
+	return v.cache.lookup(bucket, key) == nil, at
 }
 
 // relist lists the directory again, for its known content; d.relisting
@@ -129,7 +155,7 @@ func (d *dirNode) relist(ctx context.Context, bucket, prefix string) {
 	d.known = nil
 	d.mu.Unlock()
 	if ok {
-		d.setKnown(at, gen, bucket, prefix, names)
+		d.setKnown(at, gen, bucket, prefix, names, true)
 	}
 }
 

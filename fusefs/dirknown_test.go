@@ -9,7 +9,8 @@ import (
 )
 
 // TestKnownDirLookups creates files in a directory this view made (mkdir)
-// and in one it listed completely: within the attribute TTL no name is
+// and in one it listed completely and writes into: within the attribute
+// TTL no name is
 // looked up in the store (no HEAD, no listing of "name/"); names that
 // exist still resolve; an object put directly shows within the TTL; and
 // once the TTL passed, the directory is listed again.
@@ -70,15 +71,28 @@ func TestKnownDirLookups(t *testing.T) {
 		if names := readDirNames(t, filepath.Join(w.dir, "e")); len(names) != 2 {
 			t.Fatalf("entries of e: got %v, want [a sub]", names)
 		}
-		in := within(start, func() { create(t, "e/new") })
+		// A directory only read shows at once what others write.
+		putObject(t, w.bucket, w.key("e/put"), []byte("put"))
+		if b, err := os.ReadFile(filepath.Join(w.dir, "e/put")); err != nil || string(b) != "put" {
+			t.Fatalf("ReadFile(e/put) just after the put: got %q, %v; want %q", b, err, "put")
+		}
+		// The first file this view writes there is looked up, the next not.
+		in := within(start, func() {
+			create(t, "e/first")
+			create(t, "e/new")
+		})
 		if !in {
-			t.Fatalf("one file took longer than the TTL %v", ttl)
+			t.Fatalf("two files took longer than the TTL %v", ttl)
 		}
 		if n := ct.lookupsOf(w.bucket, w.key("e/new")); n != 0 {
 			t.Errorf("lookups of e/new: got %d, want 0", n)
 		}
 		if b, err := os.ReadFile(filepath.Join(w.dir, "e/a")); err != nil || string(b) != "a" {
 			t.Errorf("ReadFile(e/a): got %q, %v; want %q", b, err, "a")
+		}
+		// A name found by a lookup stays found, whatever the kernel forgets.
+		if b, err := os.ReadFile(filepath.Join(w.dir, "e/put")); err != nil || string(b) != "put" {
+			t.Errorf("ReadFile(e/put) again: got %q, %v; want %q", b, err, "put")
 		}
 		if fi, err := os.Stat(filepath.Join(w.dir, "e/sub")); err != nil || !fi.IsDir() {
 			t.Errorf("Stat(e/sub): got %v, %v; want a directory", fi, err)

@@ -185,7 +185,7 @@ func (h *dirHandle) rememberLocked() {
 	for _, de := range h.ready {
 		names[de.name] = struct{}{}
 	}
-	h.d.setKnown(h.startAt, h.startGen, h.l.bucket, h.prefix, names)
+	h.d.setKnown(h.startAt, h.startGen, h.l.bucket, h.prefix, names, false)
 }
 
 // Readdirent returns the next entry, nil at the end.
