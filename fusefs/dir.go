@@ -30,39 +30,49 @@ type dirNode struct {
 	// sweep holds the marker times a listing read ahead for the
 	// subdirectories it is about to show (see dirtimes.go).
 	sweep *markerTimes
+	// known is what this view knows of the directory's content, from a
+	// mkdir or a complete listing (see dirknown.go); addGen counts the
+	// names added through this view.
+	known     *dirKnown
+	addGen    uint64
+	relisting bool
 }
 
 // maxAbsent bounds the negative lookups remembered per directory.
 const maxAbsent = 1024
 
-func (d *dirNode) noteAbsent(name string) {
+// noteAbsent remembers that name was missing from the store at at.
+func (d *dirNode) noteAbsent(name string, at time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.absent == nil || len(d.absent) >= maxAbsent {
 		d.absent = map[string]time.Time{}
 	}
-	d.absent[name] = time.Now()
+	d.absent[name] = at
 }
 
 // takeAbsent reports (and forgets) whether name was found missing within
-// the attribute TTL.
-func (d *dirNode) takeAbsent(name string) bool {
+// the attribute TTL, and when.
+func (d *dirNode) takeAbsent(name string) (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	at, ok := d.absent[name]
 	delete(d.absent, name)
-	return ok && time.Since(at) < d.ws.v.attrTTL
+	return at, ok && time.Since(at) < d.ws.v.attrTTL
 }
 
 // resolveNew is resolve for a name about to be created: a name a lookup
-// has just found missing is only checked against the local copies.
-func (d *dirNode) resolveNew(ctx context.Context, bucket, key, name string) (int, objInfo, error) {
-	if d.takeAbsent(name) {
+// has just found missing is only checked against the local copies. It
+// also returns when the answer was established.
+func (d *dirNode) resolveNew(ctx context.Context, bucket, key, name string) (int, objInfo, time.Time, error) {
+	if at, ok := d.takeAbsent(name); ok {
 		if e := d.ws.v.cache.lookup(bucket, key); e == nil {
-			return kindNone, objInfo{}, nil
+			return kindNone, objInfo{}, at, nil
 		}
 	}
-	return d.ws.v.resolve(ctx, bucket, key)
+	at := time.Now()
+	kind, info, err := d.ws.v.resolve(ctx, bucket, key)
+	return kind, info, at, err
 }
 
 var (
@@ -205,14 +215,20 @@ func (d *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	if checkKey(key+"/") != nil {
 		return nil, syscall.ENAMETOOLONG
 	}
+	if absent, at := d.lookupAbsent(ctx, l.bucket, prefix, name, key); absent {
+		d.noteAbsent(name, at)
+		return nil, syscall.ENOENT
+	}
+	at := time.Now()
 	kind, info, err := d.ws.v.resolve(ctx, l.bucket, key)
 	if err != nil {
 		return nil, d.errno(err)
 	}
 	if kind == kindNone {
-		d.noteAbsent(name)
+		d.noteAbsent(name, at)
 		return nil, syscall.ENOENT
 	}
+	d.found(name)
 	return d.child(ctx, name, kind, info, l.readOnly, out), 0
 }
 
@@ -277,7 +293,8 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := checkKey(key + "/"); err != nil {
 		return nil, d.errno(err)
 	}
-	kind, _, err := d.resolveNew(ctx, l.bucket, key, name)
+	d.adding(name)
+	kind, _, at, err := d.resolveNew(ctx, l.bucket, key, name)
 	if err != nil {
 		return nil, d.errno(err)
 	}
@@ -288,7 +305,12 @@ func (d *dirNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse
 	if err := d.ws.v.ob.putMarker(ctx, l.bucket, key+"/", now); err != nil {
 		return nil, d.errno(err)
 	}
-	return d.child(ctx, name, kindDir, objInfo{Mtime: now}, false, out), 0
+	ch := d.child(ctx, name, kindDir, objInfo{Mtime: now}, false, out)
+	if cd, ok := ch.Operations().(*dirNode); ok {
+		// Nothing was under the new directory when resolve looked.
+		cd.setKnown(at, cd.knownGen(), l.bucket, key+"/", map[string]struct{}{}, true)
+	}
+	return ch, 0
 }
 
 // Create creates (or, when it appeared meanwhile, opens) a file for
@@ -306,7 +328,8 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if err := checkKey(key); err != nil {
 		return nil, nil, 0, d.errno(err)
 	}
-	kind, info, err := d.resolveNew(ctx, l.bucket, key, name)
+	d.adding(name)
+	kind, info, _, err := d.resolveNew(ctx, l.bucket, key, name)
 	if err != nil {
 		return nil, nil, 0, d.errno(err)
 	}

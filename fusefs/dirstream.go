@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -56,6 +57,10 @@ type dirHandle struct {
 	// the one log line at the end of the listing.
 	skipped     int
 	skippedKeys []string
+	// startAt and startGen are when this listing started and the
+	// directory's knownGen then, for remembering a complete listing.
+	startAt  time.Time
+	startGen uint64
 }
 
 // maxSkippedLogged bounds the keys named in a listing's log line.
@@ -78,6 +83,7 @@ func (h *dirHandle) startLocked() {
 		h.cancel()
 	}
 	v := h.d.ws.v
+	h.startAt, h.startGen = time.Now(), h.d.knownGen()
 	h.ctx, h.cancel = context.WithCancel(v.cache.bg)
 	h.ch = v.ob.list(h.ctx, h.l.bucket, h.prefix)
 	h.idx, h.ready, h.pending, h.done = 0, nil, nil, false
@@ -117,6 +123,7 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 				h.ready = append(h.ready, de)
 			}
 			h.local = nil
+			h.rememberLocked()
 			if h.skipped > 0 {
 				log.Warn("skipped keys that cannot be file names", "bucket", h.l.bucket,
 					"prefix", strconv.Quote(h.prefix), "count", h.skipped, "keys", h.skippedKeys)
@@ -163,6 +170,22 @@ func (h *dirHandle) fillLocked(ctx context.Context) syscall.Errno {
 		}
 	}
 	return 0
+}
+
+// rememberLocked gives the directory the names of a listing that just
+// ended, when it holds them all (see dirknown.go); h.mu held.
+func (h *dirHandle) rememberLocked() {
+	if h.seenFull || h.skipped > 0 || len(h.seen)+len(h.ready) > maxKnown {
+		return
+	}
+	names := make(map[string]struct{}, len(h.seen)+len(h.ready))
+	for _, de := range h.seen {
+		names[de.name] = struct{}{}
+	}
+	for _, de := range h.ready {
+		names[de.name] = struct{}{}
+	}
+	h.d.setKnown(h.startAt, h.startGen, h.l.bucket, h.prefix, names, false)
 }
 
 // Readdirent returns the next entry, nil at the end.

@@ -42,18 +42,45 @@ func (g *fakeGrants) set(user string, ws ...fusefs.Workspace) {
 type countingTransport struct {
 	next http.RoundTripper
 
-	// mu guards gets.
+	// mu guards gets and lookups.
 	mu   sync.Mutex
 	gets map[string]int // "/bucket/key" → object GETs
+	// lookups counts the HEADs of objects and the listings with a prefix,
+	// as "/bucket/key" and "/bucket?prefix".
+	lookups map[string]int
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodGet && isObjectGet(r) {
+	switch {
+	case r.Method == http.MethodGet && isObjectGet(r):
 		c.mu.Lock()
 		c.gets[r.URL.Path]++
 		c.mu.Unlock()
+	case r.Method == http.MethodHead:
+		c.mu.Lock()
+		c.lookups[r.URL.Path]++
+		c.mu.Unlock()
+	case r.Method == http.MethodGet && r.URL.Query().Has("list-type"):
+		c.mu.Lock()
+		c.lookups[strings.TrimSuffix(r.URL.Path, "/")+"?"+r.URL.Query().Get("prefix")]++
+		c.mu.Unlock()
 	}
 	return c.next.RoundTrip(r)
+}
+
+// listingsOf returns how many listings of prefix went through c.
+func (c *countingTransport) listingsOf(bucket, prefix string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups["/"+bucket+"?"+prefix]
+}
+
+// lookupsOf returns how many HEADs of bucket/key and listings of the
+// prefix key+"/" went through c.
+func (c *countingTransport) lookupsOf(bucket, key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups["/"+bucket+"/"+key] + c.lookups["/"+bucket+"?"+key+"/"]
 }
 
 // isObjectGet reports whether r reads an object (path /bucket/key, no

@@ -68,7 +68,7 @@ func newCountingClient() (*minio.Client, *countingTransport, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ct := &countingTransport{next: tr, gets: map[string]int{}}
+	ct := &countingTransport{next: tr, gets: map[string]int{}, lookups: map[string]int{}}
 	c, err := minio.New(server.Endpoint, &minio.Options{
 		Creds:     credentials.NewStaticV4(server.AccessKey, server.SecretKey, ""),
 		Transport: ct,

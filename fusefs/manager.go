@@ -106,7 +106,7 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		userBytes: map[string]int64{}, userFiles: map[string]int{},
 		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
 	if o.Quotas != nil {
-		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log}
+		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log, ownerTTL: o.GrantsTTL}
 	}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()

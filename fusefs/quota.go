@@ -71,22 +71,62 @@ type quotaKeeper struct {
 	ob     *objects
 	log    *slog.Logger
 
+	// ownerTTL is how long an owner answer is reused (the grants TTL).
+	ownerTTL time.Duration
+
 	// mu serializes the listings that compute a usage (held across one,
 	// never across a call into a mount).
 	mu sync.Mutex
+
+	// ownersMu guards owners.
+	ownersMu sync.Mutex
+	// owners caches Owner by bucket and directory (see owner).
+	owners map[ownerDir]ownerAnswer
+}
+
+// maxOwners bounds the directories whose owner is remembered.
+const maxOwners = 1024
+
+// ownerDir is a directory of a bucket: its key prefix, ending in "/" (""
+// for the bucket's top).
+type ownerDir struct{ bucket, dir string }
+
+// ownerAnswer is a remembered Owner answer.
+type ownerAnswer struct {
+	user string
+	at   time.Time
 }
 
 // owner returns the user whose quota counts bucket/key, "" when none (a
 // store error is logged and counts nothing: a recompute repairs it).
+//
+// A personal workspace is a directory (its prefix ends in "/"), so every
+// key directly in one directory has the same owner: the answer is reused
+// for the directory's other keys for ownerTTL, the time grants are
+// trusted anyway (a small-file upload asked the store once per file).
 func (k *quotaKeeper) owner(ctx context.Context, bucket, key string) string {
 	if k == nil {
 		return ""
 	}
+	od := ownerDir{bucket: bucket, dir: key[:strings.LastIndexByte(key, '/')+1]}
+	k.ownersMu.Lock()
+	a, ok := k.owners[od]
+	k.ownersMu.Unlock()
+	if ok && time.Since(a.at) < k.ownerTTL {
+		return a.user
+	}
+	at := time.Now()
 	u, err := k.q.Owner(ctx, bucket, key)
 	if err != nil {
 		k.log.Error("cannot tell whose quota counts an object", "bucket", bucket, "key", key, "err", err)
 		return ""
 	}
+	k.ownersMu.Lock()
+	if k.owners == nil || len(k.owners) >= maxOwners {
+		k.owners = map[ownerDir]ownerAnswer{}
+	}
+	k.owners[od] = ownerAnswer{user: u, at: at}
+	k.ownersMu.Unlock()
 	return u
 }
 

@@ -49,6 +49,7 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	if sl.bucket == dl.bucket && src == dst {
 		return 0
 	}
+	nd.adding(newName)
 	if err := checkKey(dst + "/"); err != nil {
 		return d.errno(err)
 	}
