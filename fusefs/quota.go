@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sftpgate/sftpgate/fusefs/objstore"
@@ -77,6 +78,9 @@ type quotaKeeper struct {
 	// mu serializes the listings that compute a usage (held across one,
 	// never across a call into a mount).
 	mu sync.Mutex
+
+	// unchecked is when limit last logged an unreadable quota (UnixNano).
+	unchecked atomic.Int64
 
 	// ownersMu guards owners.
 	ownersMu sync.Mutex
@@ -156,6 +160,27 @@ func (k *quotaKeeper) quota(ctx context.Context, user string) (Quota, error) {
 	q.UsedBytes, q.UsedFiles, q.Computed = bytes, files, true
 	return q, nil
 }
+
+// limit returns user's quota for a write, an upload or statfs to check
+// against. When it cannot be read (the identity store is unreachable),
+// the change goes on unchecked: the sessions already open keep working
+// while the store is away, as their logins did. That is logged at most
+// every quotaLogEvery; a recompute (admin user quota --recompute) repairs
+// the usage the outage did not record.
+func (k *quotaKeeper) limit(ctx context.Context, user string) Quota {
+	q, err := k.quota(ctx, user)
+	if err == nil {
+		return q
+	}
+	now := time.Now().UnixNano()
+	if last := k.unchecked.Load(); now-last >= int64(quotaLogEvery) && k.unchecked.CompareAndSwap(last, now) {
+		k.log.Error("quota not checked: cannot read it; writes go on unchecked", "user", user, "err", err)
+	}
+	return Quota{}
+}
+
+// quotaLogEvery is how often limit logs that a quota could not be read.
+const quotaLogEvery = 10 * time.Second
 
 // countPersonal adds up the objects under user's personal workspaces
 // (each prefix once, nested ones inside their parent), streaming the
@@ -275,10 +300,7 @@ func (k *quotaKeeper) checkGrow(ctx context.Context, e *entry, end int64, append
 		return nil
 	}
 	if time.Since(seen) >= quotaReuse {
-		var err error
-		if q, err = k.quota(ctx, user); err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
+		q = k.limit(ctx, user)
 		e.mu.Lock()
 		e.qSeen, e.qSeenAt = q, time.Now()
 		e.mu.Unlock()

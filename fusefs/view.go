@@ -252,9 +252,9 @@ func (v *view) statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	if v.readOnly {
 		return 0
 	}
-	q, err := v.cache.qk.quota(ctx, v.user)
-	if err != nil || !q.Limited() {
-		return v.errno(err)
+	q := v.cache.qk.limit(ctx, v.user)
+	if !q.Limited() {
+		return 0
 	}
 	if q.MaxBytes > 0 {
 		const bs = 4096

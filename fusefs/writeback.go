@@ -1017,10 +1017,8 @@ func (c *cache) upload(e *entry) error {
 		// The quota is asked without e.mu (a store call, maybe a listing):
 		// writes meanwhile were checked as they grew the copy.
 		e.mu.Unlock()
-		q, err := c.qk.quota(c.bg, qUser)
-		if err == nil {
-			err = q.over(qSize, qBase, qExisted)
-		}
+		q := c.qk.limit(c.bg, qUser)
+		err := q.over(qSize, qBase, qExisted)
 		counting = q.Computed
 		e.mu.Lock()
 		if err != nil {
