@@ -18,6 +18,12 @@ import (
 // commands (SendNodeCommand, polled by the target with
 // PendingNodeCommands). The functions work on SQLite too (the unit tests
 // run on both); the daemon only uses them when the store is shared.
+//
+// Heartbeats and the creation of commands are stamped, and their age
+// judged, with the database's clock (see nowNanos), never a node's: a node
+// whose clock is off is still seen alive by the others, and a command
+// expires at the same time whoever sweeps. The Store's clock (WithClock)
+// plays no part here.
 
 // Bounds of the registry.
 const (
@@ -27,8 +33,8 @@ const (
 	// MaxPendingNodeCommands is the most commands waiting for one node;
 	// SendNodeCommand refuses more.
 	MaxPendingNodeCommands = 64
-	// NodeCommandTTL is the age after which SweepNodes deletes a command,
-	// answered or not.
+	// NodeCommandTTL is the age (by the database's clock) after which
+	// SweepNodes deletes a command, answered or not.
 	NodeCommandTTL = time.Minute
 )
 
@@ -50,8 +56,10 @@ type Node struct {
 	ID        string
 	Host      string // the machine's host name
 	Addr      string // the SSH listener's address
-	Started   time.Time
-	Heartbeat time.Time // the last one, as the node's clock read it
+	Started   time.Time // as the node's own clock read it (shown, never compared)
+	// Heartbeat is the time of the last heartbeat, by the database's
+	// clock; Store.Heartbeat ignores it (the database stamps the row).
+	Heartbeat time.Time
 	// Sessions and Mounts are the node's published documents (JSON, as
 	// the daemon writes them; never nil once read from the store).
 	Sessions []byte
@@ -63,8 +71,8 @@ type Node struct {
 func (s *Store) Shared() bool { return s.db.dialect == dialectPostgres }
 
 // Heartbeat registers the node n or refreshes its row: host, address,
-// start, heartbeat (n.Heartbeat, or the store's clock when zero) and its
-// documents.
+// start, its documents, and the heartbeat, stamped with the database's
+// clock (n.Heartbeat is ignored).
 func (s *Store) Heartbeat(ctx context.Context, n Node) error {
 	if err := ValidNodeID(n.ID); err != nil {
 		return err
@@ -72,17 +80,13 @@ func (s *Store) Heartbeat(ctx context.Context, n Node) error {
 	if len(n.Sessions) > MaxNodeDoc || len(n.Mounts) > MaxNodeDoc {
 		return invalid(fmt.Sprintf("node %q", n.ID), fmt.Sprintf("published document over %d bytes", MaxNodeDoc))
 	}
-	beat := n.Heartbeat
-	if beat.IsZero() {
-		beat = s.now()
-	}
 	sess, mounts := orEmpty(n.Sessions), orEmpty(n.Mounts)
 	err := s.write(ctx, func() error {
 		_, err := s.db.ExecContext(ctx, `INSERT INTO nodes(id, host, addr, started, heartbeat, sessions, mounts)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
+			VALUES (?, ?, ?, ?, `+s.db.dialect.nowNanos()+`, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET host = excluded.host, addr = excluded.addr, started = excluded.started,
 				heartbeat = excluded.heartbeat, sessions = excluded.sessions, mounts = excluded.mounts`,
-			n.ID, n.Host, n.Addr, nanos(n.Started), nanos(beat), sess, mounts)
+			n.ID, n.Host, n.Addr, nanos(n.Started), sess, mounts)
 		return err
 	})
 	return opErr("node heartbeat", err)
@@ -97,10 +101,10 @@ func orEmpty(b []byte) []byte {
 }
 
 // Nodes returns the nodes whose last heartbeat is at most goneAfter old
-// (by the store's clock), by id.
+// (by the database's clock), by id.
 func (s *Store) Nodes(ctx context.Context, goneAfter time.Duration) ([]Node, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, host, addr, started, heartbeat, sessions, mounts FROM nodes
-		WHERE heartbeat >= ? ORDER BY id`, s.now().Add(-goneAfter).UnixNano())
+		WHERE heartbeat >= `+s.db.dialect.nowNanos()+` - ? ORDER BY id`, goneAfter.Nanoseconds())
 	if err != nil {
 		return nil, opErr("list nodes", err)
 	}
@@ -136,20 +140,21 @@ func (s *Store) RemoveNode(ctx context.Context, id string) error {
 
 // SweepNodes deletes the nodes whose heartbeat is older than goneAfter,
 // the commands addressed to nodes that have no row, and the commands
-// older than NodeCommandTTL. It returns the number of nodes deleted.
+// older than NodeCommandTTL, ages by the database's clock. It returns the
+// number of nodes deleted.
 func (s *Store) SweepNodes(ctx context.Context, goneAfter time.Duration) (int, error) {
-	now := s.now()
+	now := s.db.dialect.nowNanos()
 	var gone int64
 	err := s.writeTx(ctx, func(tx *dbTx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE heartbeat < ?`, now.Add(-goneAfter).UnixNano())
+		res, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE heartbeat < `+now+` - ?`, goneAfter.Nanoseconds())
 		if err != nil {
 			return err
 		}
 		if gone, err = res.RowsAffected(); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM node_commands WHERE created < ?
-			OR NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = node_commands.node)`, now.Add(-NodeCommandTTL).UnixNano())
+		_, err = tx.ExecContext(ctx, `DELETE FROM node_commands WHERE created < `+now+` - ?
+			OR NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.id = node_commands.node)`, NodeCommandTTL.Nanoseconds())
 		return err
 	})
 	if err != nil {
@@ -164,7 +169,7 @@ type NodeCommand struct {
 	Node    string // the node that runs it
 	Op      string // e.g. "kill"
 	Arg     string // e.g. a session id
-	Created time.Time
+	Created time.Time // by the database's clock
 	Done    bool
 	Result  string // written by the node; "" for success
 }
@@ -186,8 +191,8 @@ func (s *Store) SendNodeCommand(ctx context.Context, node, op, arg string) (stri
 		if n >= MaxPendingNodeCommands {
 			return invalid(fmt.Sprintf("node %q", node), fmt.Sprintf("%d commands are waiting for it already", n))
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO node_commands(id, node, op, arg, created) VALUES (?, ?, ?, ?, ?)`,
-			id, node, op, arg, s.now().UnixNano())
+		_, err := tx.ExecContext(ctx, `INSERT INTO node_commands(id, node, op, arg, created)
+			VALUES (?, ?, ?, ?, `+s.db.dialect.nowNanos()+`)`, id, node, op, arg)
 		return err
 	})
 	if err != nil {

@@ -7,14 +7,31 @@ import (
 	"time"
 )
 
+// ageRows makes the rows of table (nodes: heartbeat, node_commands:
+// created) that match where (SQL, with args) d older, as if the database's
+// clock had run on by d since they were written.
+func ageRows(t *testing.T, s *Store, table, where string, d time.Duration, args ...any) {
+	t.Helper()
+	col := map[string]string{"nodes": "heartbeat", "node_commands": "created"}[table]
+	q := `UPDATE ` + table + ` SET ` + col + ` = ` + col + ` - ? WHERE ` + where
+	if _, err := s.db.ExecContext(context.Background(), q, append([]any{d.Nanoseconds()}, args...)...); err != nil {
+		t.Fatalf("age the rows of %s: %v", table, err)
+	}
+}
+
+// within reports whether got is within margin of want.
+func within(got, want time.Time, margin time.Duration) bool {
+	return got.After(want.Add(-margin)) && got.Before(want.Add(margin))
+}
+
 // TestNodesRegistry registers nodes, lists those heartbeating, sweeps the
-// gone ones with their commands, on both stores.
+// gone ones with their commands, on both stores; heartbeats are aged by
+// the database's clock (rows aged in place stand for time passing).
 func TestNodesRegistry(t *testing.T) {
 	eachStore(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
-		clock := newFakeClock()
-		s, _ := open(t, WithClock(clock.Now))
-		start := clock.Now()
+		s, _ := open(t)
+		start := time.Now()
 		for _, id := range []string{"n1", "n2", "n3"} {
 			n := Node{ID: id, Host: "h-" + id, Addr: "127.0.0.1:2022", Started: start, Sessions: []byte(`[{"id":"` + id + `-s"}]`)}
 			if err := s.Heartbeat(ctx, n); err != nil {
@@ -27,7 +44,7 @@ func TestNodesRegistry(t *testing.T) {
 		}
 		n1 := nodes[0]
 		if n1.ID != "n1" || n1.Host != "h-n1" || n1.Addr != "127.0.0.1:2022" || !n1.Started.Equal(start) ||
-			!n1.Heartbeat.Equal(start) || string(n1.Sessions) != `[{"id":"n1-s"}]` || n1.Mounts == nil || len(n1.Mounts) != 0 {
+			!within(n1.Heartbeat, start, 2*time.Second) || string(n1.Sessions) != `[{"id":"n1-s"}]` || n1.Mounts == nil || len(n1.Mounts) != 0 {
 			t.Errorf("node n1: got %+v", n1)
 		}
 
@@ -36,19 +53,19 @@ func TestNodesRegistry(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SendNodeCommand: %v", err)
 		}
-		clock.Advance(3 * time.Second)
+		ageRows(t, s, "nodes", "1 = 1", 3*time.Second)
 		for _, id := range []string{"n1", "n2"} {
 			if err := s.Heartbeat(ctx, Node{ID: id, Host: "h-" + id, Addr: "a", Started: start}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		clock.Advance(3 * time.Second)
+		ageRows(t, s, "nodes", "1 = 1", 3*time.Second)
 		nodes, err = s.Nodes(ctx, 5*time.Second)
 		if err != nil || len(nodes) != 2 || nodes[0].ID != "n1" || nodes[1].ID != "n2" {
 			t.Fatalf("Nodes 6 s later, n3 silent: got %+v, %v; want n1, n2", nodes, err)
 		}
-		if !nodes[0].Heartbeat.Equal(start.Add(3 * time.Second)) {
-			t.Errorf("n1's heartbeat: got %v, want %v", nodes[0].Heartbeat, start.Add(3*time.Second))
+		if want := time.Now().Add(-3 * time.Second); !within(nodes[0].Heartbeat, want, 2*time.Second) {
+			t.Errorf("n1's heartbeat: got %v, want about %v", nodes[0].Heartbeat, want)
 		}
 		gone, err := s.SweepNodes(ctx, 5*time.Second)
 		if err != nil || gone != 1 {
@@ -80,15 +97,14 @@ func TestNodesRegistry(t *testing.T) {
 }
 
 // TestNodeCommands sends commands to a node, which runs each once; the
-// sender reads the result; pending commands are bounded; old ones are
-// swept.
+// sender reads the result; pending commands are bounded; old ones (by the
+// database's clock) are swept.
 func TestNodeCommands(t *testing.T) {
 	eachStore(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
-		clock := newFakeClock()
-		s, _ := open(t, WithClock(clock.Now))
+		s, _ := open(t)
 		for _, id := range []string{"a", "b"} {
-			if err := s.Heartbeat(ctx, Node{ID: id, Started: clock.Now()}); err != nil {
+			if err := s.Heartbeat(ctx, Node{ID: id, Started: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -96,7 +112,7 @@ func TestNodeCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clock.Advance(time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // SQLite's clock counts milliseconds
 		c2, err := s.SendNodeCommand(ctx, "b", "kill", "s-2")
 		if err != nil {
 			t.Fatal(err)
@@ -147,9 +163,9 @@ func TestNodeCommands(t *testing.T) {
 		}
 		// Commands older than NodeCommandTTL go at the next sweep, even
 		// when their node is alive.
-		clock.Advance(NodeCommandTTL + time.Second)
+		ageRows(t, s, "node_commands", "1 = 1", NodeCommandTTL+time.Second)
 		for _, id := range []string{"a", "b"} {
-			if err := s.Heartbeat(ctx, Node{ID: id, Started: clock.Now()}); err != nil {
+			if err := s.Heartbeat(ctx, Node{ID: id, Started: time.Now()}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -162,6 +178,36 @@ func TestNodeCommands(t *testing.T) {
 		}
 		if _, err := s.SendNodeCommand(ctx, "a", "kill", "x"); err != nil {
 			t.Errorf("a command after the sweep: %v", err)
+		}
+	})
+}
+
+// TestNodesDatabaseClock: heartbeats and commands are stamped and judged
+// with the database's clock, whatever the clock of the store's process
+// (WithClock) and the Heartbeat a node sends: a node an hour off is
+// listed, and its fresh command is not swept.
+func TestNodesDatabaseClock(t *testing.T) {
+	eachStore(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		for _, skew := range []time.Duration{-time.Hour, time.Hour} {
+			s, _ := open(t, WithClock(func() time.Time { return time.Now().Add(skew) }))
+			if err := s.Heartbeat(ctx, Node{ID: "skewed", Started: time.Now().Add(skew), Heartbeat: time.Now().Add(skew)}); err != nil {
+				t.Fatal(err)
+			}
+			nodes, err := s.Nodes(ctx, 5*time.Second)
+			if err != nil || len(nodes) != 1 || !within(nodes[0].Heartbeat, time.Now(), 2*time.Second) {
+				t.Fatalf("skew %v: Nodes: got %+v, %v; want the node, its heartbeat about now", skew, nodes, err)
+			}
+			cmd, err := s.SendNodeCommand(ctx, "skewed", "kill", "s-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := s.SweepNodes(ctx, 5*time.Second); err != nil || n != 0 {
+				t.Errorf("skew %v: SweepNodes: got %d, %v; want nothing deleted", skew, n, err)
+			}
+			if r, err := s.NodeCommandResult(ctx, cmd); err != nil || !within(r.Created, time.Now(), 2*time.Second) {
+				t.Errorf("skew %v: the command after a sweep: got %+v, %v; want kept, created about now", skew, r, err)
+			}
 		}
 	})
 }

@@ -28,6 +28,11 @@ import (
 // node becomes a command row in the store that the node polls every
 // clusterTick, runs, and answers in the row.
 //
+// The store stamps heartbeats and commands with the database's clock and
+// judges their age with it (auth, "the database's clock"): a node's own
+// clock only dates its start, as shown by "sftpgate nodes", so nodes whose
+// clocks disagree still see each other.
+//
 // Polling the store rather than PostgreSQL's LISTEN/NOTIFY: the heartbeat
 // writes to the store every second anyway, one indexed SELECT per quarter
 // second per node is cheap, it goes through the store's connection pool
@@ -87,6 +92,9 @@ type clusterNode struct {
 	rows func() ([]control.SessionRow, []control.MountRow)
 	// kill kills a local session (sftpd.Server.Kill).
 	kill func(id string) error
+	// now is the node's own clock (time.Now): it dates the node's start,
+	// nothing that another node compares.
+	now func() time.Time
 
 	// mu guards the fields below (the loop's, and beats from kills).
 	mu      sync.Mutex
@@ -141,10 +149,11 @@ func newClusterNode(workdir string, st clusterStore, addr string, dc *daemonCont
 	}
 	return &clusterNode{
 		st:   st,
-		self: auth.Node{ID: id, Host: host, Addr: addr, Started: time.Now()},
+		self: auth.Node{ID: id, Host: host, Addr: addr},
 		log:  log,
 		rows: dc.localRows,
 		kill: dc.sessions.Kill,
+		now:  time.Now,
 	}, nil
 }
 
@@ -152,6 +161,7 @@ func newClusterNode(workdir string, st clusterStore, addr string, dc *daemonCont
 // the loop tries again) and starts its loop; stop ends it.
 func (c *clusterNode) start(ctx context.Context) {
 	c.healthy = true
+	c.self.Started = c.now()
 	if c.beat(ctx) == nil {
 		c.log.Info("cluster: node registered", "node", c.self.ID, "host", c.self.Host, "addr", c.self.Addr)
 	}
@@ -197,11 +207,11 @@ func (c *clusterNode) loop(ctx context.Context) {
 	}
 }
 
-// beat publishes the node's row: heartbeat, sessions and mounts.
+// beat publishes the node's row: heartbeat (stamped by the database),
+// sessions and mounts.
 func (c *clusterNode) beat(ctx context.Context) error {
 	sessions, mounts := c.rows()
 	n := c.self
-	n.Heartbeat = time.Now()
 	var err error
 	if n.Sessions, err = publishDoc(sessions); err != nil {
 		return err

@@ -47,6 +47,12 @@ func (f *lockedSessions) Kill(id string) error {
 // one view of user; its loop is stopped at cleanup unless stopped before.
 func testNode(t *testing.T, st *auth.Store, ss []sftpd.SessionInfo, user string) (*daemonControl, *lockedSessions) {
 	t.Helper()
+	return testNodeClock(t, st, ss, user, time.Now)
+}
+
+// testNodeClock is testNode for a node whose own clock is now.
+func testNodeClock(t *testing.T, st *auth.Store, ss []sftpd.SessionInfo, user string, now func() time.Time) (*daemonControl, *lockedSessions) {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	views := newFakeViews()
 	views.stats = []fusefs.ViewStats{{User: user, Dir: "/mnt/" + user}}
@@ -58,6 +64,7 @@ func testNode(t *testing.T, st *auth.Store, ss []sftpd.SessionInfo, user string)
 	if err != nil {
 		t.Fatal(err)
 	}
+	node.now = now
 	dc.node = node
 	node.start(context.Background())
 	stopped := false
@@ -147,6 +154,48 @@ func TestClusterControl(t *testing.T) {
 	}
 	if took := time.Since(start); took < killWait || took > killWait+3*time.Second {
 		t.Errorf("kill on a silent node gave up after %v, want about %v", took, killWait)
+	}
+}
+
+// TestClusterSkewedClocks runs two nodes whose own clocks are an hour
+// apart (each an hour off the database's, one each way): each lists the
+// other, whose heartbeat is the database's time; the sweeps of either
+// delete neither; a kill through one reaches the other.
+func TestClusterSkewedClocks(t *testing.T) {
+	ctx := context.Background()
+	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	behind := func() time.Time { return time.Now().Add(-time.Hour) }
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	a, _ := testNodeClock(t, st, []sftpd.SessionInfo{{ID: "aa-1", User: "alice", Since: behind()}}, "alice", behind)
+	b, bSess := testNodeClock(t, st, []sftpd.SessionInfo{{ID: "bb-1", User: "bob", Since: ahead()}}, "bob", ahead)
+	a.node.sweep(ctx)
+	b.node.sweep(ctx)
+	for _, dc := range []*daemonControl{a, b} {
+		r := dc.handle(ctx, control.Request{Op: control.OpNodes})
+		if len(r.Nodes) != 2 {
+			t.Fatalf("nodes through %s: got %+v, want both", dc.node.self.ID, r.Nodes)
+		}
+		for _, n := range r.Nodes {
+			if d := time.Since(n.Heartbeat); d < -2*time.Second || d > 5*time.Second {
+				t.Errorf("nodes through %s: heartbeat of %s %v off the database's clock, want within a few seconds", dc.node.self.ID, n.ID, d)
+			}
+		}
+		if r := dc.handle(ctx, control.Request{Op: control.OpSessions}); len(r.Sessions) != 2 {
+			t.Errorf("sessions through %s: got %+v, want both nodes'", dc.node.self.ID, r.Sessions)
+		}
+	}
+	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "bb-1"}); r.Error != "" || r.Message != "closed on node "+b.node.self.ID {
+		t.Errorf("kill through a of b's session: got %+v", r)
+	}
+	bSess.mu.Lock()
+	killed := strings.Join(bSess.killed, ",")
+	bSess.mu.Unlock()
+	if killed != "bb-1" {
+		t.Errorf("b's kills: got %q, want bb-1", killed)
 	}
 }
 
