@@ -53,10 +53,10 @@ func ValidNodeID(id string) error {
 
 // Node is one registered gateway node.
 type Node struct {
-	ID        string
-	Host      string // the machine's host name
-	Addr      string // the SSH listener's address
-	Started   time.Time // as the node's own clock read it (shown, never compared)
+	ID      string
+	Host    string    // the machine's host name
+	Addr    string    // the SSH listener's address
+	Started time.Time // as the node's own clock read it (shown, never compared)
 	// Heartbeat is the time of the last heartbeat, by the database's
 	// clock; Store.Heartbeat ignores it (the database stamps the row).
 	Heartbeat time.Time
@@ -166,9 +166,9 @@ func (s *Store) SweepNodes(ctx context.Context, goneAfter time.Duration) (int, e
 // NodeCommand is a command sent to a node.
 type NodeCommand struct {
 	ID      string
-	Node    string // the node that runs it
-	Op      string // e.g. "kill"
-	Arg     string // e.g. a session id
+	Node    string    // the node that runs it
+	Op      string    // e.g. "kill"
+	Arg     string    // e.g. a session id
 	Created time.Time // by the database's clock
 	Done    bool
 	Result  string // written by the node; "" for success
