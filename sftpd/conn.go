@@ -42,8 +42,8 @@ type serverConn struct {
 	lastEnd  time.Time // when the last session ended (or the login)
 }
 
-func newServerConn(s *Server, nc net.Conn, src netip.Addr) *serverConn {
-	id := newID()
+// newServerConn makes the connection nc, from src, with the id id.
+func newServerConn(s *Server, nc net.Conn, src netip.Addr, id string) *serverConn {
 	remote := nc.RemoteAddr().String()
 	return &serverConn{
 		srv:    s,
@@ -55,9 +55,22 @@ func newServerConn(s *Server, nc net.Conn, src netip.Addr) *serverConn {
 	}
 }
 
-// newID returns a short random identifier.
+// connIDBytes is the number of random bytes of a connection id (12 hex
+// digits): enough that two nodes of a cluster, with thousands of
+// connections each, practically never draw the same one (about one chance
+// in five million with 10,000 connections over the cluster), short enough
+// to type.
+// A server never gives one id to two of its live connections (see
+// freeConnIDLocked); across nodes, "sessions kill" refuses an id listed
+// twice rather than pick one.
+const connIDBytes = 6
+
+// maxConnIDDraws bounds the draws of freeConnIDLocked.
+const maxConnIDDraws = 16
+
+// newID returns a random connection id: connIDBytes bytes, in hex.
 func newID() string {
-	var b [4]byte
+	var b [connIDBytes]byte
 	rand.Read(b[:]) // never fails (crypto/rand panics rather than fail)
 	return hex.EncodeToString(b[:])
 }

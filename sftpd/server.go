@@ -155,12 +155,16 @@ type Server struct {
 
 	// windows holds the buffers of the sessions' gathered writes.
 	windows windowPool
+	// newConnID draws a connection id (newID; a test may replace it
+	// before the first connection, under mu).
+	newConnID func() string
 
 	// mu guards the fields below.
 	mu           sync.Mutex
 	shuttingDown bool
 	listeners    map[net.Listener]struct{}
 	conns        map[*serverConn]struct{}
+	connIDs      map[string]struct{} // the ids of conns
 	sessions     map[string]*session
 	perUser      map[string]*userState
 }
@@ -175,7 +179,7 @@ type userState struct {
 
 // SessionInfo describes a live session, for administration.
 type SessionInfo struct {
-	ID     string    // "<connection id>-<n>", as in the log lines; the key for Kill
+	ID     string    // "<connection id>-<n>" (12 hex digits, a dash, a number), as in the log lines; the key for Kill
 	User   string    // the login
 	Remote string    // client address
 	Since  time.Time // when the session was opened
@@ -218,8 +222,10 @@ func New(cfg Config) (*Server, error) {
 		gate:          newPreauthGate(cfg.MaxStartups, cfg.MaxStartupsPerSource),
 		proxyRefusals: newRefusalLog(),
 		windows:       windowPool{size: combineBudgetSize},
+		newConnID:     newID,
 		listeners:     make(map[net.Listener]struct{}),
 		conns:         make(map[*serverConn]struct{}),
+		connIDs:       make(map[string]struct{}),
 		sessions:      make(map[string]*session),
 		perUser:       make(map[string]*userState),
 	}, nil
@@ -387,17 +393,35 @@ func (s *Server) trackConn(nc net.Conn, src netip.Addr, viaProxy bool) (*serverC
 		s.gate.release(src)
 		return nil, false
 	}
-	c := newServerConn(s, nc, src)
+	c := newServerConn(s, nc, src, s.freeConnIDLocked())
 	c.viaProxy = viaProxy
 	s.conns[c] = struct{}{}
+	s.connIDs[c.id] = struct{}{}
 	s.wg.Add(1)
 	return c, true
 }
 
+// freeConnIDLocked draws a connection id that no live connection has, so
+// that the ids of the sessions (the keys of s.sessions) are unique on the
+// server. It draws again on a clash, at most maxConnIDDraws times (with
+// 48 random bits a second draw is already never needed in practice).
+func (s *Server) freeConnIDLocked() string {
+	id := s.newConnID()
+	for range maxConnIDDraws - 1 {
+		if _, taken := s.connIDs[id]; !taken {
+			break
+		}
+		id = s.newConnID()
+	}
+	return id
+}
+
+// forgetConn removes c from the live connections.
 func (s *Server) forgetConn(c *serverConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	delete(s.connIDs, c.id)
 }
 
 // Shutdown stops accepting connections, lets open sessions run until they

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -274,5 +276,41 @@ func TestOnSessionEnd(t *testing.T) {
 	}
 	if got := ended[0]; got.si.BytesUp != int64(len(data)) || got.si.User != testUser || !got.listed {
 		t.Errorf("reported session: got %+v, want %d bytes up for %s, still listed when reported", got, len(data), testUser)
+	}
+}
+
+// TestSessionIDs: a session id is 12 hex digits, a dash and a number; a
+// connection never gets the id of a live one, even when the random draw
+// gives it again, so that the sessions of two connections never share an
+// id.
+func TestSessionIDs(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.sftp(t)
+	first := ts.srv.Sessions()
+	if len(first) != 1 || !regexp.MustCompile(`^[0-9a-f]{12}-1$`).MatchString(first[0].ID) {
+		t.Fatalf("sessions: got %+v, want one with an id of 12 hex digits and -1", first)
+	}
+	// The draws: the id of the live connection twice, then a free one.
+	clash := strings.TrimSuffix(first[0].ID, "-1")
+	draws := []string{clash, clash, "00000000abcd"}
+	ts.srv.mu.Lock()
+	ts.srv.newConnID = func() string {
+		id := draws[0]
+		if len(draws) > 1 {
+			draws = draws[1:]
+		}
+		return id
+	}
+	ts.srv.mu.Unlock()
+	ts.sftp(t)
+	var ids []string
+	for _, si := range ts.srv.Sessions() {
+		ids = append(ids, si.ID)
+	}
+	slices.Sort(ids)
+	want := []string{"00000000abcd-1", first[0].ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("session ids after a clashing draw: got %q, want %q", ids, want)
 	}
 }

@@ -25,6 +25,12 @@ func TestClusterCommandsOutput(t *testing.T) {
 			return control.Response{Cluster: true, Warning: "only node n1 is listed", Sessions: []control.SessionRow{
 				{Node: "n3", ID: "ab12-1", User: "carol", Remote: "127.0.0.1:5555", Since: since}}}
 		case control.OpKill:
+			if req.Node == "n9" {
+				return control.Response{Error: "kill: no live node \"n9\" in the cluster (see sftpgate nodes)"}
+			}
+			if req.Node == "" && req.ID == "dd-1" {
+				return control.Response{Reason: control.ReasonAmbiguous, Error: "kill: session id \"dd-1\" is held by 2 nodes (n1, n3): nothing killed; name the node: sftpgate sessions kill --node NODE dd-1"}
+			}
 			return control.Response{Message: "closed on node n3"}
 		case control.OpNodes:
 			return control.Response{Cluster: true, Nodes: []control.NodeRow{
@@ -60,6 +66,20 @@ func TestClusterCommandsOutput(t *testing.T) {
 	code, stdout, _ = runCLI(t, "--workdir", dir, "sessions", "kill", "ab12-1")
 	if code != 0 || stdout != "session ab12-1 closed on node n3\n" {
 		t.Errorf("sessions kill: got exit %d, %q", code, stdout)
+	}
+	// An id two nodes hold is refused with the daemon's words; --node
+	// names the node.
+	code, _, stderr = runCLI(t, "--workdir", dir, "sessions", "kill", "dd-1")
+	if want := "sftpgate: kill: session id \"dd-1\" is held by 2 nodes (n1, n3): nothing killed; name the node: sftpgate sessions kill --node NODE dd-1\n"; code != exitFailure || stderr != want {
+		t.Errorf("sessions kill of an ambiguous id: got exit %d, stderr %q, want %d and %q", code, stderr, exitFailure, want)
+	}
+	code, stdout, _ = runCLI(t, "--workdir", dir, "sessions", "kill", "--node", "n3", "dd-1")
+	if code != 0 || stdout != "session dd-1 closed on node n3\n" {
+		t.Errorf("sessions kill --node n3: got exit %d, %q", code, stdout)
+	}
+	code, _, stderr = runCLI(t, "--workdir", dir, "sessions", "kill", "--node", "n9", "dd-1")
+	if code != exitFailure || !strings.Contains(stderr, `no live node "n9"`) {
+		t.Errorf("sessions kill --node n9: got exit %d, stderr %q, want the daemon's refusal", code, stderr)
 	}
 	code, stdout, _ = runCLI(t, "--workdir", dir, "nodes")
 	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "NODE ") ||

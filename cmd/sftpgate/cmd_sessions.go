@@ -24,7 +24,7 @@ JSON); another node's rows are as it published them at its last heartbeat
 (at most a second old).`,
 		Example: `  sftpgate sessions
   sftpgate sessions --json
-  sftpgate sessions kill 1a2b3c4d-1`,
+  sftpgate sessions kill 1a2b3c4d5e6f-1`,
 		Args: noArgs,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			resp, err := ctlCall(cmd, control.Request{Op: control.OpSessions})
@@ -41,17 +41,21 @@ JSON); another node's rows are as it published them at its last heartbeat
 
 // newSessionsKillCmd is "sftpgate sessions kill ID".
 func newSessionsKillCmd() *cobra.Command {
-	return &cobra.Command{
+	var node string
+	cmd := &cobra.Command{
 		Use:   "kill ID",
 		Short: "Close an SFTP session",
 		Long: `Close the session with that id (and its SSH connection if it has no other
 session). Its open files are closed as if the client had closed them: what
 it wrote is still uploaded. In a cluster, a session of another node is
-closed by that node (within about a second).`,
-		Example: "  sftpgate sessions kill 1a2b3c4d-1",
+closed by that node (within about a second). Two nodes practically never
+hold sessions with the same id; should they, the kill is refused until the
+node is named with --node.`,
+		Example: `  sftpgate sessions kill 1a2b3c4d5e6f-1
+  sftpgate sessions kill --node a07e5d9c1f30 1a2b3c4d5e6f-1`,
 		Args:    exactArgs(1, "the session id"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			resp, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0]})
+			resp, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0], Node: node})
 			if err != nil {
 				return err
 			}
@@ -63,4 +67,6 @@ closed by that node (within about a second).`,
 			return err
 		}),
 	}
+	cmd.Flags().StringVar(&node, "node", "", "in a cluster, the node that holds the session (see sftpgate sessions)")
+	return cmd
 }

@@ -59,7 +59,11 @@ const (
 type Request struct {
 	Op   string `json:"op"`
 	User string `json:"user,omitempty"`
-	ID   string `json:"id,omitempty"`  // a session, for OpKill
+	ID   string `json:"id,omitempty"` // a session, for OpKill
+	// Node, for OpKill in a cluster, is the node that holds the session
+	// (needed only when two nodes list the same id); empty, the node that
+	// lists it.
+	Node string `json:"node,omitempty"`
 	For  string `json:"for,omitempty"` // a Go duration, for OpMount
 	RW   bool   `json:"rw,omitempty"`  // for OpMount
 }
@@ -102,6 +106,9 @@ const (
 	// ReasonNodeGone refuses OpKill: the node that holds the session did
 	// not run the command in time (it died or lost the store).
 	ReasonNodeGone = "node-gone"
+	// ReasonAmbiguous refuses OpKill in a cluster: several nodes hold a
+	// session with that ID, and the request did not name one (Node).
+	ReasonAmbiguous = "ambiguous"
 )
 
 // Modes of a view (MountRow.Mode).

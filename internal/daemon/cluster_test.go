@@ -199,6 +199,65 @@ func TestClusterSkewedClocks(t *testing.T) {
 	}
 }
 
+// TestClusterKillAmbiguous: a session id that two nodes hold is refused,
+// nothing killed, with a message naming both nodes; naming the node
+// (Request.Node) kills the one asked for, on this node or another; an
+// unknown node is refused.
+func TestClusterKillAmbiguous(t *testing.T) {
+	ctx := context.Background()
+	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	since := time.Now().Add(-time.Minute)
+	a, aSess := testNode(t, st, []sftpd.SessionInfo{{ID: "dup-1", User: "alice", Since: since}, {ID: "dup-2", User: "alice", Since: since}}, "alice")
+	b, bSess := testNode(t, st, []sftpd.SessionInfo{{ID: "dup-1", User: "bob", Since: since}, {ID: "dup-2", User: "bob", Since: since}}, "bob")
+	aID, bID := a.node.self.ID, b.node.self.ID
+	killed := func(s *lockedSessions) string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return strings.Join(s.killed, ",")
+	}
+
+	for _, dc := range []*daemonControl{a, b} {
+		r := dc.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-1"})
+		if r.Reason != control.ReasonAmbiguous || !strings.Contains(r.Error, aID) || !strings.Contains(r.Error, bID) ||
+			!strings.Contains(r.Error, "--node") {
+			t.Errorf("kill dup-1 through %s: got %+v, want refused as ambiguous, naming %s and %s", dc.node.self.ID, r, aID, bID)
+		}
+	}
+	if ka, kb := killed(aSess), killed(bSess); ka != "" || kb != "" {
+		t.Fatalf("after the refused kills: got kills %q on a and %q on b, want none", ka, kb)
+	}
+
+	// Named: b's through a, then a's own through a.
+	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-1", Node: bID}); r.Error != "" || r.Message != "closed on node "+bID {
+		t.Errorf("kill dup-1 on node b through a: got %+v", r)
+	}
+	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-2", Node: aID}); r.Error != "" {
+		t.Errorf("kill dup-2 on node a through a: got %+v", r)
+	}
+	if ka, kb := killed(aSess), killed(bSess); ka != "dup-2" || kb != "dup-1" {
+		t.Errorf("kills: got %q on a and %q on b, want dup-2 and dup-1", ka, kb)
+	}
+	// Each id is now held by one node: no name needed.
+	if r := b.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-1"}); r.Error != "" || r.Message != "closed on node "+aID {
+		t.Errorf("kill dup-1 through b, a alone holding it: got %+v", r)
+	}
+	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "zz-1", Node: "nowhere"}); r.Error == "" || !strings.Contains(r.Error, `no live node "nowhere"`) {
+		t.Errorf("kill on an unknown node: got %+v, want refused", r)
+	}
+	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "zz-1", Node: bID}); r.Reason != control.ReasonNoSession {
+		t.Errorf("kill on node b of an id it does not hold: got %+v, want no-session", r)
+	}
+	// Without a cluster (SQLite), a node cannot be named.
+	alone := &daemonControl{sessions: &lockedSessions{list: []sftpd.SessionInfo{{ID: "dup-1"}}}, log: slog.New(slog.DiscardHandler)}
+	if r := alone.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-1", Node: "n1"}); !strings.Contains(r.Error, "not part of a cluster") {
+		t.Errorf("kill naming a node without a cluster: got %+v, want refused", r)
+	}
+}
+
 // TestLoadNodeID: generated once, kept, the admin's to set, checked.
 func TestLoadNodeID(t *testing.T) {
 	dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/sftpgate/sftpgate/auth"
 	"github.com/sftpgate/sftpgate/internal/control"
@@ -132,28 +133,77 @@ func countRows(doc []byte) int {
 	return len(rows)
 }
 
-// killRemote kills session id on the live node that lists it, or answers
-// noSession when none does.
-func (d *daemonControl) killRemote(ctx context.Context, id string, noSession control.Response) control.Response {
+// clusterKill kills session req.ID on the node that holds it: the node
+// req.Node when set, else the one live node that lists the id (this
+// daemon's sessions as they are, the others' as last published). An id
+// that two nodes list is refused (ReasonAmbiguous) rather than guessed;
+// naming the node settles it. When the shared store cannot be read, only
+// this daemon's sessions can be reached.
+func (d *daemonControl) clusterKill(ctx context.Context, req control.Request, noSession control.Response) control.Response {
+	id, self := req.ID, d.node.self.ID
+	if req.Node == self {
+		return d.localKill(id, noSession)
+	}
 	others, warning := d.otherNodes(ctx)
 	if warning != "" {
-		return control.Response{Error: fmt.Sprintf("kill: no session %q on node %s, and the other nodes could not be asked: the shared store could not be read", id, d.node.self.ID)}
-	}
-	holder := ""
-	for _, n := range others {
-		var rows []control.SessionRow
-		if json.Unmarshal(n.Sessions, &rows) != nil {
-			continue
+		if req.Node != "" {
+			return control.Response{Error: fmt.Sprintf("kill: session %q of node %s: the shared store could not be read", id, req.Node)}
 		}
-		for _, r := range rows {
-			if r.ID == id {
-				holder = n.ID
+		if r := d.localKill(id, noSession); r.Reason != control.ReasonNoSession {
+			return r
+		}
+		return control.Response{Error: fmt.Sprintf("kill: no session %q on node %s, and the other nodes could not be asked: the shared store could not be read", id, self)}
+	}
+	if req.Node != "" {
+		for _, n := range others {
+			if n.ID == req.Node {
+				return d.remoteKill(ctx, n.ID, id, noSession)
 			}
 		}
+		return control.Response{Error: fmt.Sprintf("kill: no live node %q in the cluster (see sftpgate nodes)", req.Node)}
 	}
-	if holder == "" {
+	var holders []string
+	for _, s := range d.sessions.Sessions() {
+		if s.ID == id {
+			holders = append(holders, self)
+			break
+		}
+	}
+	for _, n := range others {
+		if listsSession(n.Sessions, id) {
+			holders = append(holders, n.ID)
+		}
+	}
+	switch {
+	case len(holders) == 0:
 		return noSession
+	case len(holders) > 1:
+		return control.Response{Reason: control.ReasonAmbiguous, Error: fmt.Sprintf(
+			"kill: session id %q is held by %d nodes (%s): nothing killed; name the node: sftpgate sessions kill --node NODE %s",
+			id, len(holders), strings.Join(holders, ", "), id)}
+	case holders[0] == self:
+		return d.localKill(id, noSession)
 	}
+	return d.remoteKill(ctx, holders[0], id, noSession)
+}
+
+// listsSession reports whether the published sessions doc hold id.
+func listsSession(doc []byte, id string) bool {
+	var rows []control.SessionRow
+	if json.Unmarshal(doc, &rows) != nil {
+		return false
+	}
+	for _, r := range rows {
+		if r.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// remoteKill kills session id of the node holder (another live node) and
+// words the outcome.
+func (d *daemonControl) remoteKill(ctx context.Context, holder, id string, noSession control.Response) control.Response {
 	err := d.node.remoteKill(ctx, holder, id)
 	switch {
 	case err == nil:

@@ -171,20 +171,27 @@ func (d *daemonControl) unmount(ctx context.Context, req control.Request) contro
 }
 
 // kill closes a session for the control socket: one of this daemon's, or,
-// in a cluster, one of the node that lists it.
+// in a cluster, one of the node that holds it (see clusterKill).
 func (d *daemonControl) kill(ctx context.Context, req control.Request) control.Response {
 	noSession := control.Response{Error: fmt.Sprintf("kill: no session %q", req.ID), Reason: control.ReasonNoSession}
-	err := d.sessions.Kill(req.ID)
-	if err != nil && isNoSession(err) && d.node != nil {
-		return d.killRemote(ctx, req.ID, noSession)
+	if d.node != nil {
+		return d.clusterKill(ctx, req, noSession)
 	}
-	if err != nil {
+	if req.Node != "" {
+		return control.Response{Error: fmt.Sprintf("kill: node %q: this daemon is not part of a cluster: its identity store is SQLite", req.Node)}
+	}
+	return d.localKill(req.ID, noSession)
+}
+
+// localKill closes session id of this daemon, or answers noSession.
+func (d *daemonControl) localKill(id string, noSession control.Response) control.Response {
+	if err := d.sessions.Kill(id); err != nil {
 		if isNoSession(err) {
 			return noSession
 		}
 		return control.Response{Error: fmt.Sprintf("kill: %v", err)}
 	}
-	d.log.Info("session killed by an admin", "session", req.ID)
+	d.log.Info("session killed by an admin", "session", id)
 	return control.Response{}
 }
 
