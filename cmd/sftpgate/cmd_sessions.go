@@ -53,7 +53,7 @@ hold sessions with the same id; should they, the kill is refused until the
 node is named with --node.`,
 		Example: `  sftpgate sessions kill 1a2b3c4d5e6f-1
   sftpgate sessions kill --node a07e5d9c1f30 1a2b3c4d5e6f-1`,
-		Args:    exactArgs(1, "the session id"),
+		Args: exactArgs(1, "the session id"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			resp, err := ctlCall(cmd, control.Request{Op: control.OpKill, ID: args[0], Node: node})
 			if err != nil {
