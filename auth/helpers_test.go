@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -29,6 +30,41 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// openAtOnce opens n stores with open, all at once (as nodes, or the CLI
+// and the daemon, may), fails the test if any open fails or if they do
+// not share one signing key, and closes them at cleanup.
+func openAtOnce(t *testing.T, n int, open func() (*Store, error)) []*Store {
+	t.Helper()
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			stores[i], errs[i] = open()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range stores {
+		if s != nil {
+			t.Cleanup(func() { s.Close() })
+		}
+		if errs[i] != nil {
+			t.Fatalf("open %d of %d at once: %v", i, n, errs[i])
+		}
+	}
+	for i, s := range stores[1:] {
+		if !bytes.Equal(s.key, stores[0].key) {
+			t.Fatalf("store %d of %d opened at once: signing key differs from store 0's", i+1, n)
+		}
+	}
+	return stores
 }
 
 // openTestStore opens a store in a fresh temp dir, closed at cleanup.

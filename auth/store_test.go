@@ -221,32 +221,7 @@ func testWorkspacesAndGrants(t *testing.T, open opener) {
 func TestConcurrentOpen(t *testing.T) {
 	for round := range 3 {
 		path := filepath.Join(t.TempDir(), fmt.Sprintf("race%d", round), "sftpgate.db")
-		const n = 4
-		stores := make([]*Store, n)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				stores[i], errs[i] = Open(path)
-			}()
-		}
-		close(start)
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: Open %d: %v", round, i, err)
-			}
-			t.Cleanup(func() { stores[i].Close() })
-		}
-		for i := 1; i < n; i++ {
-			if !bytes.Equal(stores[i].key, stores[0].key) {
-				t.Fatalf("round %d: store %d has another signing key", round, i)
-			}
-		}
+		stores := openAtOnce(t, 4, func() (*Store, error) { return Open(path) })
 		ms, err := loadMigrations()
 		if err != nil {
 			t.Fatal(err)

@@ -46,7 +46,7 @@ const (
 // sharedMinIO is one MinIO server for every gateway test of the run,
 // started on first use and stopped, its data removed, by TestMain. If the
 // test process dies first, the server dies with it (Pdeathsig) and the
-// next run removes its directory (removeStaleMinIODirs). The buckets each
+// next run removes its directory (testenv.OwnedTempDir). The buckets each
 // test uses are emptied and removed by that test's cleanup.
 var sharedMinIO struct {
 	once sync.Once
@@ -70,8 +70,7 @@ func stopSharedMinIO() {
 func minioServer(t testing.TB) *testenv.MinIO {
 	t.Helper()
 	sharedMinIO.once.Do(func() {
-		removeStaleMinIODirs()
-		dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", minioDirPrefix, os.Getpid()))
+		dir, err := testenv.OwnedTempDir(minioDirPrefix)
 		if err != nil {
 			sharedMinIO.err = err
 			return
@@ -86,26 +85,9 @@ func minioServer(t testing.TB) *testenv.MinIO {
 }
 
 // minioDirPrefix starts the name of the shared MinIO's directory in
-// os.TempDir(), followed by the pid of the test process that owns it.
+// os.TempDir() (see testenv.OwnedTempDir; a killed run's data goes at the
+// next run: MinIO keeps deleted objects in .minio.sys/tmp for a while).
 const minioDirPrefix = "sftpgate-gw-minio-"
-
-// removeStaleMinIODirs removes the directories of shared MinIO servers
-// whose test process is gone (the server died with it; nothing else could
-// remove its data, and MinIO keeps deleted objects in .minio.sys/tmp for a
-// while).
-func removeStaleMinIODirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), minioDirPrefix+"*"))
-	for _, d := range dirs {
-		pidStr, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), minioDirPrefix), "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			os.RemoveAll(d)
-		}
-	}
-}
 
 // gwOptions changes the configuration of a test gateway. The zero value
 // is the default configuration.

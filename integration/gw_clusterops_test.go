@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -25,6 +26,10 @@ const (
 	// 5 s without a heartbeat, plus a tick, plus margin.
 	clusterGoneWithin = 9 * time.Second
 )
+
+// sessionIDPattern is the form of a session id: its connection's 48
+// random bits in hex, a dash, its number on the connection.
+var sessionIDPattern = regexp.MustCompile(`^[0-9a-f]{12}-[0-9]+$`)
 
 // nodeID is the node id the daemon of g keeps in its working directory.
 func (g *gateway) nodeID() string {
@@ -141,6 +146,9 @@ func TestGatewayClusterOps(t *testing.T) {
 	for _, row := range gws[0].clusterSessions() {
 		if row.User == "carol" {
 			carolID = row.ID
+		}
+		if !sessionIDPattern.MatchString(row.ID) {
+			t.Errorf("session id %q of %s: want 12 hex digits, a dash and a number", row.ID, row.User)
 		}
 	}
 	start = time.Now()

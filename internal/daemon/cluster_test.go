@@ -43,6 +43,25 @@ func (f *lockedSessions) Kill(id string) error {
 	return sftpd.ErrNoSession
 }
 
+// testClusterStore opens the store of a test cluster (SQLite: the nodes
+// of the tests share one process), closed at cleanup.
+func testClusterStore(t *testing.T) *auth.Store {
+	t.Helper()
+	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// killedIDs returns the ids killed so far, comma-separated.
+func (f *lockedSessions) killedIDs() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.killed, ",")
+}
+
 // testNode starts a node of the cluster of st, with the sessions ss and
 // one view of user; its loop is stopped at cleanup unless stopped before.
 func testNode(t *testing.T, st *auth.Store, ss []sftpd.SessionInfo, user string) (*daemonControl, *lockedSessions) {
@@ -83,11 +102,7 @@ func testNodeClock(t *testing.T, st *auth.Store, ss []sftpd.SessionInfo, user st
 // after killWait.
 func TestClusterControl(t *testing.T) {
 	ctx := context.Background()
-	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testClusterStore(t)
 	since := time.Now().Add(-time.Minute)
 	a, _ := testNode(t, st, []sftpd.SessionInfo{{ID: "aa-1", User: "alice", Since: since}}, "alice")
 	b, bSess := testNode(t, st, []sftpd.SessionInfo{{ID: "bb-1", User: "bob", Since: since.Add(time.Second)}}, "bob")
@@ -121,10 +136,7 @@ func TestClusterControl(t *testing.T) {
 	if took > 2*time.Second {
 		t.Errorf("kill through another node took %v, want at most 2s", took)
 	}
-	bSess.mu.Lock()
-	killed := strings.Join(bSess.killed, ",")
-	bSess.mu.Unlock()
-	if killed != "bb-1" {
+	if killed := bSess.killedIDs(); killed != "bb-1" {
 		t.Errorf("b's kills: got %q, want bb-1", killed)
 	}
 	// The node published its list again at once.
@@ -163,11 +175,7 @@ func TestClusterControl(t *testing.T) {
 // delete neither; a kill through one reaches the other.
 func TestClusterSkewedClocks(t *testing.T) {
 	ctx := context.Background()
-	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testClusterStore(t)
 	behind := func() time.Time { return time.Now().Add(-time.Hour) }
 	ahead := func() time.Time { return time.Now().Add(time.Hour) }
 	a, _ := testNodeClock(t, st, []sftpd.SessionInfo{{ID: "aa-1", User: "alice", Since: behind()}}, "alice", behind)
@@ -191,10 +199,7 @@ func TestClusterSkewedClocks(t *testing.T) {
 	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "bb-1"}); r.Error != "" || r.Message != "closed on node "+b.node.self.ID {
 		t.Errorf("kill through a of b's session: got %+v", r)
 	}
-	bSess.mu.Lock()
-	killed := strings.Join(bSess.killed, ",")
-	bSess.mu.Unlock()
-	if killed != "bb-1" {
+	if killed := bSess.killedIDs(); killed != "bb-1" {
 		t.Errorf("b's kills: got %q, want bb-1", killed)
 	}
 }
@@ -205,20 +210,11 @@ func TestClusterSkewedClocks(t *testing.T) {
 // unknown node is refused.
 func TestClusterKillAmbiguous(t *testing.T) {
 	ctx := context.Background()
-	st, err := auth.Open(filepath.Join(t.TempDir(), "sftpgate.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testClusterStore(t)
 	since := time.Now().Add(-time.Minute)
 	a, aSess := testNode(t, st, []sftpd.SessionInfo{{ID: "dup-1", User: "alice", Since: since}, {ID: "dup-2", User: "alice", Since: since}}, "alice")
 	b, bSess := testNode(t, st, []sftpd.SessionInfo{{ID: "dup-1", User: "bob", Since: since}, {ID: "dup-2", User: "bob", Since: since}}, "bob")
 	aID, bID := a.node.self.ID, b.node.self.ID
-	killed := func(s *lockedSessions) string {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return strings.Join(s.killed, ",")
-	}
 
 	for _, dc := range []*daemonControl{a, b} {
 		r := dc.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-1"})
@@ -227,7 +223,7 @@ func TestClusterKillAmbiguous(t *testing.T) {
 			t.Errorf("kill dup-1 through %s: got %+v, want refused as ambiguous, naming %s and %s", dc.node.self.ID, r, aID, bID)
 		}
 	}
-	if ka, kb := killed(aSess), killed(bSess); ka != "" || kb != "" {
+	if ka, kb := aSess.killedIDs(), bSess.killedIDs(); ka != "" || kb != "" {
 		t.Fatalf("after the refused kills: got kills %q on a and %q on b, want none", ka, kb)
 	}
 
@@ -238,7 +234,7 @@ func TestClusterKillAmbiguous(t *testing.T) {
 	if r := a.handle(ctx, control.Request{Op: control.OpKill, ID: "dup-2", Node: aID}); r.Error != "" {
 		t.Errorf("kill dup-2 on node a through a: got %+v", r)
 	}
-	if ka, kb := killed(aSess), killed(bSess); ka != "dup-2" || kb != "dup-1" {
+	if ka, kb := aSess.killedIDs(), bSess.killedIDs(); ka != "dup-2" || kb != "dup-1" {
 		t.Errorf("kills: got %q on a and %q on b, want dup-2 and dup-1", ka, kb)
 	}
 	// Each id is now held by one node: no name needed.

@@ -120,8 +120,7 @@ func StartPostgres() (*Postgres, error) {
 	// Not under t.TempDir: its parents are private to root, and the
 	// server runs as another user. The name carries this process's pid so
 	// that a later run removes what a killed one left.
-	removeStalePostgresDirs()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", postgresDirPrefix, os.Getpid()))
+	dir, err := OwnedTempDir(postgresDirPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -167,24 +166,8 @@ func StartPostgres() (*Postgres, error) {
 }
 
 // postgresDirPrefix starts the name of a server's directory in
-// os.TempDir(), followed by the pid of the process that owns it.
+// os.TempDir() (see OwnedTempDir).
 const postgresDirPrefix = "sftpgate-pg-"
-
-// removeStalePostgresDirs removes the directories of servers whose owning
-// process is gone (the server died with it: Pdeathsig).
-func removeStalePostgresDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), postgresDirPrefix+"*"))
-	for _, d := range dirs {
-		pidStr, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), postgresDirPrefix), "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			os.RemoveAll(d)
-		}
-	}
-}
 
 // Start starts the server (again, after Stop) on its port and waits until
 // it accepts logins.
