@@ -155,9 +155,6 @@ type Server struct {
 
 	// windows holds the buffers of the sessions' gathered writes.
 	windows windowPool
-	// newConnID draws a connection id (newID; a test may replace it
-	// before the first connection, under mu).
-	newConnID func() string
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -165,6 +162,8 @@ type Server struct {
 	listeners    map[net.Listener]struct{}
 	conns        map[*serverConn]struct{}
 	connIDs      map[string]struct{} // the ids of conns
+	// newConnID draws a connection id: newID (a test replaces it).
+	newConnID func() string
 	sessions     map[string]*session
 	perUser      map[string]*userState
 }
