@@ -162,10 +162,10 @@ type Server struct {
 	listeners    map[net.Listener]struct{}
 	conns        map[*serverConn]struct{}
 	connIDs      map[string]struct{} // the ids of conns
-	// newConnID draws a connection id: newID (a test replaces it).
-	newConnID func() string
 	sessions     map[string]*session
 	perUser      map[string]*userState
+	// newConnID draws a connection id: newID (a test replaces it).
+	newConnID func() string
 }
 
 // userState is what the sessions of one user share: the counts their
