@@ -76,6 +76,34 @@ func TestPostgresSharedLimiter(t *testing.T) {
 	}
 }
 
+// TestPostgresLimiterSkewedClocks: two nodes whose clocks are two hours
+// apart count failures in one window and see the same lockout, because
+// the shared limiter dates them by the database's clock.
+func TestPostgresLimiterSkewedClocks(t *testing.T) {
+	ctx := context.Background()
+	cfg := LimiterConfig{MaxFailures: 3, MaxAddrFailures: 5}
+	b, u := openPostgresTestStore(t, WithLimiter(cfg))
+	a, err := OpenPostgres(u, WithLimiter(cfg), WithClock(func() time.Time { return time.Now().Add(2 * time.Hour) }))
+	if err != nil {
+		t.Fatalf("second store: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	mustUser(t, b, "alice")
+	secret, _ := mustMint(t, b, "alice", MintOptions{Expires: 24 * time.Hour})
+	const remote = "10.1.2.4:4000"
+	for i := range 3 {
+		s := []*Store{b, a}[i%2]
+		if got := reasonOf(s.Check(ctx, "alice", "not-a-token", remote)); got == "" {
+			t.Fatalf("failure %d: a wrong token was accepted", i)
+		}
+	}
+	for name, s := range map[string]*Store{"a (2 h ahead)": a, "b": b} {
+		if got := reasonOf(s.Check(ctx, "alice", secret, remote)); got != string(ReasonRateLimited) {
+			t.Errorf("store %s after 3 failures over two skewed stores: got %q, want %s", name, got, ReasonRateLimited)
+		}
+	}
+}
+
 // TestPostgresLimiterBoundedRows: the shared table is trimmed to
 // MaxEntries rows (checked every capEvery failures).
 func TestPostgresLimiterBoundedRows(t *testing.T) {

@@ -55,7 +55,15 @@ type dbLimiter struct {
 	mu        sync.Mutex
 	lastSweep time.Time
 	sinceCap  int
+	// skew is the database clock minus this machine's, in nanoseconds,
+	// measured at skewAt (zero: not yet).
+	skew   int64
+	skewAt time.Time
 }
+
+// skewEvery is how often the limiter measures again how far this
+// machine's clock is from the database's.
+const skewEvery = time.Minute
 
 var _ failureCounter = (*dbLimiter)(nil)
 
@@ -72,7 +80,7 @@ func (l *dbLimiter) allow(ctx context.Context, login, remote string) (bool, erro
 	err := l.db.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM login_failures WHERE locked_until > ?
 		AND ((kind = ? AND login = ? AND addr = ?) OR (kind = ? AND login = '' AND addr = ?)
 		OR (kind = ? AND login = '' AND addr = ?)))`,
-		l.now().UnixNano(), kindPair, pk.login, pk.addr, kindAddr, ak.addr, kindNet, nk.addr).Scan(&locked)
+		l.clock(ctx), kindPair, pk.login, pk.addr, kindAddr, ak.addr, kindNet, nk.addr).Scan(&locked)
 	if err != nil {
 		return false, fmt.Errorf("failed-login limiter: %w", err)
 	}
@@ -93,8 +101,8 @@ func (l *dbLimiter) failure(ctx context.Context, login, remote string) {
 	if l.rules.cfg.Disabled {
 		return
 	}
-	t := l.now()
-	l.record(ctx, login, remote, t.UnixNano()) //nolint:errcheck // best effort (see failureCounter)
+	t, now := l.now(), l.clock(ctx)
+	l.record(ctx, login, remote, now) //nolint:errcheck // best effort (see failureCounter)
 	l.mu.Lock()
 	l.sinceCap++
 	sweep := t.Sub(l.lastSweep) >= l.rules.cfg.Window
@@ -107,11 +115,35 @@ func (l *dbLimiter) failure(ctx context.Context, login, remote string) {
 	}
 	l.mu.Unlock()
 	if sweep {
-		l.sweep(ctx, t.UnixNano()) //nolint:errcheck // the next sweep tries again
+		l.sweep(ctx, now) //nolint:errcheck // the next sweep tries again
 	}
 	if trim {
 		l.trim(ctx) //nolint:errcheck // the next trim tries again
 	}
+}
+
+// clock returns the limiter's time in Unix nanoseconds: the store's clock
+// moved by the database clock's offset from it, measured once per
+// skewEvery (of real time, so that a test clock's jumps in between still
+// count). Every node then dates failures and lockouts alike, on
+// the database's clock, even when the nodes' clocks disagree. When the
+// database cannot be asked, the last offset (or none) is used.
+func (l *dbLimiter) clock(ctx context.Context) int64 {
+	l.mu.Lock()
+	skew, fresh := l.skew, !l.skewAt.IsZero() && time.Since(l.skewAt) < skewEvery
+	l.mu.Unlock()
+	if !fresh {
+		var db int64
+		t0, n0 := time.Now(), l.now()
+		if err := l.db.QueryRowContext(ctx, `SELECT `+l.db.dialect.nowNanos()).Scan(&db); err == nil {
+			rtt := time.Since(t0)
+			skew = db - n0.Add(rtt/2).UnixNano()
+			l.mu.Lock()
+			l.skew, l.skewAt = skew, time.Now()
+			l.mu.Unlock()
+		}
+	}
+	return l.now().UnixNano() + skew
 }
 
 // record counts one failure at now, in one transaction holding the
