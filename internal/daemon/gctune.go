@@ -61,6 +61,7 @@ type gcTuner struct {
 
 // startGCTuner starts tuning the collector, unless the environment sets
 // GOGC (the operator's choice is kept): then it returns nil. stop ends it.
+// The percent is the process's: one tuner at a time (one daemon).
 func startGCTuner(log *slog.Logger) *gcTuner {
 	if os.Getenv("GOGC") != "" {
 		log.Debug("garbage collector left as GOGC says", "GOGC", os.Getenv("GOGC"))
