@@ -46,6 +46,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(a
 		return err
 	}
 	warnLowNoFile(log, cfg)
+	defer startGCTuner(log).stop()
 	for _, dir := range []string{cfg.Workdir, cfg.MountRoot} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
