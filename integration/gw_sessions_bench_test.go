@@ -16,22 +16,24 @@ const envSessionsBin = "SFTPGATE_BENCH_BEFORE_BIN"
 
 // sessionsSample is what one timed batch of sessions cost.
 type sessionsSample struct {
-	rate        float64 // bytes per second, all sessions together
-	serveCPU    float64 // daemon CPU s per GiB uploaded
-	minioCPU    float64 // MinIO CPU s per GiB
-	clientCPU   float64 // this process's CPU s per GiB (SSH client side)
-	serveWait   float64 // daemon run-queue wait s per GiB
-	peak        int64   // daemon VmHWM during the batch (bytes), when it could be reset
-	peakIsBatch bool
+	rate      float64 // bytes per second, all sessions together
+	serveCPU  float64 // daemon CPU s per GiB uploaded
+	minioCPU  float64 // MinIO CPU s per GiB
+	clientCPU float64 // this process's CPU s per GiB (SSH client side)
+	serveWait float64 // daemon run-queue wait s per GiB
+	peak      int64   // daemon VmHWM (bytes): during the batch when the kernel lets it be reset
 }
 
 // BenchmarkSessions is the many-sessions part of BenchmarkPeers alone,
 // quick to run (`make bench BENCH=Sessions`, about a minute per round):
 // after one untimed warm-up (every user's first login mounts), each round
 // times one session uploading 50 MiB and benchSessions users uploading
-// 50 MiB each at once, in alternating order, with the daemon's and MinIO's
-// CPU per GiB, the run-queue wait of the daemon and the daemon's peak RSS
-// during the concurrent sessions. With $SFTPGATE_BENCH_BEFORE_BIN set, a
+// 50 MiB each at once (their views mounted), in alternating order, then
+// restarts the daemon and times the benchSessions users again, each login
+// mounting (as in BenchmarkPeers, whose users log in for the first time).
+// It reports the daemon's, MinIO's and this process's (the SSH clients')
+// CPU per GiB, the daemon's run-queue wait and its peak RSS during each
+// batch. With $SFTPGATE_BENCH_BEFORE_BIN set, a
 // second daemon runs that binary and every round measures both, so that a
 // change is judged on one machine in one run. Rounds:
 // $SFTPGATE_BENCH_ROUNDS (3).
@@ -79,17 +81,14 @@ func BenchmarkSessions(b *testing.B) {
 					many = timeSessions(b, v.g, v.tokens, benchSessions, seed+100)
 					one = timeSessions(b, v.g, v.tokens, 1, seed)
 				}
-				// New users: every session's login mounts, as in
+				// A restarted daemon: every session's login mounts, as in
 				// BenchmarkPeers' concurrent sessions.
-				fresh := make([]string, benchSessions)
-				for i := range fresh {
-					fresh[i] = v.g.addUser(fmt.Sprintf("r%du%02d", r, i), personalWS)
-				}
-				cold := timeSessionsAs(b, v.g, func(i int) string { return fmt.Sprintf("r%du%02d", r, i) }, fresh, benchSessions, seed+200)
+				v.g.restart()
+				cold := timeSessions(b, v.g, v.tokens, benchSessions, seed+200)
 				v.single = append(v.single, one)
 				v.many = append(v.many, many)
 				v.cold = append(v.cold, cold)
-				b.Logf("round %d %s: %d new users %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB",
+				b.Logf("round %d %s: %d sessions after a restart %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB",
 					r+1, v.name, benchSessions, cold.rate/mib, cold.rate/one.rate, cold.serveCPU, cold.minioCPU, cold.serveWait, cold.peak/mib)
 				b.Logf("round %d %s (load %s): single %.1f MiB/s (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB); "+
 					"%d sessions %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB",
@@ -119,7 +118,7 @@ func BenchmarkSessions(b *testing.B) {
 		fmt.Printf("\n%s: single %.1f MiB/s, %d sessions %.1f MiB/s, ratio %.2f× (median of %d rounds' ratios; target ≥ 0.8×)\n",
 			v.name, med(v.single, func(s sessionsSample) float64 { return s.rate })/mib, benchSessions,
 			med(v.many, func(s sessionsSample) float64 { return s.rate })/mib, median(ratios), len(ratios))
-		fmt.Printf("%s: %d new users (first login mounts) %.1f MiB/s, ratio %.2f×; serve CPU %.2f s/GiB, MinIO CPU %.2f s/GiB\n",
+		fmt.Printf("%s: %d sessions after a restart (first logins mount) %.1f MiB/s, ratio %.2f×; serve CPU %.2f s/GiB, MinIO CPU %.2f s/GiB\n",
 			v.name, benchSessions, med(v.cold, func(s sessionsSample) float64 { return s.rate })/mib, median(coldRatios),
 			med(v.cold, func(s sessionsSample) float64 { return s.serveCPU }), med(v.cold, func(s sessionsSample) float64 { return s.minioCPU }))
 		fmt.Printf("%s: serve CPU s/GiB single %.2f, many %.2f; MinIO CPU s/GiB single %.2f, many %.2f; client CPU s/GiB single %.2f, many %.2f; peak RSS during sessions %d MiB (target < 300 MiB)\n",
@@ -136,14 +135,9 @@ func BenchmarkSessions(b *testing.B) {
 // bytes each at once and measures them.
 func timeSessions(b *testing.B, g *gateway, tokens []string, n int, seed uint64) sessionsSample {
 	b.Helper()
-	return timeSessionsAs(b, g, func(i int) string { return fmt.Sprintf("user%02d", i) }, tokens, n, seed)
-}
-
-// timeSessionsAs is timeSessions with the users user(0)… .
-func timeSessionsAs(b *testing.B, g *gateway, user func(int) string, tokens []string, n int, seed uint64) sessionsSample {
-	b.Helper()
 	var s sessionsSample
-	s.peakIsBatch = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", g.pid()), []byte("5"), 0) == nil
+	// "5" resets the peak RSS (VmHWM) to the current RSS.
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", g.pid()), []byte("5"), 0)
 	serve0, minio0, self0 := treeUsageOf(b, g.pid()), cpuOf(b, []int{g.minio.PID()}), selfCPU()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -152,7 +146,7 @@ func timeSessionsAs(b *testing.B, g *gateway, user func(int) string, tokens []st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- sessionUpload(g, user(i), tokens[i], seed+uint64(i))
+			errs <- sessionUpload(g, fmt.Sprintf("user%02d", i), tokens[i], seed+uint64(i))
 		}()
 	}
 	wg.Wait()
