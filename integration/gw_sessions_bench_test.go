@@ -65,7 +65,7 @@ func BenchmarkSessions(b *testing.B) {
 	mk("after", "")
 	for _, v := range vs {
 		s := timeSessions(b, v.g, v.tokens, benchSessions, 900)
-		b.Logf("%s warm-up (first logins mount): %d sessions %.1f MiB/s", v.name, benchSessions, s.rate/mib)
+		fmt.Printf("%s warm-up (first logins mount): %d sessions %.1f MiB/s\n", v.name, benchSessions, s.rate/mib)
 	}
 	b.ResetTimer()
 	for range b.N {
@@ -88,12 +88,12 @@ func BenchmarkSessions(b *testing.B) {
 				v.single = append(v.single, one)
 				v.many = append(v.many, many)
 				v.cold = append(v.cold, cold)
-				b.Logf("round %d %s: %d sessions after a restart %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB",
-					r+1, v.name, benchSessions, cold.rate/mib, cold.rate/one.rate, cold.serveCPU, cold.minioCPU, cold.serveWait, cold.peak/mib)
-				b.Logf("round %d %s (load %s): single %.1f MiB/s (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB); "+
-					"%d sessions %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB",
+				fmt.Printf("round %d %s (load %s): single %.1f MiB/s (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB); "+
+					"%d sessions %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f, client %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB\n",
 					r+1, v.name, loadAvg(), one.rate/mib, one.serveCPU, one.minioCPU, one.clientCPU, one.serveWait,
 					benchSessions, many.rate/mib, many.rate/one.rate, many.serveCPU, many.minioCPU, many.clientCPU, many.serveWait, many.peak/mib)
+				fmt.Printf("round %d %s: %d sessions after a restart %.1f MiB/s = %.2f× (serve %.2f, MinIO %.2f CPU s/GiB; serve wait %.2f s/GiB), VmHWM %d MiB\n",
+					r+1, v.name, benchSessions, cold.rate/mib, cold.rate/one.rate, cold.serveCPU, cold.minioCPU, cold.serveWait, cold.peak/mib)
 			}
 		}
 	}
