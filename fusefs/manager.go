@@ -257,7 +257,7 @@ func (m *Manager) mount(ctx context.Context, mt *mount) error {
 	}
 	root := &rootNode{v: v}
 	raw := countingFS{RawFileSystem: fs.NewNodeFS(root, opts), s: &m.ops}
-	server, err := fuse.NewServer(raw, mt.dir, &opts.MountOptions)
+	server, err := fuse.NewServer(getxattrOff{raw}, mt.dir, &opts.MountOptions)
 	if err != nil {
 		return err
 	}

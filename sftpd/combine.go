@@ -154,18 +154,25 @@ func (c *combiner) writeInWindow(p []byte, off, wOff int64) error {
 			}
 		}
 		// Over the session's, the user's or the server's budget, the
+		// handle reuses its oldest window (combine_recycle.go) or the
 		// write goes straight to the file: memory never grows past them.
-		if !c.pending.take() {
+		var buf []byte
+		if c.pending.take() {
+			if buf = c.pending.bufs.get(); buf == nil {
+				c.pending.give()
+			}
+		}
+		if buf != nil {
+			w = &window{off: wOff, buf: buf}
+			c.wins = append(c.wins, w)
+			slices.SortFunc(c.wins, func(a, b *window) int { return cmp.Compare(a.off, b.off) })
+		} else if rw, ok, err := c.recycle(wOff); err != nil {
+			return err
+		} else if ok {
+			w = rw
+		} else {
 			return c.writeAt(p, off)
 		}
-		buf := c.pending.bufs.get()
-		if buf == nil {
-			c.pending.give()
-			return c.writeAt(p, off)
-		}
-		w = &window{off: wOff, buf: buf}
-		c.wins = append(c.wins, w)
-		slices.SortFunc(c.wins, func(a, b *window) int { return cmp.Compare(a.off, b.off) })
 	}
 	start := int(off - wOff)
 	copy(w.buf[start:], p)
