@@ -81,6 +81,9 @@ type stream struct {
 	// finish was called (the file is then uploaded whole).
 	err        error
 	failedOpen bool
+	// rec records the parts sent for a resume on any node (staging.go);
+	// nil without staging.
+	rec *streamRec
 }
 
 // trackWriteLocked follows the writes of a possible sequential writer:
@@ -163,6 +166,7 @@ func (c *cache) newStream(e *entry) *stream {
 	ctx, cancel := context.WithCancel(c.bg)
 	s := &stream{c: c, e: e, bucket: e.bucket, key: e.key, f: e.f, mtime: e.mtime, mode: e.mode,
 		ps: c.ob.partSize, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.rec = c.newStreamRec(e)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -245,7 +249,9 @@ func (s *stream) run() {
 				defer func() { <-sem }()
 				if err := mp.PutPart(s.ctx, n, s.f, off, l); err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: part %d: %w", s.bucket, s.key, n, err))
+					return
 				}
+				s.partSent(mp, n, l)
 			}(n, next, l)
 			next += l
 			n++
@@ -289,6 +295,9 @@ func (s *stream) abortNow() {
 	if err := mp.Abort(); err != nil {
 		s.c.log.Warn("cannot abort a multipart upload", "bucket", s.bucket, "key", s.key, "err", err)
 		return
+	}
+	if s.rec.staged() > 0 {
+		s.c.unstage(mp.ID(), false)
 	}
 	s.e.removeUpload(mp.ID())
 }
@@ -338,6 +347,9 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 	if err != nil {
 		s.abortNow()
 		return "", time.Time{}, fmt.Errorf("put %s/%s: %w", s.bucket, s.key, err)
+	}
+	if s.rec.staged() > 0 {
+		s.c.unstage(mp.ID(), false)
 	}
 	s.e.removeUpload(mp.ID())
 	if mode != s.mode || (mtimeSet && !mtime.Equal(s.mtime)) {

@@ -330,11 +330,20 @@ var (
 		`Read-ahead memory: "budget" (readAheadBudget), "reserved" by the files being read now, "in_use" in buffers now.`, []string{"state"}, nil)
 	descReadAheadFallbacks = prometheus.NewDesc("sftpgate_readahead_fallbacks_total",
 		"Reads answered straight from the store, without read-ahead, for lack of read-ahead budget.", nil, nil)
+	descStagedUploads = prometheus.NewDesc("sftpgate_staged_uploads",
+		"Interrupted uploads staged in the store for a resume on any node (the whole cluster's, as this node last read them).", nil, nil)
+	descStagedBytes = prometheus.NewDesc("sftpgate_staged_bytes",
+		"Bytes staged by those uploads (parts sent, not yet completed).", nil, nil)
+	descStagedCompleted = prometheus.NewDesc("sftpgate_staged_uploads_completed_total",
+		"Staged uploads this node resumed and completed.", nil, nil)
+	descStagedExpired = prometheus.NewDesc("sftpgate_staged_uploads_expired_total",
+		"Staged uploads this node's janitor aborted, not resumed within tmpFilesLifespan.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes, descReadAhead, descReadAheadFallbacks} {
+	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes, descReadAhead, descReadAheadFallbacks,
+		descStagedUploads, descStagedBytes, descStagedCompleted, descStagedExpired} {
 		ch <- d
 	}
 }
@@ -361,6 +370,11 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.Reserved), "reserved")
 	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.InUse), "in_use")
 	ch <- prometheus.MustNewConstMetric(descReadAheadFallbacks, prometheus.CounterValue, float64(ra.Fallbacks))
+	sg := cs.Staging
+	ch <- prometheus.MustNewConstMetric(descStagedUploads, prometheus.GaugeValue, float64(sg.Count))
+	ch <- prometheus.MustNewConstMetric(descStagedBytes, prometheus.GaugeValue, float64(sg.Bytes))
+	ch <- prometheus.MustNewConstMetric(descStagedCompleted, prometheus.CounterValue, float64(sg.Completed))
+	ch <- prometheus.MustNewConstMetric(descStagedExpired, prometheus.CounterValue, float64(sg.Expired))
 }
 
 // errnoLabel names an errno of fusefs.OpCount: "ok" for 0, "other" for

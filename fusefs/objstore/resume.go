@@ -1,0 +1,37 @@
+package objstore
+
+import (
+	"slices"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Part is one part of a multipart upload that was sent: its number and
+// the ETag the server gave it.
+type Part struct {
+	Number int
+	ETag   string
+}
+
+// Parts returns the parts sent so far, by number.
+func (m *Multipart) Parts() []Part {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Part, 0, len(m.parts))
+	for _, p := range m.parts {
+		out = append(out, Part{Number: p.PartNumber, ETag: p.ETag})
+	}
+	slices.SortFunc(out, func(a, b Part) int { return a.Number - b.Number })
+	return out
+}
+
+// Resume returns the multipart upload id of bucket/key begun earlier
+// (maybe by another process), with the parts already sent: more parts
+// may be sent, then it is completed (with them all) or aborted.
+func (s *Store) Resume(bucket, key, id string, parts []Part) *Multipart {
+	m := &Multipart{s: s, bucket: bucket, key: key, id: id}
+	for _, p := range parts {
+		m.parts = append(m.parts, minio.CompletePart{PartNumber: p.Number, ETag: p.ETag})
+	}
+	return m
+}
