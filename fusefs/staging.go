@@ -693,3 +693,29 @@ func (c *cache) takeStaged(ctx context.Context, e *entry, forRead bool) bool {
 	c.dropStaged(e)
 	return false
 }
+
+// stagedGone drops the copy of a staged upload this process has not
+// claimed once the upload is no longer free in the store (completed,
+// aborted, expired, or claimed by another node), and reports whether it
+// did.
+func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
+	e.mu.Lock()
+	st := e.staged
+	e.mu.Unlock()
+	if st == nil || st.claimed {
+		return false
+	}
+	if u, ok := c.stg.find(ctx, st.u.Bucket, st.u.Key); ok && u.UploadID == st.u.UploadID {
+		return false
+	}
+	e.mu.Lock()
+	gone := e.staged == st && e.opens == 0 && !e.deleted
+	if gone {
+		e.deleted = true
+	}
+	e.mu.Unlock()
+	if gone {
+		c.drop(e)
+	}
+	return gone
+}

@@ -75,6 +75,9 @@ func (v *view) copyOf(ctx context.Context, bucket, key string) *entry {
 	if e == nil || !e.dueCheck(v.attrTTL) {
 		return e
 	}
+	if v.cache.stg != nil && v.cache.stagedGone(ctx, e) {
+		return nil
+	}
 	info, err := v.ob.stat(ctx, bucket, key)
 	var remote *objInfo
 	switch {

@@ -66,9 +66,12 @@ type Metrics struct {
 	keyLogins *prometheus.CounterVec
 	s3Reqs    *prometheus.CounterVec
 	s3Errors  *prometheus.CounterVec
-	uploadDur prometheus.Histogram
-	uploads   *uploadTracker
-	codes     *labelSet
+	// s3GetBytes adds up the bodies of the GET responses (objects read,
+	// and listings) as announced by their Content-Length.
+	s3GetBytes prometheus.Counter
+	uploadDur  prometheus.Histogram
+	uploads    *uploadTracker
+	codes      *labelSet
 
 	sess *sessionBytes
 }
@@ -94,6 +97,10 @@ func New() *Metrics {
 			Name: "sftpgate_s3_request_errors_total",
 			Help: `Object store requests that failed, by method and S3 error code ("NoSuchKey", "AccessDenied", …; "network" when no response came back).`,
 		}, []string{"method", "code"}),
+		s3GetBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sftpgate_s3_get_bytes_total",
+			Help: "Bytes of the GET responses of the object store (objects read, listings), by their Content-Length.",
+		}),
 		uploadDur: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sftpgate_s3_upload_duration_seconds",
 			Help:    "Time to upload one object to the store: one PUT, or a multipart upload from its creation to its completion.",
@@ -112,7 +119,7 @@ func New() *Metrics {
 	m.keyLogins.WithLabelValues(sftpd.MethodKey)
 	m.keyLogins.WithLabelValues(sftpd.MethodCert)
 	m.reg.MustRegister(
-		m.logins, m.keyLogins, m.s3Reqs, m.s3Errors, m.uploadDur,
+		m.logins, m.keyLogins, m.s3Reqs, m.s3Errors, m.s3GetBytes, m.uploadDur,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
