@@ -719,3 +719,28 @@ func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
 	}
 	return gone
 }
+
+// releaseStagedLocked lets go of the staged upload a dropped copy had
+// claimed (in the background), so that any node may resume it. e.mu must
+// be held.
+func (e *entry) releaseStagedLocked() {
+	st := e.staged
+	if st == nil {
+		return
+	}
+	e.staged = nil
+	if !st.claimed {
+		return
+	}
+	c := e.c
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := c.stg.ctx(c.bg)
+		defer cancel()
+		if err := c.stg.st.ReleaseStagedUpload(ctx, st.u.UploadID, c.stg.owner); err != nil {
+			c.stg.warn("cannot release a staged upload", "bucket", st.u.Bucket, "key", st.u.Key, "err", err)
+		}
+		c.stg.invalidate()
+	}()
+}

@@ -304,6 +304,7 @@ func (c *cache) drop(e *entry) {
 	c.mu.Unlock()
 	e.mu.Lock()
 	e.breakStreamLocked("local copy dropped")
+	e.releaseStagedLocked()
 	e.deleted = true
 	e.accountLocked()
 	if e.f != nil {
@@ -320,6 +321,7 @@ func (c *cache) drop(e *entry) {
 func (c *cache) forget(e *entry) {
 	e.mu.Lock()
 	e.breakStreamLocked("object removed or replaced")
+	e.unstageLocked()
 	open := e.opens > 0
 	e.deleted = true
 	e.dirty = false
