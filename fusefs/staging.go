@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,13 +115,15 @@ type staging struct {
 	errAt atomic.Int64
 
 	// mu guards the index: the records no one holds by object, their
-	// count and bytes (all records), and when it was read.
-	mu      sync.Mutex
-	free    map[string]StagedUpload
-	count   int64
-	bytes   int64
-	readAt  time.Time
-	sweptAt time.Time
+	// count and bytes (all records), when it was read (or tried), and
+	// whether a refresh is running; and when the janitor last swept.
+	mu         sync.Mutex
+	free       map[string]StagedUpload
+	count      int64
+	bytes      int64
+	readAt     time.Time
+	refreshing bool
+	sweptAt    time.Time
 }
 
 func newStaging(st StagingStore, lease, ttl time.Duration, log *slog.Logger) *staging {
@@ -143,24 +146,38 @@ func (g *staging) warn(msg string, args ...any) {
 	g.log.Warn(msg, args...)
 }
 
+// stagingIndexTimeout bounds one read of the index: a lookup that finds
+// it stale waits for it at most this long (a store away costs lookups
+// that once per TTL).
+const stagingIndexTimeout = time.Second
+
 // find returns the record no one holds of bucket/key, from the index
 // (read again when older than the TTL).
 func (g *staging) find(ctx context.Context, bucket, key string) (StagedUpload, bool) {
+	g.refresh(ctx, false)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if time.Since(g.readAt) >= g.ttl {
-		g.refreshLocked(ctx)
-	}
 	u, ok := g.free[objKey(bucket, key)]
 	return u, ok
 }
 
-// refreshLocked reads the index again; g.mu must be held (a store call,
-// never a call into a mount).
-func (g *staging) refreshLocked(ctx context.Context) {
-	sctx, cancel := g.ctx(ctx)
-	defer cancel()
+// refresh reads the index again when it is older than the TTL (or
+// always, with force), unless a read is running already: the caller then
+// goes on with the index as it is.
+func (g *staging) refresh(ctx context.Context, force bool) {
+	g.mu.Lock()
+	if g.refreshing || (!force && time.Since(g.readAt) < g.ttl) {
+		g.mu.Unlock()
+		return
+	}
+	g.refreshing = true
+	g.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stagingIndexTimeout)
 	all, err := g.st.StagedUploads(sctx, g.lease)
+	cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refreshing, g.readAt = false, time.Now()
 	if err != nil {
 		g.warn("cannot read the staged uploads", "err", err)
 		return
@@ -174,7 +191,32 @@ func (g *staging) refreshLocked(ctx context.Context) {
 			free[objKey(u.Bucket, u.Key)] = u // the newest wins (by updated)
 		}
 	}
-	g.free, g.count, g.bytes, g.readAt = free, n, size, time.Now()
+	g.free, g.count, g.bytes = free, n, size
+}
+
+// stagedUnder returns, by name, the files directly under prefix that
+// only a staged upload no one holds makes exist (no object at their
+// key), for listings.
+func (c *cache) stagedUnder(ctx context.Context, bucket, prefix string) map[string]dirent {
+	g := c.stg
+	if g == nil {
+		return nil
+	}
+	g.refresh(ctx, false)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out map[string]dirent
+	for _, u := range g.free {
+		name, ok := strings.CutPrefix(u.Key, prefix)
+		if !ok || u.Bucket != bucket || u.BaseExists || name == "" || strings.Contains(name, "/") || checkName(name) != nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]dirent{}
+		}
+		out[name] = dirent{name: name, kind: kindFile, info: objInfo{Key: u.Key, Size: u.Size, Mtime: u.Mtime, Mode: u.Mode}}
+	}
+	return out
 }
 
 // invalidate makes the next find read the store.
@@ -653,9 +695,7 @@ func (c *cache) sweepStaged(ctx context.Context, now time.Time) {
 			c.log.Info("staged upload not resumed within the lifespan; aborted", "bucket", u.Bucket, "key", u.Key, "staged", u.Size, "upload", u.UploadID)
 		}
 	}
-	g.mu.Lock()
-	g.refreshLocked(ctx)
-	g.mu.Unlock()
+	g.refresh(ctx, true)
 }
 
 // StagingCounters are the staged uploads of the cluster as this node

@@ -45,6 +45,28 @@ func TestGatewayStagedResume(t *testing.T) {
 		off := waitStaged(t, b, user, tok, p, 2*stagedPart)
 		before := testenv.MetricValueT(t, b.scrape(), "sftpgate_s3_get_bytes_total")
 		sc := b.mustSFTP(user, tok)
+		// Listed at its staged size; its bytes are not read back.
+		fis, err := sc.ReadDir("/" + personalWS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := int64(-1)
+		for _, fi := range fis {
+			if fi.Name() == "r.bin" {
+				listed = fi.Size()
+			}
+		}
+		if listed != off {
+			t.Errorf("listing through node B: r.bin has %d bytes (-1: absent), want %d (staged)", listed, off)
+		}
+		if rf, err := sc.Open(p); err != nil {
+			t.Errorf("open for reading through node B: %v", err)
+		} else {
+			if n, err := rf.Read(make([]byte, 4096)); err == nil {
+				t.Errorf("read below the staged size through node B: got %d bytes, want an error", n)
+			}
+			rf.Close()
+		}
 		if err := resumeFrom(sc, p, v, off); err != nil {
 			t.Fatalf("resume through node B from %d: %v", off, err)
 		}
