@@ -230,6 +230,7 @@ func mountOptions(cfg *config.Config) fusefs.Options {
 		ReadAheadBudget:  cfg.ReadAheadBudget,
 		AttrTTL:          cfg.AttrTTL,
 		GrantsTTL:        cfg.GrantsTTL,
+		StagingLease:     stagingLease,
 	}
 }
 

@@ -8,6 +8,10 @@ import (
 	"github.com/sftpgate/sftpgate/fusefs"
 )
 
+// stagingLease is how long a node's staged uploads stay held once it
+// gives no sign of life: as long as its row in the nodes registry.
+const stagingLease = nodeGoneAfter
+
 // stagingSource gives fusefs the staged uploads' records kept in the
 // shared identity store (PostgreSQL): an interrupted upload is resumed
 // through any node. It is wired only when the store is shared.
