@@ -100,9 +100,48 @@ func TestGatewayStagedResume(t *testing.T) {
 		}
 	})
 
+	t.Run("held by another node", func(t *testing.T) {
+		v := version{{seed: 906, n: 12 * mib}}
+		p := "/" + personalWS + "/h.bin"
+		interruptOn(t, a, user, tok, p, v, 11*mib)
+		off := waitStaged(t, b, user, tok, p, stagedPart)
+		bc := b.mustSFTP(user, tok)
+		g, err := bc.OpenFile(p, os.O_WRONLY)
+		if err != nil {
+			t.Fatalf("open through node B: %v", err)
+		}
+		// Claimed by node B: node A shows the object as it is (none), and
+		// a writer there starts afresh.
+		ac := a.mustSFTP(user, tok)
+		time.Sleep(1500 * time.Millisecond) // node A's index and attributes: 1 s TTL
+		if fi, err := ac.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stat through node A while node B holds the staged upload: got %v, %v; want not found", fi, err)
+		}
+		other := version{{seed: 907, n: 100 * kib}}
+		uploadSFTP(t, ac, p, 907, 100*kib)
+		if st, want := a.stateOf(bucket, personalKey(user, "h.bin")), stateOfVersion(other); st != want {
+			t.Errorf("object after node A's put: got %v, want %v", st, want)
+		}
+		// Node B's close comes last and wins, as two writers' would.
+		if _, err := g.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.ReadFromWithConcurrency(v.from(off), 16); err != nil {
+			t.Fatalf("write through node B from %d: %v", off, err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("close through node B: %v", err)
+		}
+		if st, want := a.stateOf(bucket, personalKey(user, "h.bin")), stateOfVersion(v); st != want {
+			t.Errorf("object after node B's close: got %v, want %v", st, want)
+		}
+		waitNoUploads(t, m, bucket, personalKey(user, "h.bin"))
+	})
+
 	t.Run("node killed, restarted while another continues", func(t *testing.T) {
 		v := version{{seed: 904, n: 13 * mib}}
 		p := "/" + personalWS + "/k.bin"
+		waitNoStaged(t, a)
 		c := a.mustSSH(user, tok)
 		sc := newSFTP(t, c)
 		f, err := sc.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
@@ -174,6 +213,7 @@ func TestGatewayStagedResume(t *testing.T) {
 // the session without closing the file.
 func interruptOn(t *testing.T, g *gateway, user, tok, path string, v version, n int64) {
 	t.Helper()
+	waitNoStaged(t, g)
 	c := g.mustSSH(user, tok)
 	sc := newSFTP(t, c)
 	f, err := sc.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
@@ -185,6 +225,19 @@ func interruptOn(t *testing.T, g *gateway, user, tok, path string, v version, n 
 	}
 	waitStagedBytes(t, g, n/stagedPart*stagedPart)
 	c.Close()
+}
+
+// waitNoStaged waits until g's metrics show no staged upload (those of
+// the subtests before are gone, and g's view of them is up to date).
+func waitNoStaged(t *testing.T, g *gateway) {
+	t.Helper()
+	var got float64
+	if !waitFor(30*time.Second, 200*time.Millisecond, func() bool {
+		got = testenv.MetricValueT(t, g.scrape(), "sftpgate_staged_uploads")
+		return got == 0
+	}) {
+		t.Fatalf("sftpgate_staged_uploads: got %v, want 0 before the next upload", got)
+	}
 }
 
 // waitStagedBytes waits until g's metrics show at least n bytes staged.
