@@ -97,6 +97,20 @@ type StagingStore interface {
 // stagingOpTimeout bounds one call to the staging store.
 const stagingOpTimeout = 5 * time.Second
 
+// drainWait bounds how long the parts in flight of an interrupted
+// streamed upload are waited for before they are cancelled.
+const drainWait = 30 * time.Second
+
+// draining reports whether the stream was told to send no new part.
+func (s *stream) draining() bool {
+	select {
+	case <-s.drain:
+		return true
+	default:
+		return false
+	}
+}
+
 // stagingSweepEvery is how often the janitor looks for expired records.
 const stagingSweepEvery = time.Second
 
@@ -343,8 +357,8 @@ func (c *cache) unstage(id string, completed bool) {
 //   - a copy continuing a staged upload: the record is released, the
 //     copy forgotten (what it received past the staged size is sent again
 //     by the client);
-//   - a streamed copy: its stream stops (not aborted); once its parts in
-//     flight are done, the record is released and the copy forgotten, if
+//   - a streamed copy: its stream sends no new part (not aborted); once
+//     its parts in flight are done (drainWait at most), the record is released and the copy forgotten, if
 //     something was staged and nobody took the copy up meanwhile (else the
 //     upload is aborted and the copy stays as an interrupted upload).
 //
@@ -387,12 +401,18 @@ func (c *cache) handOffLocked(e *entry) bool {
 		return false
 	}
 	e.stream = nil
-	s.cancel()
+	close(s.drain)
 	gen := e.gen
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		<-s.done
+		select {
+		case <-s.done:
+		case <-time.After(drainWait):
+			s.cancel()
+			<-s.done
+		}
+		s.cancel()
 		size := s.rec.staged()
 		s.mu.Lock()
 		mp := s.mp

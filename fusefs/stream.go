@@ -69,6 +69,9 @@ type stream struct {
 	cancel      context.CancelFunc
 	kick        chan struct{} // (1) more bytes are ready, or closing
 	done        chan struct{} // closed when run has returned
+	// drain is closed to stop sending new parts; those in flight finish
+	// (staging.go: an interrupted upload keeps them).
+	drain chan struct{}
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -167,6 +170,7 @@ func (c *cache) newStream(e *entry) *stream {
 	s := &stream{c: c, e: e, bucket: e.bucket, key: e.key, f: e.f, mtime: e.mtime, mode: e.mode,
 		ps: c.ob.partSize, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	s.rec = c.newStreamRec(e)
+	s.drain = make(chan struct{})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -224,7 +228,7 @@ func (s *stream) run() {
 				return
 			}
 		}
-		for next < ready && s.ctx.Err() == nil {
+		for next < ready && s.ctx.Err() == nil && !s.draining() {
 			if mp == nil {
 				var err error
 				mp, err = s.c.ob.st.Begin(s.ctx, s.bucket, s.key, userMeta(s.mtime, s.mode))
@@ -241,6 +245,8 @@ func (s *stream) run() {
 			case sem <- struct{}{}:
 			case <-s.ctx.Done():
 				return
+			case <-s.drain:
+				return
 			}
 			l := min(pl, ready-next)
 			wg.Add(1)
@@ -256,12 +262,14 @@ func (s *stream) run() {
 			next += l
 			n++
 		}
-		if s.ctx.Err() != nil || (closing && next >= ready) {
+		if s.ctx.Err() != nil || (closing && next >= ready) || s.draining() {
 			return
 		}
 		select {
 		case <-s.kick:
 		case <-s.ctx.Done():
+			return
+		case <-s.drain:
 			return
 		}
 	}
