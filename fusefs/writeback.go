@@ -540,8 +540,8 @@ func (e *entry) accountLocked() {
 	want := int64(0)
 	if held && !e.noSpace {
 		want = e.size
-		if e.tailMode && !e.complete {
-			want -= e.tailFrom // held in the store, not here
+		if e.staged != nil {
+			want -= e.tailFrom // staged in the store, not here
 		}
 	}
 	if want == e.accounted && held == e.acctHeld && e.acctUser == e.user {
@@ -589,8 +589,8 @@ func (e *entry) growLocked(size int64) error {
 	if e.acctUser == e.user {
 		total -= e.accounted
 	}
-	if e.tailMode && !e.complete {
-		size -= e.tailFrom // held in the store, not here
+	if e.staged != nil {
+		size -= e.tailFrom // staged in the store, not here
 	}
 	if total+size > c.maxUserBytes {
 		return fmt.Errorf("write: %w (limit %d bytes)", ErrCopyQuota, c.maxUserBytes)
