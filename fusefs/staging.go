@@ -721,8 +721,8 @@ func (c *cache) sweepStaged(ctx context.Context, now time.Time) {
 // StagingCounters are the staged uploads of the cluster as this node
 // last read them, and what this node did with them.
 type StagingCounters struct {
-	// Count and Bytes are the staged uploads recorded (every node's) and
-	// their staged sizes added up.
+	// Count and Bytes are the staged uploads recorded (every node's,
+	// being written or interrupted) and their staged sizes added up.
 	Count, Bytes int64
 	// Completed counts the staged uploads this node resumed and
 	// completed; Expired, those its janitor aborted after the lifespan.

@@ -338,7 +338,7 @@ var (
 	descReadAheadFallbacks = prometheus.NewDesc("sftpgate_readahead_fallbacks_total",
 		"Reads answered straight from the store, without read-ahead, for lack of read-ahead budget.", nil, nil)
 	descStagedUploads = prometheus.NewDesc("sftpgate_staged_uploads",
-		"Interrupted uploads staged in the store for a resume on any node (the whole cluster's, as this node last read them).", nil, nil)
+		"Staged uploads recorded: streamed uploads with parts sent, being written or interrupted and waiting for a resume on any node (the whole cluster's, as this node last read them).", nil, nil)
 	descStagedBytes = prometheus.NewDesc("sftpgate_staged_bytes",
 		"Bytes staged by those uploads (parts sent, not yet completed).", nil, nil)
 	descStagedCompleted = prometheus.NewDesc("sftpgate_staged_uploads_completed_total",
