@@ -290,12 +290,7 @@ func (s *stream) partSent(mp *objstore.Multipart, n int, l int64) {
 	if r.lost {
 		return
 	}
-	etag := ""
-	for _, p := range mp.Parts() {
-		if p.Number == n {
-			etag = p.ETag
-		}
-	}
+	etag, _ := mp.PartETag(n)
 	r.done[n] = StagedPart{Number: n, Size: l, ETag: etag}
 	grew := false
 	for {

@@ -35,3 +35,15 @@ func (s *Store) Resume(bucket, key, id string, parts []Part) *Multipart {
 	}
 	return m
 }
+
+// PartETag returns the ETag the server gave part n, if it was sent.
+func (m *Multipart) PartETag(n int) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.parts) - 1; i >= 0; i-- {
+		if m.parts[i].PartNumber == n {
+			return m.parts[i].ETag, true
+		}
+	}
+	return "", false
+}
