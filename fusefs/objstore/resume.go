@@ -1,8 +1,6 @@
 package objstore
 
 import (
-	"slices"
-
 	"github.com/minio/minio-go/v7"
 )
 
@@ -11,18 +9,6 @@ import (
 type Part struct {
 	Number int
 	ETag   string
-}
-
-// Parts returns the parts sent so far, by number.
-func (m *Multipart) Parts() []Part {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Part, 0, len(m.parts))
-	for _, p := range m.parts {
-		out = append(out, Part{Number: p.PartNumber, ETag: p.ETag})
-	}
-	slices.SortFunc(out, func(a, b Part) int { return a.Number - b.Number })
-	return out
 }
 
 // Resume returns the multipart upload id of bucket/key begun earlier
