@@ -128,7 +128,7 @@ func TestQuotasMigration(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTestStore(t)
 	mustUser(t, s, "alice")
-	for _, q := range []string{`DROP TABLE node_commands`, `DROP TABLE nodes`, `DROP TABLE login_failures`, `DROP TABLE user_quotas`, `PRAGMA user_version = 3`} {
+	for _, q := range []string{`DROP TABLE staged_uploads`, `DROP TABLE node_commands`, `DROP TABLE nodes`, `DROP TABLE login_failures`, `DROP TABLE user_quotas`, `PRAGMA user_version = 3`} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

@@ -189,7 +189,7 @@ func TestScopesMigration(t *testing.T) {
 	s, path := openTestStore(t)
 	mustUser(t, s, "alice")
 	secret, _ := mustMint(t, s, "alice", MintOptions{Expires: 3600e9})
-	for _, q := range []string{`DROP TABLE node_commands`, `DROP TABLE nodes`, `DROP TABLE login_failures`, `DROP TABLE user_quotas`, `DROP TABLE token_scopes`, `ALTER TABLE tokens DROP COLUMN scoped`, `PRAGMA user_version = 2`} {
+	for _, q := range []string{`DROP TABLE staged_uploads`, `DROP TABLE node_commands`, `DROP TABLE nodes`, `DROP TABLE login_failures`, `DROP TABLE user_quotas`, `DROP TABLE token_scopes`, `ALTER TABLE tokens DROP COLUMN scoped`, `PRAGMA user_version = 2`} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

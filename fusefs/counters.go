@@ -19,6 +19,8 @@ type Counters struct {
 	Ops []OpCount
 	// ReadAhead describes the read-ahead budget now.
 	ReadAhead ReadAheadStats
+	// Staging describes the staged uploads (zero without Options.Staging).
+	Staging StagingCounters
 }
 
 // OpCount is the number of FUSE operations of one kind that ended with
@@ -140,6 +142,7 @@ func (m *Manager) Counters() Counters {
 		JanitorRemovedBytes: m.cache.removedBytes.Load(),
 		Ops:                 m.ops.list(),
 		ReadAhead:           m.ob.budget.stats(),
+		Staging:             m.stagingCounters(),
 	}
 }
 

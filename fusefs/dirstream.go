@@ -98,6 +98,11 @@ func (h *dirHandle) startLocked() {
 		}
 		e.mu.Unlock()
 	}
+	for name, d := range v.cache.stagedUnder(h.ctx, h.l.bucket, h.prefix) {
+		if _, ok := h.local[name]; !ok {
+			h.local[name] = d
+		}
+	}
 }
 
 // fillLocked pulls from the listing until an entry is ready or the

@@ -38,6 +38,11 @@
 //     interrupted upload cut to its contiguous written prefix, for a
 //     resume; not resumed within Lifespan, it is discarded (and logged). A
 //     crash leaves the same, cut to the prefix last made durable.
+//   - With Options.Staging (a store the nodes of a cluster share), a
+//     streamed upload records its parts sent in order as they complete;
+//     interrupted, it is a staged upload that every node shows at that
+//     size and any node continues (same multipart upload, never
+//     downloaded; a read below that size is EREMOTE). See staging.go.
 //   - A read-only view (AcquireWith ReadOnly) is mounted at
 //     <MountRoot>/.readonly/<user>, so ".readonly" is not a valid user.
 //   - A view nobody holds is unmounted after IdleDelay, or at once by

@@ -60,6 +60,10 @@ var (
 	ErrBusy = errors.New("fusefs: view in use")
 	// ErrNotMounted is returned by Unmount when there is no such view.
 	ErrNotMounted = errors.New("fusefs: view not mounted")
+	// ErrStagedRemote is returned for a read below the staged size of a
+	// resumed staged upload: those bytes are parts of an unfinished
+	// upload in the store, never downloaded (EREMOTE).
+	ErrStagedRemote = errors.New("fusefs: bytes staged in the store, not readable before the upload completes")
 )
 
 // errno maps an error of this package, of the object store or of the OS
@@ -108,6 +112,8 @@ func mapErr(err error) (syscall.Errno, bool) {
 	switch {
 	case errors.Is(err, ErrNotEmpty):
 		return syscall.ENOTEMPTY, true
+	case errors.Is(err, ErrStagedRemote):
+		return syscall.EREMOTE, true
 	case errors.Is(err, ErrNotFound), errors.Is(err, fs.ErrNotExist):
 		return syscall.ENOENT, true
 	case errors.Is(err, ErrExists):

@@ -155,7 +155,7 @@ func (f *fileNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 // fetched lazily) or, when forRead, only if a usable one exists (nil
 // otherwise). remote is the object's info when it was asked.
 func (v *view) openEntry(ctx context.Context, bucket, key string, trunc, forRead bool) (*entry, *objInfo, error) {
-	if e := v.copyOf(ctx, bucket, key); e != nil && e.openLive() {
+	if e := v.copyOf(ctx, bucket, key); e != nil && e.openLive() && v.cache.takeStaged(ctx, e, forRead) {
 		if trunc {
 			if err := e.truncate(0); err != nil {
 				v.cache.release(e)

@@ -27,6 +27,7 @@ func (m *Manager) checkpointer() {
 			return
 		case <-t.C:
 			m.cache.checkpoint(m.ctx)
+			m.cache.touchStaged(m.ctx)
 		}
 	}
 }
@@ -45,6 +46,7 @@ func (m *Manager) janitor() {
 		case now := <-t.C:
 			m.unmountIdle(now)
 			m.cache.sweep(m.ctx, now)
+			m.cache.sweepStaged(m.ctx, now)
 		}
 	}
 }

@@ -108,6 +108,9 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if o.Quotas != nil {
 		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log, ownerTTL: o.GrantsTTL}
 	}
+	if o.Staging != nil {
+		m.cache.stg = newStaging(o.Staging, o.StagingLease, o.AttrTTL, log)
+	}
 	if err := m.recoverJournals(ctx); err != nil {
 		cancel()
 		m.cache.closeAll()

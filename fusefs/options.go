@@ -101,6 +101,13 @@ type Options struct {
 	// means no quotas. Writes and uploads past a quota fail with EDQUOT,
 	// and statfs reports it.
 	Quotas Quotas
+	// Staging, if not nil, records streamed uploads as they progress so
+	// that an interrupted one is resumed through any node sharing it
+	// (staging.go); nil keeps interrupted uploads as local copies only.
+	Staging StagingStore
+	// StagingLease is how long a staged upload stays held by a process
+	// that gives no sign of life (a node killed); zero means 5 seconds.
+	StagingLease time.Duration
 	// Logger receives the package's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -184,6 +191,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxUserCopies == 0 {
 		o.MaxUserCopies = 1024
+	}
+	if o.StagingLease <= 0 {
+		o.StagingLease = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -62,7 +62,21 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	// Multipart uploads of a streaming upload the crash interrupted: the
 	// copy waits for a resume (when dirty), these are never completed.
 	var left []pendingUpload
+	staged := false
 	for _, u := range j.Uploads {
+		if m.cache.stg != nil {
+			// Recorded as staged: any node may be continuing it.
+			ok, err := m.cache.stagedElsewhere(ctx, u.ID)
+			if err != nil {
+				log.Warn("cannot tell whether an interrupted upload is staged; left alone", "err", err)
+				left = append(left, u)
+				continue
+			}
+			if ok {
+				staged = true
+				continue
+			}
+		}
 		if err := m.ob.st.Abort(u.Bucket, u.Key, u.ID); err != nil {
 			log.Warn("cannot abort an interrupted multipart upload", "err", err)
 			left = append(left, u)
@@ -73,6 +87,13 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 		if err := writeJournal(c.root, id, j); err != nil {
 			log.Warn("cannot write journal", "err", err)
 		}
+	}
+	if staged && j.Dirty {
+		// The staged upload is the resume, the same through every node.
+		c.root.Remove(dataName(id))
+		c.root.Remove(journalName(id))
+		log.Info("interrupted upload staged in the store; local copy dropped")
+		return
 	}
 	f, err := openRegular(c.root, dataName(id), os.O_RDWR)
 	if err != nil {

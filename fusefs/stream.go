@@ -69,6 +69,9 @@ type stream struct {
 	cancel      context.CancelFunc
 	kick        chan struct{} // (1) more bytes are ready, or closing
 	done        chan struct{} // closed when run has returned
+	// drain is closed to stop sending new parts; those in flight finish
+	// (staging.go: an interrupted upload keeps them).
+	drain chan struct{}
 
 	// mu guards the fields below.
 	mu sync.Mutex
@@ -81,6 +84,9 @@ type stream struct {
 	// finish was called (the file is then uploaded whole).
 	err        error
 	failedOpen bool
+	// rec records the parts sent for a resume on any node (staging.go);
+	// nil without staging.
+	rec *streamRec
 }
 
 // trackWriteLocked follows the writes of a possible sequential writer:
@@ -163,6 +169,8 @@ func (c *cache) newStream(e *entry) *stream {
 	ctx, cancel := context.WithCancel(c.bg)
 	s := &stream{c: c, e: e, bucket: e.bucket, key: e.key, f: e.f, mtime: e.mtime, mode: e.mode,
 		ps: c.ob.partSize, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	s.rec = c.newStreamRec(e)
+	s.drain = make(chan struct{})
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -220,7 +228,7 @@ func (s *stream) run() {
 				return
 			}
 		}
-		for next < ready && s.ctx.Err() == nil {
+		for next < ready && s.ctx.Err() == nil && !s.draining() {
 			if mp == nil {
 				var err error
 				mp, err = s.c.ob.st.Begin(s.ctx, s.bucket, s.key, userMeta(s.mtime, s.mode))
@@ -237,6 +245,8 @@ func (s *stream) run() {
 			case sem <- struct{}{}:
 			case <-s.ctx.Done():
 				return
+			case <-s.drain:
+				return
 			}
 			l := min(pl, ready-next)
 			wg.Add(1)
@@ -245,17 +255,21 @@ func (s *stream) run() {
 				defer func() { <-sem }()
 				if err := mp.PutPart(s.ctx, n, s.f, off, l); err != nil {
 					s.fail(fmt.Errorf("stream %s/%s: part %d: %w", s.bucket, s.key, n, err))
+					return
 				}
+				s.partSent(mp, n, l)
 			}(n, next, l)
 			next += l
 			n++
 		}
-		if s.ctx.Err() != nil || (closing && next >= ready) {
+		if s.ctx.Err() != nil || (closing && next >= ready) || s.draining() {
 			return
 		}
 		select {
 		case <-s.kick:
 		case <-s.ctx.Done():
+			return
+		case <-s.drain:
 			return
 		}
 	}
@@ -289,6 +303,9 @@ func (s *stream) abortNow() {
 	if err := mp.Abort(); err != nil {
 		s.c.log.Warn("cannot abort a multipart upload", "bucket", s.bucket, "key", s.key, "err", err)
 		return
+	}
+	if s.rec.staged() > 0 {
+		s.c.unstage(mp.ID(), false)
 	}
 	s.e.removeUpload(mp.ID())
 }
@@ -338,6 +355,9 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 	if err != nil {
 		s.abortNow()
 		return "", time.Time{}, fmt.Errorf("put %s/%s: %w", s.bucket, s.key, err)
+	}
+	if s.rec.staged() > 0 {
+		s.c.unstage(mp.ID(), false)
 	}
 	s.e.removeUpload(mp.ID())
 	if mode != s.mode || (mtimeSet && !mtime.Equal(s.mtime)) {

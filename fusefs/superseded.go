@@ -69,8 +69,14 @@ func (c *cache) dropSuperseded(e *entry, remote *objInfo) bool {
 // When the store cannot be asked, the copy is kept and returned.
 func (v *view) copyOf(ctx context.Context, bucket, key string) *entry {
 	e := v.cache.lookup(bucket, key)
+	if e == nil && v.cache.stg != nil {
+		e = v.stagedCopy(ctx, bucket, key)
+	}
 	if e == nil || !e.dueCheck(v.attrTTL) {
 		return e
+	}
+	if v.cache.stg != nil && v.cache.stagedGone(ctx, e) {
+		return nil
 	}
 	info, err := v.ob.stat(ctx, bucket, key)
 	var remote *objInfo

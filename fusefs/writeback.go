@@ -131,6 +131,9 @@ type entry struct {
 	// qSeen is qUser's quota as checkGrow last read it, at qSeenAt.
 	qSeen   Quota
 	qSeenAt time.Time
+	// staged is the staged upload the copy continues (staging.go), nil
+	// when none.
+	staged *stagedState
 }
 
 // cache is the write-back cache: every local copy, indexed by object.
@@ -156,6 +159,9 @@ type cache struct {
 	removedFiles, removedBytes atomic.Int64
 	// wg counts the goroutines of streaming uploads.
 	wg sync.WaitGroup
+	// stg records streamed uploads for a resume on any node
+	// (staging.go); nil without Options.Staging.
+	stg *staging
 
 	// mu guards the maps and counters below.
 	mu       sync.Mutex
@@ -298,6 +304,7 @@ func (c *cache) drop(e *entry) {
 	c.mu.Unlock()
 	e.mu.Lock()
 	e.breakStreamLocked("local copy dropped")
+	e.releaseStagedLocked()
 	e.deleted = true
 	e.accountLocked()
 	if e.f != nil {
@@ -314,6 +321,7 @@ func (c *cache) drop(e *entry) {
 func (c *cache) forget(e *entry) {
 	e.mu.Lock()
 	e.breakStreamLocked("object removed or replaced")
+	e.unstageLocked()
 	open := e.opens > 0
 	e.deleted = true
 	e.dirty = false
@@ -532,6 +540,9 @@ func (e *entry) accountLocked() {
 	want := int64(0)
 	if held && !e.noSpace {
 		want = e.size
+		if e.staged != nil {
+			want -= e.tailFrom // staged in the store, not here
+		}
 	}
 	if want == e.accounted && held == e.acctHeld && e.acctUser == e.user {
 		return
@@ -577,6 +588,9 @@ func (e *entry) growLocked(size int64) error {
 	c.mu.Unlock()
 	if e.acctUser == e.user {
 		total -= e.accounted
+	}
+	if e.staged != nil {
+		size -= e.tailFrom // staged in the store, not here
 	}
 	if total+size > c.maxUserBytes {
 		return fmt.Errorf("write: %w (limit %d bytes)", ErrCopyQuota, c.maxUserBytes)
@@ -631,6 +645,9 @@ func (c *cache) closeWriter(e *entry) {
 	}
 	if err := e.fileLocked(); err != nil {
 		c.log.Error("cannot keep an interrupted upload", "bucket", e.bucket, "key", e.key, "err", err)
+		return
+	}
+	if c.handOffLocked(e) {
 		return
 	}
 	e.breakStreamLocked("interrupted")
@@ -693,6 +710,9 @@ func (e *entry) cutLocked() error {
 func (e *entry) ensureCompleteLocked(ctx context.Context) error {
 	if e.complete {
 		return nil
+	}
+	if err := e.stagedRangeLocked(); err != nil {
+		return err
 	}
 	if err := e.checkSpaceLocked(e.size); err != nil {
 		return err
@@ -858,6 +878,7 @@ func (e *entry) truncate(size int64) error {
 		return fmt.Errorf("truncate: %w", err)
 	}
 	if size == 0 {
+		e.unstageLocked()
 		e.complete, e.tailMode = true, false
 	} else if err := e.ensureCompleteLocked(context.Background()); err != nil {
 		return err
@@ -994,6 +1015,9 @@ func (e *entry) attr() (size int64, mtime time.Time, mode uint32) {
 func (c *cache) upload(e *entry) error {
 	e.upMu.Lock()
 	defer e.upMu.Unlock()
+	if !c.claimStaged(c.bg, e) {
+		return fmt.Errorf("upload: staged upload held by another node: %w", ErrConflict)
+	}
 	e.mu.Lock()
 	if e.noSpace {
 		e.breakStreamLocked("no space")
@@ -1048,6 +1072,7 @@ func (c *cache) upload(e *entry) error {
 	user := e.user
 	tail := e.tailMode && !e.complete
 	tailFrom, base := e.tailFrom, e.baseETag
+	staged := e.staged
 	e.mu.Unlock()
 	// No multipart upload of an abandoned stream outlives this upload.
 	e.waitAborts()
@@ -1062,6 +1087,8 @@ func (c *cache) upload(e *entry) error {
 		err    error
 	)
 	switch {
+	case staged != nil:
+		etag, stored, err = c.continueStaged(e, staged, f, size, mtime, mtimeSet, mode)
 	case s != nil:
 		etag, stored, err = s.finish(size, mtime, mtimeSet, mode)
 		if errors.Is(err, errStreamFallback) {

@@ -36,7 +36,8 @@ const (
 	// (30 by default).
 	clusterSessionsEnv = "SFTPGATE_CLUSTER_SESSIONS"
 	// clusterKillMiBEnv sets the size in MiB of each file being uploaded
-	// when a node is killed (4 by default).
+	// when a node is killed (16 by default: two 5 MiB parts staged when
+	// the node is killed, and more to send).
 	clusterKillMiBEnv = "SFTPGATE_CLUSTER_KILL_MIB"
 )
 
@@ -51,7 +52,7 @@ func TestGatewayCluster3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	killMiB, err := envIntRange(clusterKillMiBEnv, 4, 2, 1024)
+	killMiB, err := envIntRange(clusterKillMiBEnv, 16, 2, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +60,8 @@ func TestGatewayCluster3(t *testing.T) {
 		proxyProtocol: "required",
 		database:      storePostgres,
 		maxSessions:   sessions + 10,
+		metrics:       true,
+		keys:          map[string]any{"uploadPartSize": "5MiB"},
 	})
 	lb := balance(t, gws...)
 
@@ -813,16 +816,18 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 			c.err = f.Close()
 		}()
 	}
-	// Kill once every upload on the victim has sent a MiB.
+	// Kill once every upload on the victim has sent a MiB, or (big
+	// enough files) two parts and more.
+	killAt := max(mib, min(size-5*mib, 2*stagedPart+mib))
 	if !waitFor(time.Minute, 20*time.Millisecond, func() bool {
 		for _, i := range onVictim {
-			if cs[i].sent.Load() < mib {
+			if cs[i].sent.Load() < killAt {
 				return false
 			}
 		}
 		return true
 	}) {
-		t.Fatalf("the uploads on node %d did not reach 1 MiB within a minute", victim+1)
+		t.Fatalf("the uploads on node %d did not reach %d bytes within a minute", victim+1, killAt)
 	}
 	killedAt := time.Since(start)
 	sentAtKill := make([]int64, len(cs))
@@ -850,10 +855,23 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 	}
 
 	// The interrupted uploads resume through the balancer: it sends them
-	// to a live node, where the partial data of the killed node is not.
+	// to a live node, where the local copy of the killed node is not; the
+	// parts it had sent (staged in the store) are, once the killed node's
+	// hold on them has lapsed.
 	alive := append([]*gateway(nil), gws...)
 	alive[victim] = nil
-	var pkgResumed int
+	time.Sleep(time.Until(start.Add(killedAt + stagedLease)))
+	getBytes := func() float64 {
+		var n float64
+		for _, g := range alive {
+			if g != nil {
+				n += testenv.MetricValueT(t, g.scrape(), "sftpgate_s3_get_bytes_total")
+			}
+		}
+		return n
+	}
+	getBefore := getBytes()
+	var pkgResumed, stagedResumed int
 	for _, i := range onVictim[1:] {
 		c := cs[i]
 		if c.err == nil {
@@ -877,6 +895,9 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 			t.Errorf("upload %d: resume through node %d from %d: %v", i+1, c.onto+1, c.offset, err)
 		}
 		pkgResumed++
+		if c.offset > 0 {
+			stagedResumed++
+		}
 		s.close()
 		t.Logf("upload %d: %d bytes sent before the kill; resumed through node %d from offset %d", i+1, sentAtKill[i], c.onto+1, c.offset)
 	}
@@ -898,6 +919,17 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 			t.Errorf("upload 1: OpenSSH reput through the balancer: exit %d\n%s", code, out)
 		}
 		t.Logf("upload 1 (append after a published MiB): %d bytes sent before the kill; OpenSSH reput through the balancer from offset %d", sentAtKill[0], c.offset)
+		if c.offset > prefix {
+			stagedResumed++
+		}
+	}
+	gotGet := getBytes() - getBefore
+	t.Logf("resumes from a staged offset: %d; the live nodes read %.0f bytes from the store during the resumes", stagedResumed, gotGet)
+	if size >= 3*stagedPart && stagedResumed == 0 {
+		t.Errorf("no resume after the kill started from a staged offset, want at least one (parts of %d bytes staged)", stagedPart)
+	}
+	if stagedResumed > 0 && gotGet >= stagedPart {
+		t.Errorf("the live nodes read %.0f bytes from the store during the resumes, want less than a part (%d): a staged prefix is never downloaded", gotGet, stagedPart)
 	}
 	t.Logf("resumed: %d with pkg/sftp, 1 with OpenSSH reput; all done %v after the kill", pkgResumed, time.Since(start)-killedAt)
 	bad, listings, versions := watch.finish()
@@ -930,6 +962,11 @@ func testClusterKill(t *testing.T, gws []*gateway, lb *testenv.HAProxy, size int
 		msg := fmt.Sprintf("file of upload %d through the restarted node %d: got %d bytes sha256 %.12s, want %d bytes %.12s (the object)",
 			i+1, victim+1, n, sum, size, want.sum())
 		t.Error(msg)
+	}
+	// No multipart upload is left: resumed ones completed, the others
+	// aborted by the restarted node's recovery.
+	for _, c := range cs {
+		waitNoUploads(t, m, bucket, personalKey(user, c.name))
 	}
 }
 

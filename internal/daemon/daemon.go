@@ -195,6 +195,11 @@ func newMountManager(ctx context.Context, cfg *config.Config, st *auth.Store, cl
 	o.Grants = grantSource{st}
 	o.ValidKey = workspaceKeys(workspaces)
 	o.Quotas = quotaSource{st}
+	if st.Shared() {
+		// Nodes of a cluster: an interrupted upload is resumed through
+		// any of them (fusefs/staging.go).
+		o.Staging = stagingSource{st}
+	}
 	o.Logger = log.With("component", "fusefs")
 	mounts, err := fusefs.NewManager(ctx, o)
 	if err != nil {
@@ -226,6 +231,7 @@ func mountOptions(cfg *config.Config) fusefs.Options {
 		ReadAheadBudget:  cfg.ReadAheadBudget,
 		AttrTTL:          cfg.AttrTTL,
 		GrantsTTL:        cfg.GrantsTTL,
+		StagingLease:     stagingLease,
 	}
 }
 

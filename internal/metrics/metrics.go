@@ -66,9 +66,12 @@ type Metrics struct {
 	keyLogins *prometheus.CounterVec
 	s3Reqs    *prometheus.CounterVec
 	s3Errors  *prometheus.CounterVec
-	uploadDur prometheus.Histogram
-	uploads   *uploadTracker
-	codes     *labelSet
+	// s3GetBytes adds up the bodies of the GET responses (objects read,
+	// and listings) as announced by their Content-Length.
+	s3GetBytes prometheus.Counter
+	uploadDur  prometheus.Histogram
+	uploads    *uploadTracker
+	codes      *labelSet
 
 	sess *sessionBytes
 }
@@ -94,6 +97,10 @@ func New() *Metrics {
 			Name: "sftpgate_s3_request_errors_total",
 			Help: `Object store requests that failed, by method and S3 error code ("NoSuchKey", "AccessDenied", …; "network" when no response came back).`,
 		}, []string{"method", "code"}),
+		s3GetBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sftpgate_s3_get_bytes_total",
+			Help: "Bytes of the GET responses of the object store (objects read, listings), by their Content-Length.",
+		}),
 		uploadDur: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sftpgate_s3_upload_duration_seconds",
 			Help:    "Time to upload one object to the store: one PUT, or a multipart upload from its creation to its completion.",
@@ -112,7 +119,7 @@ func New() *Metrics {
 	m.keyLogins.WithLabelValues(sftpd.MethodKey)
 	m.keyLogins.WithLabelValues(sftpd.MethodCert)
 	m.reg.MustRegister(
-		m.logins, m.keyLogins, m.s3Reqs, m.s3Errors, m.uploadDur,
+		m.logins, m.keyLogins, m.s3Reqs, m.s3Errors, m.s3GetBytes, m.uploadDur,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -330,11 +337,20 @@ var (
 		`Read-ahead memory: "budget" (readAheadBudget), "reserved" by the files being read now, "in_use" in buffers now.`, []string{"state"}, nil)
 	descReadAheadFallbacks = prometheus.NewDesc("sftpgate_readahead_fallbacks_total",
 		"Reads answered straight from the store, without read-ahead, for lack of read-ahead budget.", nil, nil)
+	descStagedUploads = prometheus.NewDesc("sftpgate_staged_uploads",
+		"Staged uploads recorded: streamed uploads with parts sent, being written or interrupted and waiting for a resume on any node (the whole cluster's, as this node last read them).", nil, nil)
+	descStagedBytes = prometheus.NewDesc("sftpgate_staged_bytes",
+		"Bytes staged by those uploads (parts sent, not yet completed).", nil, nil)
+	descStagedCompleted = prometheus.NewDesc("sftpgate_staged_uploads_completed_total",
+		"Staged uploads this node resumed and completed.", nil, nil)
+	descStagedExpired = prometheus.NewDesc("sftpgate_staged_uploads_expired_total",
+		"Staged uploads this node's janitor aborted, not resumed within tmpFilesLifespan.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *countersCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes, descReadAhead, descReadAheadFallbacks} {
+	for _, d := range []*prometheus.Desc{descFuseOps, descJanitorFiles, descJanitorBytes, descReadAhead, descReadAheadFallbacks,
+		descStagedUploads, descStagedBytes, descStagedCompleted, descStagedExpired} {
 		ch <- d
 	}
 }
@@ -361,6 +377,11 @@ func (c *countersCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.Reserved), "reserved")
 	ch <- prometheus.MustNewConstMetric(descReadAhead, prometheus.GaugeValue, float64(ra.InUse), "in_use")
 	ch <- prometheus.MustNewConstMetric(descReadAheadFallbacks, prometheus.CounterValue, float64(ra.Fallbacks))
+	sg := cs.Staging
+	ch <- prometheus.MustNewConstMetric(descStagedUploads, prometheus.GaugeValue, float64(sg.Count))
+	ch <- prometheus.MustNewConstMetric(descStagedBytes, prometheus.GaugeValue, float64(sg.Bytes))
+	ch <- prometheus.MustNewConstMetric(descStagedCompleted, prometheus.CounterValue, float64(sg.Completed))
+	ch <- prometheus.MustNewConstMetric(descStagedExpired, prometheus.CounterValue, float64(sg.Expired))
 }
 
 // errnoLabel names an errno of fusefs.OpCount: "ok" for 0, "other" for

@@ -67,6 +67,9 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if d, ok := t.m.uploads.done(req, start); ok {
 		t.m.uploadDur.Observe(d.Seconds())
 	}
+	if req.Method == http.MethodGet && resp.ContentLength > 0 {
+		t.m.s3GetBytes.Add(float64(resp.ContentLength))
+	}
 	return resp, nil
 }
 
