@@ -128,6 +128,8 @@ type entry struct {
 	uploads  []pendingUpload
 	// journaled: the copy's journal was written once (or found at start).
 	journaled bool
+	// jlog is the journal file as this entry last wrote it (journallog.go).
+	jlog journalLog
 	// qSeen is qUser's quota as checkGrow last read it, at qSeenAt.
 	qSeen   Quota
 	qSeenAt time.Time
@@ -477,7 +479,7 @@ func (c *cache) saveSyncLocked(e *entry, sync bool) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := writeJournalSync(c.root, e.id, j, sync); err != nil {
+	if err := e.jlog.write(c.root, e.id, j, sync, !e.journaled); err != nil {
 		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 		return
 	}
