@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -188,5 +189,50 @@ func TestJournalTornRecord(t *testing.T) {
 	}
 	if n, ok := wholeRecords(b); !ok || n == 0 {
 		t.Errorf("journal after the resume: got %q (%d whole records), want whole records only (the torn one gone)", b, n)
+	}
+}
+
+// TestCleanJournalLost: the clean journal of a new file's upload is not
+// fsync'd; a power loss may take the journal back to its dirty record (no
+// object at the key, nothing durable). At start that copy waits as an
+// interrupted upload the published object supersedes: the file shows the
+// object, which stays as it was, and the copy is dropped.
+func TestCleanJournalLost(t *testing.T) {
+	o := testOptions(t)
+	bucket := server.NewBucket(t, "ws")
+	cacheDir := filepath.Join(o.TmpDir, "sftpgate")
+	mkdirMode(t, cacheDir, 0o700)
+	const id = "0000000000000000000000c3"
+	published := pattern(21, 4<<10)
+	putObject(t, bucket, "home/alice/new.bin", published)
+	dirty := plantedJournal{Bucket: bucket, Key: "home/alice/new.bin", Size: int64(len(published)), Mtime: time.Now(),
+		Dirty: true, Complete: true}
+	writeFile(t, filepath.Join(cacheDir, id+".json"), journalRecord(t, dirty))
+	writeFile(t, filepath.Join(cacheDir, id+".data"), published)
+
+	g := newGateway(t, o)
+	g.grants.set("alice", fusefs.Workspace{Slug: "ws", Bucket: bucket, Prefix: "home/alice/"})
+	dir := filepath.Join(g.acquire(t, "alice"), "ws")
+
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 || ents[0].Name() != "new.bin" {
+		t.Fatalf("listing: got %v, %v, want [new.bin]", ents, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "new.bin")); err != nil || fi.Size() != int64(len(published)) {
+		t.Errorf("stat: got %v, %v, want the object's size %d", fi, err, len(published))
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "new.bin")); err != nil || !bytes.Equal(got, published) {
+		t.Errorf("read: got %d bytes, %v, want the object's %d", len(got), err, len(published))
+	}
+	if got := mustGetObject(t, bucket, "home/alice/new.bin"); !bytes.Equal(got, published) {
+		t.Errorf("object: got %d bytes, want the %d published, unchanged", len(got), len(published))
+	}
+	if err := eventually(10*time.Second, func() error {
+		if _, err := os.Lstat(filepath.Join(cacheDir, id+".json")); !os.IsNotExist(err) {
+			return fmt.Errorf("journal of the superseded copy: %v, want it removed", err)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }

@@ -754,8 +754,8 @@ func (e *entry) markDirtyLocked() {
 		// would join its head to the new tail). The first journal of a
 		// new file (no object at its key) is not fsync'd: a kill finds it
 		// all the same, and what a power loss can make of it (no journal,
-		// or one not trusted) publishes nothing and hides no object. One
-		// fsync per small file (its clean journal) instead of two.
+		// or one not trusted) publishes nothing and hides no object (nor
+		// does its clean journal, not fsync'd either: see upload).
 		e.dirty = true
 		e.durable = 0
 		e.c.saveSyncLocked(e, e.journaled || e.baseExists)
@@ -1117,7 +1117,14 @@ func (c *cache) upload(e *entry) error {
 		}
 	}
 	e.mtimeSet = true
-	c.saveLocked(e)
+	// The clean journal of an object this close created with one PUT is
+	// not fsync'd (the only fsync a small file had): a kill finds it, and
+	// a power loss that takes it back to the dirty record before finds an
+	// interrupted upload with no base, which the object just published
+	// supersedes (superseded.go), never an older object. An overwrite's,
+	// a streamed or a tail upload's is fsync'd: its record before names
+	// an older object or multipart uploads.
+	c.saveSyncLocked(e, qExisted || s != nil || tail)
 	e.accountLocked()
 	return nil
 }
