@@ -96,17 +96,18 @@ func decodeJournal(b []byte, j *journal) error {
 
 // write saves j as the journal of entry id in root, fsync'd when sync is
 // true: appended to the file this entry wrote before, or to a new file
-// when the entry has none yet (fresh), else the file rewritten whole.
-func (l *journalLog) write(root *os.Root, id string, j journal, sync, fresh bool) error {
+// (a spare of sp when there is one) when the entry has none yet (fresh),
+// else the file rewritten whole.
+func (l *journalLog) write(root *os.Root, sp *spares, id string, j journal, sync, fresh bool) error {
 	rec, err := encodeJournal(j)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
 	switch {
 	case fresh && l.size == 0:
-		err = l.appendTo(root, id, rec, sync, os.O_CREATE|os.O_EXCL)
+		err = l.appendTo(root, sp, id, rec, sync, true)
 	case l.size > 0 && l.size+int64(len(rec)) <= journalLogMax:
-		err = l.appendTo(root, id, rec, sync, 0)
+		err = l.appendTo(root, nil, id, rec, sync, false)
 	default:
 		err = errRewrite
 	}
@@ -128,15 +129,18 @@ func (l *journalLog) write(root *os.Root, id string, j journal, sync, fresh bool
 // rewritten whole.
 var errRewrite = errors.New("journal to rewrite")
 
-// appendTo appends rec to the journal file of id (created with flag
-// O_CREATE|O_EXCL), which must be a regular file holding l.size bytes.
-func (l *journalLog) appendTo(root *os.Root, id string, rec []byte, sync bool, flag int) error {
-	f, err := root.OpenFile(journalName(id), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|flag, 0o600)
-	if err != nil {
-		if flag == 0 {
-			return fmt.Errorf("%w: %w", errRewrite, err)
+// appendTo appends rec to the journal file of id, a new one when fresh
+// (a spare of sp or a file created), else the one there, which must be a
+// regular file holding l.size bytes.
+func (l *journalLog) appendTo(root *os.Root, sp *spares, id string, rec []byte, sync, fresh bool) error {
+	var f *os.File
+	var err error
+	if fresh {
+		if f, err = createFile(root, sp, journalName(id), os.O_WRONLY|os.O_APPEND); err != nil {
+			return err
 		}
-		return err
+	} else if f, err = root.OpenFile(journalName(id), os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0); err != nil {
+		return fmt.Errorf("%w: %w", errRewrite, err)
 	}
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() || st.Size() != l.size {

@@ -118,14 +118,14 @@ func TestJournalLogWrite(t *testing.T) {
 	}
 	var l journalLog
 	j := journal{Bucket: "b", Key: "k", Dirty: true, Mtime: time.Unix(1, 0).UTC()}
-	if err := l.write(root, id, j, false, true); err != nil {
+	if err := l.write(root, nil, id, j, false, true); err != nil {
 		t.Fatalf("first save: %v", err)
 	}
 	check(j)
 	ino := inode(t, root, journalName(id))
 	for i := range 20 {
 		j.Size = int64(i)
-		if err := l.write(root, id, j, i%2 == 0, false); err != nil {
+		if err := l.write(root, nil, id, j, i%2 == 0, false); err != nil {
 			t.Fatalf("save %d: %v", i, err)
 		}
 		check(j)
@@ -145,7 +145,7 @@ func TestJournalLogWrite(t *testing.T) {
 	f.Write([]byte("sgj1 torn"))
 	f.Close()
 	j.Size = 100
-	if err := l.write(root, id, j, true, false); err != nil {
+	if err := l.write(root, nil, id, j, true, false); err != nil {
 		t.Fatalf("save after a change behind the entry: %v", err)
 	}
 	check(j)
@@ -157,7 +157,7 @@ func TestJournalLogWrite(t *testing.T) {
 	j.Key = "k" + strings.Repeat("x", 4000)
 	for i := range 2 * journalLogMax / 4000 {
 		j.Size = int64(i)
-		if err := l.write(root, id, j, false, false); err != nil {
+		if err := l.write(root, nil, id, j, false, false); err != nil {
 			t.Fatalf("save %d of a big journal: %v", i, err)
 		}
 		check(j)
@@ -169,7 +169,7 @@ func TestJournalLogWrite(t *testing.T) {
 	// A journal found at start (not written by this entry): rewritten.
 	var found journalLog
 	j.Key, j.Size = "k", 7
-	if err := found.write(root, id, j, true, false); err != nil {
+	if err := found.write(root, nil, id, j, true, false); err != nil {
 		t.Fatalf("save of a journal found at start: %v", err)
 	}
 	check(j)
@@ -180,7 +180,7 @@ func TestJournalLogWrite(t *testing.T) {
 	// A fresh entry whose file exists (a failed first save): rewritten.
 	var fresh journalLog
 	j.Size = 8
-	if err := fresh.write(root, id, j, false, true); err != nil {
+	if err := fresh.write(root, nil, id, j, false, true); err != nil {
 		t.Fatalf("fresh save over an existing file: %v", err)
 	}
 	check(j)
@@ -199,7 +199,7 @@ func TestJournalLogWrite(t *testing.T) {
 	fresh.size = 0
 	l.size = 1
 	for _, w := range []*journalLog{&l, &fresh} {
-		err := w.write(root, id, j, true, w == &fresh)
+		err := w.write(root, nil, id, j, true, w == &fresh)
 		if b, _ := os.ReadFile(victim); string(b) != "victim" {
 			t.Fatalf("victim behind a journal symlink: got %q, want it untouched", b)
 		}

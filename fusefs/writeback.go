@@ -151,6 +151,8 @@ type cache struct {
 	maxUserBytes            int64
 	// qk applies the users' quotas; nil when there are none.
 	qk *quotaKeeper
+	// spares are empty files made ahead for new copies (spares.go).
+	spares *spares
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -211,7 +213,7 @@ func (c *cache) under(bucket, prefix string) []*entry {
 // newEntryLocked creates the files of a new entry; c.mu must be held.
 func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entry, error) {
 	id := newID()
-	f, err := c.root.OpenFile(dataName(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := createFile(c.root, c.spares, dataName(id), os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("local copy: %w", err)
 	}
@@ -479,7 +481,7 @@ func (c *cache) saveSyncLocked(e *entry, sync bool) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := e.jlog.write(c.root, e.id, j, sync, !e.journaled); err != nil {
+	if err := e.jlog.write(c.root, c.spares, e.id, j, sync, !e.journaled); err != nil {
 		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 		return
 	}
