@@ -10,7 +10,8 @@ import (
 )
 
 // journal is the small JSON record kept next to each local copy so that a
-// crash loses nothing the client was told was written.
+// crash loses nothing the client was told was written (its file is a log
+// of such records, journallog.go).
 type journal struct {
 	// Bucket and Key name the object the local copy belongs to.
 	Bucket string `json:"bucket"`
