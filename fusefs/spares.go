@@ -16,7 +16,8 @@ import (
 // `sftp put -r` of 4 KiB files showed a quarter of its samples in ext4's
 // inode allocator). A pool of spare files, empty, made ahead by a
 // background goroutine, lets a new copy rename two of them into place
-// instead; when it runs dry, the file is created as before.
+// instead; when it runs dry, the file is created as before, and the pool
+// grows (sparesStart, doubling up to sparesMax).
 //
 // Spares are named <random>.spare in the cache directory (the start's
 // recovery leaves those names alone); the pool forgets them at shutdown
@@ -25,10 +26,11 @@ import (
 const (
 	// spareSuffix ends the name of a spare file.
 	spareSuffix = ".spare"
-	// sparesMax is how many spares the pool holds at most; it is topped up
-	// when it falls to sparesLow.
-	sparesMax = 128
-	sparesLow = 96
+	// sparesStart is how many spares the pool holds once a first copy
+	// was made; each time a copy finds it empty, that doubles, up to
+	// sparesMax. A gateway that makes few copies makes few spares.
+	sparesStart = 8
+	sparesMax   = 128
 )
 
 // spares is the pool of spare files of a cache. A nil *spares has none.
@@ -40,10 +42,12 @@ type spares struct {
 	// failing: the filler's last try failed (logged once until one works).
 	failing bool
 
-	// mu guards names.
+	// mu guards names and want.
 	mu sync.Mutex
 	// names are the spares ready, in the cache directory.
 	names []string
+	// want is how many spares the filler keeps ready (0: none asked yet).
+	want int
 }
 
 // newSpares returns an empty pool in root; run fills it.
@@ -73,8 +77,10 @@ func (sp *spares) take(name string, flag int) *os.File {
 	if n := len(sp.names); n > 0 {
 		s = sp.names[n-1]
 		sp.names = sp.names[:n-1]
+	} else {
+		sp.want = min(max(2*sp.want, sparesStart), sparesMax)
 	}
-	low := len(sp.names) <= sparesLow
+	low := len(sp.names) < sp.want
 	sp.mu.Unlock()
 	if low {
 		select {
@@ -103,6 +109,13 @@ func (sp *spares) take(name string, flag int) *os.File {
 	return f
 }
 
+// short reports whether the pool holds fewer spares than wanted.
+func (sp *spares) short() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return len(sp.names) < sp.want
+}
+
 // ready returns how many spares the pool holds.
 func (sp *spares) ready() int {
 	sp.mu.Lock()
@@ -111,7 +124,7 @@ func (sp *spares) ready() int {
 }
 
 // run removes the spares an earlier run left, then keeps the pool filled
-// until ctx is cancelled.
+// (to want, once asked) until ctx is cancelled.
 func (sp *spares) run(ctx context.Context) {
 	if names, err := readDirNames(sp.root, "."); err == nil {
 		for _, n := range names {
@@ -121,19 +134,19 @@ func (sp *spares) run(ctx context.Context) {
 		}
 	}
 	for {
-		sp.fill(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-sp.kick:
 		}
+		sp.fill(ctx)
 	}
 }
 
-// fill makes spares until the pool holds sparesMax or ctx is cancelled;
-// it stops at the first failure (logged).
+// fill makes spares until the pool holds want or ctx is cancelled; it
+// stops at the first failure (logged).
 func (sp *spares) fill(ctx context.Context) {
-	for ctx.Err() == nil && sp.ready() < sparesMax {
+	for ctx.Err() == nil && sp.short() {
 		name := newID() + spareSuffix
 		f, err := sp.root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {

@@ -12,10 +12,11 @@ import (
 )
 
 // TestSpares: the pool removes the spares a previous run left (a symlink
-// among them, never followed), fills up to sparesMax, and a new file takes
-// a spare (an empty regular file renamed into place); a spare that is no
-// longer an empty regular file is never used, the file is created
-// instead; the pool refills as spares go.
+// among them, never followed) and makes none until a file is asked for;
+// then it fills to sparesStart, doubling each time it is found empty up to
+// sparesMax, and a new file takes a spare (an empty regular file renamed
+// into place); a spare that is no longer an empty regular file is never
+// used, the file is created instead.
 func TestSpares(t *testing.T) {
 	dir := t.TempDir()
 	root, err := os.OpenRoot(dir)
@@ -54,37 +55,63 @@ func TestSpares(t *testing.T) {
 			t.Fatalf("spares ready: got %d, want %d", got, want)
 		}
 	}
-	waitSpares(sparesMax)
-	names, err := readDirNames(root, ".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if n == "0123.spare" || n == "4567.spare" {
-			t.Errorf("a spare of an earlier run is still there: %s", n)
+	waitGone := func(names ...string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for _, n := range names {
+			for time.Now().Before(deadline) {
+				if _, err := os.Lstat(filepath.Join(dir, n)); os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+				t.Fatalf("a spare of an earlier run is still there: %s (%v)", n, err)
+			}
 		}
 	}
-	if len(names) != sparesMax {
-		t.Errorf("files in the directory: got %d, want %d spares", len(names), sparesMax)
+	waitGone("0123.spare", "4567.spare")
+	if got := sp.ready(); got != 0 {
+		t.Errorf("spares before any copy: got %d, want 0 (made once asked)", got)
 	}
 
-	f, err := createFile(root, sp, "a.data", os.O_RDWR)
-	if err != nil {
-		t.Fatalf("createFile: %v", err)
+	// The first file finds the pool empty: created, and the pool fills.
+	for _, name := range []string{"a.data", "b.data"} {
+		f, err := createFile(root, sp, name, os.O_RDWR)
+		if err != nil {
+			t.Fatalf("createFile(%s): %v", name, err)
+		}
+		if _, err := f.WriteString("bytes of " + name); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		waitSpares(sparesStart)
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != "bytes of "+name {
+			t.Errorf("%s: got %q, %v", name, b, err)
+		}
 	}
-	if _, err := f.WriteString("bytes"); err != nil {
-		t.Fatal(err)
+	// b.data was a spare: the directory holds the two files and the pool.
+	if names, _ := readDirNames(root, "."); len(names) != 2+sparesStart {
+		t.Errorf("files in the directory: got %d (%v), want a.data, b.data and %d spares", len(names), names, sparesStart)
 	}
-	f.Close()
-	if got := sp.ready(); got != sparesMax-1 && got != sparesMax {
-		t.Errorf("spares after one taken: got %d, want %d (or refilled)", got, sparesMax-1)
+	// A pool found empty doubles, up to sparesMax.
+	for want := 2 * sparesStart; want <= 2*sparesMax; want *= 2 {
+		sp.mu.Lock()
+		sp.names = nil
+		sp.mu.Unlock()
+		f, err := createFile(root, sp, "c.data", os.O_RDWR)
+		if err != nil {
+			t.Fatalf("createFile(c.data): %v", err)
+		}
+		f.Close()
+		root.Remove("c.data")
+		waitSpares(min(want, sparesMax))
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "a.data")); err != nil || string(b) != "bytes" {
-		t.Errorf("a.data: got %q, %v", b, err)
-	}
-	names, _ = readDirNames(root, ".")
-	if len(names) != sparesMax {
-		t.Errorf("files after one taken: got %d, want %d (a spare became a.data)", len(names), sparesMax)
+	sp.mu.Lock()
+	want := sp.want
+	sp.mu.Unlock()
+	if want != sparesMax {
+		t.Errorf("spares wanted after many dry takes: got %d, want %d", want, sparesMax)
 	}
 
 	// Spares spoiled behind the pool: not used, removed; the file is
@@ -127,7 +154,7 @@ func TestSpares(t *testing.T) {
 	sp.mu.Lock()
 	sp.names = nil
 	sp.mu.Unlock()
-	f, err = createFile(root, sp, "d.data", os.O_RDWR)
+	f, err := createFile(root, sp, "d.data", os.O_RDWR)
 	if err != nil {
 		t.Fatalf("createFile with no spare: %v", err)
 	}
@@ -135,13 +162,13 @@ func TestSpares(t *testing.T) {
 	if _, err := createFile(root, sp, "d.data", os.O_RDWR); err == nil {
 		t.Errorf("createFile over an existing file with no spare: got nil, want it refused (O_EXCL)")
 	}
-	names, _ = readDirNames(root, ".")
+	names, _ := readDirNames(root, ".")
 	for _, n := range names {
 		if strings.HasSuffix(n, ".spare") {
 			continue
 		}
 		switch n {
-		case "a.data", "b.json", "c.json", "d.data":
+		case "a.data", "b.data", "b.json", "c.json", "d.data":
 		default:
 			t.Errorf("unexpected file %s", n)
 		}
