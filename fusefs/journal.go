@@ -1,7 +1,6 @@
 package fusefs
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,8 @@ import (
 )
 
 // journal is the small JSON record kept next to each local copy so that a
-// crash loses nothing the client was told was written.
+// crash loses nothing the client was told was written (its file is a log
+// of such records, journallog.go).
 type journal struct {
 	// Bucket and Key name the object the local copy belongs to.
 	Bucket string `json:"bucket"`
@@ -66,10 +66,16 @@ func writeJournal(root *os.Root, id string, j journal) error {
 // writeJournalSync is writeJournal, with the fsync of the new journal only
 // when sync is true.
 func writeJournalSync(root *os.Root, id string, j journal, sync bool) error {
-	b, err := json.Marshal(j)
+	b, err := encodeJournal(j)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", id, err)
 	}
+	return writeRecord(root, id, b, sync)
+}
+
+// writeRecord replaces the journal of id with b (journallog.go) through a
+// temporary file, fsync'd when sync is true.
+func writeRecord(root *os.Root, id string, b []byte, sync bool) error {
 	tmp := id + ".json.tmp"
 	if err := root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("journal %s: %w", id, err)
@@ -117,7 +123,7 @@ func readJournal(root *os.Root, id string) (journal, error) {
 	if len(b) >= maxJournalSize {
 		return j, fmt.Errorf("journal %s: %d bytes or more, over the limit", id, maxJournalSize)
 	}
-	if err := json.Unmarshal(b, &j); err != nil {
+	if err := decodeJournal(b, &j); err != nil {
 		return j, fmt.Errorf("journal %s: %w", id, err)
 	}
 	return j, nil

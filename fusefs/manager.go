@@ -104,7 +104,8 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	m.cache = &cache{dir: cacheDir, root: root, ob: m.ob, log: log, minFree: o.MinFree, lifespan: o.Lifespan, bg: bg,
 		maxClean: o.MaxCleanFiles, maxUserCopies: o.MaxUserCopies, maxUserBytes: o.MaxUserCopyBytes,
 		userBytes: map[string]int64{}, userFiles: map[string]int{},
-		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{}}
+		byKey: map[string]*entry{}, all: map[*entry]struct{}{}, inflight: map[string]int{},
+		spares: newSpares(root, log)}
 	if o.Quotas != nil {
 		m.cache.qk = &quotaKeeper{q: o.Quotas, grants: o.Grants, ob: m.ob, log: log, ownerTTL: o.GrantsTTL}
 	}
@@ -117,9 +118,10 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 		root.Close()
 		return nil, err
 	}
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.janitor()
 	go m.checkpointer()
+	go m.spareFiller()
 	return m, nil
 }
 

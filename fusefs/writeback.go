@@ -128,6 +128,8 @@ type entry struct {
 	uploads  []pendingUpload
 	// journaled: the copy's journal was written once (or found at start).
 	journaled bool
+	// jlog is the journal file as this entry last wrote it (journallog.go).
+	jlog journalLog
 	// qSeen is qUser's quota as checkGrow last read it, at qSeenAt.
 	qSeen   Quota
 	qSeenAt time.Time
@@ -152,6 +154,8 @@ type cache struct {
 	maxUserBytes            int64
 	// qk applies the users' quotas; nil when there are none.
 	qk *quotaKeeper
+	// spares are empty files made ahead for new copies (spares.go).
+	spares *spares
 	// bg is the context of uploads: cancelled only by the manager.
 	bg context.Context
 	// removedFiles and removedBytes count the clean copies the janitor
@@ -215,7 +219,7 @@ func (c *cache) under(bucket, prefix string) []*entry {
 // newEntryLocked creates the files of a new entry; c.mu must be held.
 func (c *cache) newEntryLocked(bucket, key, user string, remote *objInfo) (*entry, error) {
 	id := newID()
-	f, err := c.root.OpenFile(dataName(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := createFile(c.root, c.spares, dataName(id), os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("local copy: %w", err)
 	}
@@ -485,7 +489,7 @@ func (c *cache) saveSyncLocked(e *entry, sync bool) {
 	if e.mtimeSet || e.dirty {
 		j.Mtime = e.mtime
 	}
-	if err := writeJournalSync(c.root, e.id, j, sync); err != nil {
+	if err := e.jlog.write(c.root, c.spares, e.id, j, sync, !e.journaled); err != nil {
 		c.log.Error("cannot write journal", "bucket", e.bucket, "key", e.key, "err", err)
 		return
 	}
@@ -772,8 +776,8 @@ func (e *entry) markDirtyLocked() {
 		// would join its head to the new tail). The first journal of a
 		// new file (no object at its key) is not fsync'd: a kill finds it
 		// all the same, and what a power loss can make of it (no journal,
-		// or one not trusted) publishes nothing and hides no object. One
-		// fsync per small file (its clean journal) instead of two.
+		// or one not trusted) publishes nothing and hides no object (nor
+		// does its clean journal, not fsync'd either: see upload).
 		e.dirty = true
 		e.durable = 0
 		e.c.saveSyncLocked(e, e.journaled || e.baseExists)
@@ -1142,7 +1146,14 @@ func (c *cache) upload(e *entry) error {
 		}
 	}
 	e.mtimeSet = true
-	c.saveLocked(e)
+	// The clean journal of an object this close created with one PUT is
+	// not fsync'd (the only fsync a small file had): a kill finds it, and
+	// a power loss that takes it back to the dirty record before finds an
+	// interrupted upload with no base, which the object just published
+	// supersedes (superseded.go), never an older object. An overwrite's,
+	// a streamed or a tail upload's is fsync'd: its record before names
+	// an older object or multipart uploads.
+	c.saveSyncLocked(e, qExisted || s != nil || tail)
 	e.accountLocked()
 	return nil
 }
