@@ -241,13 +241,8 @@ func (v *view) stagedCopy(ctx context.Context, bucket, key string) *entry {
 	if !ok {
 		return nil
 	}
-	info, err := v.ob.stat(ctx, bucket, key)
-	var remote *objInfo
-	switch {
-	case err == nil:
-		remote = &info
-	case isNotFound(err):
-	default:
+	remote, ok := v.remoteObject(ctx, bucket, key)
+	if !ok {
 		return nil
 	}
 	if (remote == nil) == u.BaseExists || (remote != nil && remote.ETag != u.BaseETag) {

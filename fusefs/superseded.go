@@ -78,17 +78,26 @@ func (v *view) copyOf(ctx context.Context, bucket, key string) *entry {
 	if v.cache.stg != nil && v.cache.stagedGone(ctx, e) {
 		return nil
 	}
-	info, err := v.ob.stat(ctx, bucket, key)
-	var remote *objInfo
-	switch {
-	case err == nil:
-		remote = &info
-	case isNotFound(err):
-	default:
+	remote, ok := v.remoteObject(ctx, bucket, key)
+	if !ok {
 		return e
 	}
 	if v.cache.dropSuperseded(e, remote) {
 		return nil
 	}
 	return e
+}
+
+// remoteObject stats bucket/key: the object, nil when there is none, and
+// ok false when the store cannot be asked.
+func (v *view) remoteObject(ctx context.Context, bucket, key string) (remote *objInfo, ok bool) {
+	info, err := v.ob.stat(ctx, bucket, key)
+	switch {
+	case err == nil:
+		return &info, true
+	case isNotFound(err):
+		return nil, true
+	default:
+		return nil, false
+	}
 }

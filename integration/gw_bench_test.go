@@ -310,29 +310,12 @@ func benchDirect(ctx context.Context, b *testing.B, g *gateway, seed uint64) (up
 	return up, down
 }
 
-// sessionUpload logs in and uploads benchSessionLen bytes; it runs in its
-// own goroutine, so it returns errors instead of failing.
+// sessionUpload logs in and uploads benchSessionLen bytes to
+// concurrent.bin and checks the object's size; it runs in its own
+// goroutine, so it returns errors instead of failing.
 func sessionUpload(g *gateway, user, tok string, seed uint64) error {
-	c, err := g.login(user, tok)
-	if err != nil {
-		return fmt.Errorf("%s: login: %w", user, err)
-	}
-	defer c.Close()
-	sc, err := newSFTPClient(c)
-	if err != nil {
-		return fmt.Errorf("%s: sftp: %w", user, err)
-	}
-	defer sc.Close()
-	f, err := sc.Create("/personal-files/concurrent.bin")
-	if err != nil {
-		return fmt.Errorf("%s: create: %w", user, err)
-	}
-	if _, err := f.ReadFromWithConcurrency(prng(seed, benchSessionLen), 64); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: write: %w", user, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: close: %w", user, err)
+	if err := uploadSession(g, user, tok, "concurrent.bin", seed, benchSessionLen); err != nil {
+		return err
 	}
 	info, err := statObject(g.minio, g.personalBucket, personalKey(user, "concurrent.bin"))
 	if err != nil || info.Size != benchSessionLen {
