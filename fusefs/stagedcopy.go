@@ -483,8 +483,9 @@ func (c *cache) takeStaged(ctx context.Context, e *entry, forRead bool) bool {
 
 // stagedGone drops the copy of a staged upload this process has not
 // claimed once the upload is no longer free in the store (completed,
-// aborted, expired, or claimed by another node), and reports whether it
-// did.
+// aborted, expired, or claimed by another node) or no longer at the size
+// it shows (advanced by a node that streamed more of it), and reports
+// whether it did.
 func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
 	e.mu.Lock()
 	st := e.staged
@@ -492,7 +493,7 @@ func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
 	if st == nil || st.claimed {
 		return false
 	}
-	if u, ok := c.stg.find(ctx, st.u.Bucket, st.u.Key); ok && u.UploadID == st.u.UploadID {
+	if u, ok := c.stg.find(ctx, st.u.Bucket, st.u.Key); ok && u.UploadID == st.u.UploadID && u.Size == st.u.Size {
 		return false
 	}
 	e.mu.Lock()
