@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sftpgate/sftpgate/fusefs/objstore"
@@ -33,6 +34,13 @@ func (s *stream) draining() bool {
 type stagedState struct {
 	u       StagedUpload
 	claimed bool // this process holds the record
+	// streamed says that a stream (stagestream.go) was started to send
+	// the continuation; one at most per claim. e.mu guards it.
+	streamed bool
+	// next is the first part number no stream of this copy used (0:
+	// none used): a close that sends the rest whole numbers its parts
+	// from there, so that no part is sent twice with other bytes.
+	next atomic.Int32
 }
 
 // streamRec records the parts of a stream as they complete.
@@ -154,6 +162,14 @@ func (c *cache) handOffLocked(e *entry) bool {
 	}
 	if st := e.staged; st != nil {
 		e.staged = nil
+		// A stream sending the continuation sends no new part; the
+		// record keeps the parts it completed (the resume starts after).
+		s := e.stream
+		e.stream = nil
+		if s != nil {
+			close(s.drain)
+		}
+		aborting := e.aborting
 		e.deleted, e.dirty = true, false
 		c.mu.Lock()
 		if c.byKey[objKey(e.bucket, e.key)] == e {
@@ -164,6 +180,10 @@ func (c *cache) handOffLocked(e *entry) bool {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
+			staged := s.drained(st.u.Size)
+			for _, ch := range aborting {
+				<-ch
+			}
 			if st.claimed {
 				ctx, cancel := g.ctx(c.bg)
 				defer cancel()
@@ -175,7 +195,7 @@ func (c *cache) handOffLocked(e *entry) bool {
 			if drop {
 				c.drop(e)
 			}
-			c.log.Info("interrupted continuation of a staged upload: released for a resume", "bucket", st.u.Bucket, "key", st.u.Key, "staged", st.u.Size)
+			c.log.Info("interrupted continuation of a staged upload: released for a resume", "bucket", st.u.Bucket, "key", st.u.Key, "staged", staged)
 		}()
 		return true
 	}
@@ -270,7 +290,7 @@ func (v *view) stagedCopy(ctx context.Context, bucket, key string) *entry {
 	now := time.Now()
 	e := &entry{id: id, c: c, f: f, bucket: bucket, key: key, baseETag: u.BaseETag, baseExists: u.BaseExists,
 		size: u.Size, mtime: u.Mtime, mode: u.Mode, dirty: true, interrupted: true, tailMode: true, tailFrom: u.Size,
-		lastUse: now, checkedAt: now, seq: -1, staged: &stagedState{u: u}}
+		lastUse: now, checkedAt: now, seq: u.Size, staged: &stagedState{u: u}}
 	if remote != nil {
 		e.baseSize = remote.Size
 	}
@@ -281,11 +301,16 @@ func (v *view) stagedCopy(ctx context.Context, bucket, key string) *entry {
 }
 
 // abortStagedAsync claims, aborts and deletes the staged upload u, in the
-// background.
-func (c *cache) abortStagedAsync(u StagedUpload) {
+// background,
+// after: once those channels are closed (the streams sending parts of
+// it stopped).
+func (c *cache) abortStagedAsync(u StagedUpload, after ...<-chan struct{}) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		for _, ch := range after {
+			<-ch
+		}
 		c.abortStaged(u)
 	}()
 }
@@ -378,8 +403,11 @@ func (e *entry) unstageLocked() {
 		return
 	}
 	e.staged = nil
+	if s := e.stream; s != nil && s.resumed != nil {
+		e.breakStreamLocked("staged upload replaced")
+	}
 	e.c.log.Info("staged upload replaced by a new upload; aborted", "bucket", st.u.Bucket, "key", st.u.Key, "staged", st.u.Size)
-	e.c.abortStagedAsync(st.u)
+	e.c.abortStagedAsync(st.u, e.aborting...)
 }
 
 // stagedRangeLocked fails a read (or a change) below the staged size of a
@@ -404,12 +432,13 @@ func (c *cache) continueStaged(e *entry, st *stagedState, f *os.File, size int64
 	}
 	mp := c.ob.st.Resume(u.Bucket, u.Key, u.UploadID, parts)
 	if size > u.Size {
-		left := objstore.MaxParts - len(parts)
+		first := max(len(parts)+1, int(st.next.Load()))
+		left := objstore.MaxParts - first + 1
 		ps := objstore.PartSize(c.ob.partSize, size-u.Size, left)
 		if ps > objstore.MaxPartSize || left <= 0 {
 			return "", time.Time{}, fmt.Errorf("put %s/%s: too many parts: %w", u.Bucket, u.Key, ErrTooLarge)
 		}
-		if _, err := mp.PutParts(c.bg, len(parts)+1, f, u.Size, size, ps, c.ob.concurrency); err != nil {
+		if _, err := mp.PutParts(c.bg, first, f, u.Size, size, ps, c.ob.concurrency); err != nil {
 			return "", time.Time{}, fmt.Errorf("put %s/%s: %w", u.Bucket, u.Key, err)
 		}
 	}
@@ -449,8 +478,9 @@ func (c *cache) takeStaged(ctx context.Context, e *entry, forRead bool) bool {
 
 // stagedGone drops the copy of a staged upload this process has not
 // claimed once the upload is no longer free in the store (completed,
-// aborted, expired, or claimed by another node), and reports whether it
-// did.
+// aborted, expired, or claimed by another node) or no longer at the size
+// it shows (advanced by a node that streamed more of it), and reports
+// whether it did.
 func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
 	e.mu.Lock()
 	st := e.staged
@@ -458,7 +488,7 @@ func (c *cache) stagedGone(ctx context.Context, e *entry) bool {
 	if st == nil || st.claimed {
 		return false
 	}
-	if u, ok := c.stg.find(ctx, st.u.Bucket, st.u.Key); ok && u.UploadID == st.u.UploadID {
+	if u, ok := c.stg.find(ctx, st.u.Bucket, st.u.Key); ok && u.UploadID == st.u.UploadID && u.Size == st.u.Size {
 		return false
 	}
 	e.mu.Lock()
@@ -486,9 +516,13 @@ func (e *entry) releaseStagedLocked() {
 		return
 	}
 	c := e.c
+	aborting := e.aborting // a stream of it resets the record first
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		for _, ch := range aborting {
+			<-ch
+		}
 		ctx, cancel := c.stg.ctx(c.bg)
 		defer cancel()
 		if err := c.stg.st.ReleaseStagedUpload(ctx, st.u.UploadID, c.stg.owner); err != nil {

@@ -87,6 +87,14 @@ type stream struct {
 	// rec records the parts sent for a resume on any node (staging.go);
 	// nil without staging.
 	rec *streamRec
+
+	// from and first are where the stream starts: the byte offset and
+	// part number (0 and 1, or after the parts of the staged upload a
+	// resumed stream continues, stagestream.go). resumed is that staged
+	// upload, nil for a fresh stream.
+	from    int64
+	first   int
+	resumed *stagedState
 }
 
 // trackWriteLocked follows the writes of a possible sequential writer:
@@ -108,6 +116,10 @@ func (e *entry) trackWriteLocked(off, end int64) {
 	for len(e.ahead) > 0 && e.ahead[0].off <= e.seq {
 		e.seq = max(e.seq, e.ahead[0].end)
 		e.ahead = e.ahead[1:]
+	}
+	if e.staged != nil {
+		e.streamStagedLocked()
+		return
 	}
 	if !e.complete || e.tailMode || e.noSpace || e.deleted || e.f == nil || e.c.bg.Err() != nil {
 		return
@@ -213,7 +225,7 @@ func (s *stream) run() {
 	sem := make(chan struct{}, max(1, s.c.ob.concurrency))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	next, n := int64(0), 1
+	next, n := s.from, max(1, s.first)
 	for {
 		s.mu.Lock()
 		ready, closing, mp := s.ready, s.closing, s.mp
@@ -261,6 +273,9 @@ func (s *stream) run() {
 			}(n, next, l)
 			next += l
 			n++
+			if s.resumed != nil {
+				s.resumed.next.Store(int32(n))
+			}
 		}
 		if s.ctx.Err() != nil || (closing && next >= ready) || s.draining() {
 			return
@@ -292,6 +307,10 @@ func (s *stream) abortAsync() <-chan struct{} {
 
 // abortNow stops the stream, waits for its sender and aborts its upload.
 func (s *stream) abortNow() {
+	if s.resumed != nil {
+		s.stopResumed()
+		return
+	}
 	s.cancel()
 	<-s.done
 	s.mu.Lock()
@@ -356,8 +375,8 @@ func (s *stream) finish(size int64, mtime time.Time, mtimeSet bool, mode uint32)
 		s.abortNow()
 		return "", time.Time{}, fmt.Errorf("put %s/%s: %w", s.bucket, s.key, err)
 	}
-	if s.rec.staged() > 0 {
-		s.c.unstage(mp.ID(), false)
+	if s.resumed != nil || s.rec.staged() > 0 {
+		s.c.unstage(mp.ID(), s.resumed != nil)
 	}
 	s.e.removeUpload(mp.ID())
 	if mode != s.mode || (mtimeSet && !mtime.Equal(s.mtime)) {

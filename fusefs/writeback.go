@@ -1091,6 +1091,8 @@ func (c *cache) upload(e *entry) error {
 		err    error
 	)
 	switch {
+	case staged != nil && s != nil && s.resumed == staged:
+		etag, stored, err = c.finishStaged(e, staged, s, f, size, mtime, mtimeSet, mode)
 	case staged != nil:
 		etag, stored, err = c.continueStaged(e, staged, f, size, mtime, mtimeSet, mode)
 	case s != nil:

@@ -14,7 +14,9 @@ import (
 // Staged uploads (README "Running a cluster"): two nodes on one MinIO and
 // one PostgreSQL store, 5 MiB parts. An upload interrupted on node A is
 // shown and resumed through node B from its staged size (whole parts),
-// without B downloading them; a plain put over a staged upload aborts it;
+// without B downloading them; B's continuation is streamed (cut again,
+// it is resumed from the larger staged size); a plain put over a staged
+// upload aborts it;
 // node A killed and restarted does not abort the upload B continues; a
 // staged upload nobody resumes is aborted after the lifespan.
 
@@ -82,6 +84,50 @@ func TestGatewayStagedResume(t *testing.T) {
 			t.Errorf("node B: sftpgate_staged_uploads_completed_total = %v, want 1", c)
 		}
 		waitNoUploads(t, m, bucket, personalKey(user, "r.bin"))
+	})
+
+	t.Run("continuation streamed, interrupted again", func(t *testing.T) {
+		// Another user: the sessions of this one stay under its limit.
+		const user = "sia"
+		tok := a.addUser(user, personalWS)
+		v := version{{seed: 908, n: 23 * mib}}
+		p := "/" + personalWS + "/s.bin"
+		key := personalKey(user, "s.bin")
+		interruptOn(t, a, user, tok, p, v, 12*mib)
+		off := waitStaged(t, b, user, tok, p, 2*stagedPart)
+		// Node B continues past two more whole parts and is cut before the
+		// close: they are staged already.
+		c := b.mustSSH(user, tok)
+		f, err := newSFTP(t, c).OpenFile(p, os.O_WRONLY)
+		if err != nil {
+			t.Fatalf("open through node B: %v", err)
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ReadFromWithConcurrency(io.LimitReader(v.from(off), 2*stagedPart+mib), 16); err != nil {
+			t.Fatalf("write through node B from %d: %v", off, err)
+		}
+		waitStagedBytes(t, b, off+2*stagedPart)
+		c.Close()
+		// Node A resumes from the larger staged size, nothing downloaded.
+		off2 := waitStaged(t, a, user, tok, p, off+2*stagedPart)
+		if off2 != off+2*stagedPart {
+			t.Fatalf("staged after node B was cut: got %d, want %d", off2, off+2*stagedPart)
+		}
+		before := testenv.MetricValueT(t, a.scrape(), "sftpgate_s3_get_bytes_total")
+		if err := resumeFrom(a.mustSFTP(user, tok), p, v, off2); err != nil {
+			t.Fatalf("resume through node A from %d: %v", off2, err)
+		}
+		got := testenv.MetricValueT(t, a.scrape(), "sftpgate_s3_get_bytes_total") - before
+		t.Logf("node B streamed %d to %d; node A resumed from %d and read %.0f bytes from the store", off, off2, off2, got)
+		if got >= float64(mib) {
+			t.Errorf("node A read %.0f bytes from the store while resuming, want less than 1 MiB", got)
+		}
+		if st, want := a.stateOf(bucket, key), stateOfVersion(v); st != want {
+			t.Errorf("object: got %v, want %v", st, want)
+		}
+		waitNoUploads(t, m, bucket, key)
 	})
 
 	t.Run("plain put over a staged upload", func(t *testing.T) {
