@@ -205,14 +205,19 @@ func (c *combiner) find(wOff int64) *window {
 	return nil
 }
 
-// flushWindow writes w's spans to dst and drops it.
-func (c *combiner) flushWindow(w *window) error {
-	var err error
+// writeSpans writes w's spans to dst, up to the first error.
+func (c *combiner) writeSpans(w *window) error {
 	for _, s := range w.spans {
-		if err = c.writeAt(w.buf[s.start:s.end], w.off+int64(s.start)); err != nil {
-			break
+		if err := c.writeAt(w.buf[s.start:s.end], w.off+int64(s.start)); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// flushWindow writes w's spans to dst and drops it.
+func (c *combiner) flushWindow(w *window) error {
+	err := c.writeSpans(w)
 	c.wins = slices.DeleteFunc(c.wins, func(x *window) bool { return x == w })
 	c.pending.bufs.put(w.buf)
 	c.pending.give()

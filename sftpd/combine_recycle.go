@@ -28,12 +28,10 @@ func (c *combiner) recycle(wOff int64) (*window, bool, error) {
 		return nil, false, nil
 	}
 	w := c.wins[0]
-	for _, s := range w.spans {
-		if err := c.writeAt(w.buf[s.start:s.end], w.off+int64(s.start)); err != nil {
-			// The handle reports it and the file is never published;
-			// the window stays held, for flush to give back.
-			return nil, true, err
-		}
+	if err := c.writeSpans(w); err != nil {
+		// The handle reports it and the file is never published; the
+		// window stays held, for flush to give back.
+		return nil, true, err
 	}
 	w.off, w.spans, w.filled = wOff, w.spans[:0], 0
 	slices.SortFunc(c.wins, func(a, b *window) int { return cmp.Compare(a.off, b.off) })
