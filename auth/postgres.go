@@ -82,7 +82,8 @@ func OpenPostgres(rawURL string, opts ...Option) (*Store, error) {
 	pdb.SetMaxIdleConns(4)
 	pdb.SetConnMaxIdleTime(5 * time.Minute)
 	d := &db{DB: pdb, dialect: dialectPostgres}
-	s := &Store{db: d, now: o.now, lim: newDBLimiter(d, o.limiter, o.now), where: "postgres " + server}
+	dbc := newDBClock(d, o.now)
+	s := &Store{db: d, now: o.now, dbc: dbc, lim: newDBLimiter(d, o.limiter, o.now, dbc), where: "postgres " + server}
 	ctx, cancel := context.WithTimeout(context.Background(), cc.ConnectTimeout+2*BusyTimeout)
 	defer cancel()
 	if err := pdb.PingContext(ctx); err != nil {

@@ -104,6 +104,38 @@ func TestPostgresLimiterSkewedClocks(t *testing.T) {
 	}
 }
 
+// TestPostgresStagedSkewedClocks: a node whose clock is an hour behind
+// holds a staged upload; a node on time neither claims it nor sees it
+// free, because heartbeats are dated and leases judged on the database's
+// clock.
+func TestPostgresStagedSkewedClocks(t *testing.T) {
+	ctx := context.Background()
+	const lease = 5 * time.Second
+	b, u := openPostgresTestStore(t)
+	a, err := OpenPostgres(u, WithClock(func() time.Time { return time.Now().Add(-time.Hour) }))
+	if err != nil {
+		t.Fatalf("second store: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	up := StagedUpload{UploadID: "skew1", Bucket: "b", Key: "alice/k.bin", Owner: "nodeA",
+		Size: 5 << 20, Parts: []StagedPart{{Number: 1, Size: 5 << 20, ETag: "p1"}}}
+	if err := a.RecordStagedUpload(ctx, up); err != nil {
+		t.Fatalf("RecordStagedUpload on the node behind: %v", err)
+	}
+	if err := a.TouchStagedUploads(ctx, "nodeA"); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := b.StagedUpload(ctx, "skew1", lease); err != nil || !ok || !got.Held {
+		t.Errorf("record read by the node on time: got %+v, %v, %v; want it held", got, ok, err)
+	}
+	if _, ok, err := b.ClaimStagedUpload(ctx, "skew1", "nodeB", lease); ok || err != nil {
+		t.Errorf("claim by the node on time of an upload a live node holds: got %v, %v; want refused", ok, err)
+	}
+	if e, err := b.ExpiredStagedUploads(ctx, time.Minute, lease); err != nil || len(e) != 0 {
+		t.Errorf("expired staged uploads seen by the node on time: got %+v, %v; want none", e, err)
+	}
+}
+
 // TestPostgresLimiterBoundedRows: the shared table is trimmed to
 // MaxEntries rows (checked every capEvery failures).
 func TestPostgresLimiterBoundedRows(t *testing.T) {

@@ -49,26 +49,19 @@ const sharedLockClass int32 = 0x006c696d
 type dbLimiter struct {
 	db    *db
 	now   func() time.Time
+	dbc   *dbClock // dates failures and lockouts on the database's clock
 	rules *Limiter // its cfg and failLocked only; its table stays empty
 
 	// mu guards the fields below.
 	mu        sync.Mutex
 	lastSweep time.Time
 	sinceCap  int
-	// skew is the database clock minus this machine's, in nanoseconds,
-	// measured at skewAt (zero: not yet).
-	skew   int64
-	skewAt time.Time
 }
-
-// skewEvery is how often the limiter measures again how far this
-// machine's clock is from the database's.
-const skewEvery = time.Minute
 
 var _ failureCounter = (*dbLimiter)(nil)
 
-func newDBLimiter(d *db, cfg LimiterConfig, now func() time.Time) *dbLimiter {
-	return &dbLimiter{db: d, now: now, rules: NewLimiter(cfg, now)}
+func newDBLimiter(d *db, cfg LimiterConfig, now func() time.Time, dbc *dbClock) *dbLimiter {
+	return &dbLimiter{db: d, now: now, dbc: dbc, rules: NewLimiter(cfg, now)}
 }
 
 func (l *dbLimiter) allow(ctx context.Context, login, remote string) (bool, error) {
@@ -80,7 +73,7 @@ func (l *dbLimiter) allow(ctx context.Context, login, remote string) (bool, erro
 	err := l.db.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM login_failures WHERE locked_until > ?
 		AND ((kind = ? AND login = ? AND addr = ?) OR (kind = ? AND login = '' AND addr = ?)
 		OR (kind = ? AND login = '' AND addr = ?)))`,
-		l.clock(ctx), kindPair, pk.login, pk.addr, kindAddr, ak.addr, kindNet, nk.addr).Scan(&locked)
+		l.dbc.Now(ctx).UnixNano(), kindPair, pk.login, pk.addr, kindAddr, ak.addr, kindNet, nk.addr).Scan(&locked)
 	if err != nil {
 		return false, fmt.Errorf("failed-login limiter: %w", err)
 	}
@@ -101,7 +94,7 @@ func (l *dbLimiter) failure(ctx context.Context, login, remote string) {
 	if l.rules.cfg.Disabled {
 		return
 	}
-	t, now := l.now(), l.clock(ctx)
+	t, now := l.now(), l.dbc.Now(ctx).UnixNano()
 	l.record(ctx, login, remote, now) //nolint:errcheck // best effort (see failureCounter)
 	l.mu.Lock()
 	l.sinceCap++
@@ -120,30 +113,6 @@ func (l *dbLimiter) failure(ctx context.Context, login, remote string) {
 	if trim {
 		l.trim(ctx) //nolint:errcheck // the next trim tries again
 	}
-}
-
-// clock returns the limiter's time in Unix nanoseconds: the store's clock
-// moved by the database clock's offset from it, measured once per
-// skewEvery (of real time, so that a test clock's jumps in between still
-// count). Every node then dates failures and lockouts alike, on
-// the database's clock, even when the nodes' clocks disagree. When the
-// database cannot be asked, the last offset (or none) is used.
-func (l *dbLimiter) clock(ctx context.Context) int64 {
-	l.mu.Lock()
-	skew, fresh := l.skew, !l.skewAt.IsZero() && time.Since(l.skewAt) < skewEvery
-	l.mu.Unlock()
-	if !fresh {
-		var db int64
-		t0, n0 := time.Now(), l.now()
-		if err := l.db.QueryRowContext(ctx, `SELECT `+l.db.dialect.nowNanos()).Scan(&db); err == nil {
-			rtt := time.Since(t0)
-			skew = db - n0.Add(rtt/2).UnixNano()
-			l.mu.Lock()
-			l.skew, l.skewAt = skew, time.Now()
-			l.mu.Unlock()
-		}
-	}
-	return l.now().UnixNano() + skew
 }
 
 // record counts one failure at now, in one transaction holding the

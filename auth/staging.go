@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // Staged uploads: the multipart uploads of interrupted streamed uploads,
@@ -15,37 +17,17 @@ import (
 // held by one node process (its owner) while that process sends parts or
 // continues it; the owner refreshes its heartbeat (TouchStagedUploads),
 // and a record whose owner has given no sign of life for a lease is free
-// to be claimed by another. The functions work on SQLite too (the unit
-// tests run on both); the daemon only uses them when the store is shared.
+// to be claimed by another. Progress and heartbeats are dated, and leases
+// judged, on the database's clock (sharedNow), so that a node whose clock
+// is off neither takes a live node's upload nor keeps one past its lease.
+// The functions work on SQLite too (the unit tests run on both); the
+// daemon only uses them when the store is shared.
 
-// StagedPart is one part of a staged upload.
-type StagedPart struct {
-	Number int    `json:"n"`
-	Size   int64  `json:"size"`
-	ETag   string `json:"etag"`
-}
+// StagedPart is one part of a staged upload (see authapi.StagedPart).
+type StagedPart = authapi.StagedPart
 
-// StagedUpload is one staged upload.
-type StagedUpload struct {
-	UploadID   string
-	Bucket     string
-	Key        string
-	BaseETag   string // the object it replaces ("" with BaseExists false: none)
-	BaseExists bool
-	Mtime      time.Time
-	Mode       uint32
-	// Size is the contiguous prefix staged: the sum of the sizes of Parts,
-	// numbered 1, 2, … with no gap.
-	Size  int64
-	Parts []StagedPart
-	// Owner is the process holding it, "" when none.
-	Owner string
-	// Updated is the time of its last progress (store's clock).
-	Updated time.Time
-	// Held tells, on the records read, that Owner gave a sign of life
-	// within the lease asked.
-	Held bool
-}
+// StagedUpload is one staged upload (see authapi.StagedUpload).
+type StagedUpload = authapi.StagedUpload
 
 // errStagedNotHeld says that a staged upload's record is held by another
 // owner (or gone).
@@ -64,7 +46,7 @@ func (s *Store) RecordStagedUpload(ctx context.Context, u StagedUpload) error {
 	if u.Parts == nil {
 		parts = []byte("[]")
 	}
-	now := s.now().UnixNano()
+	now := s.sharedNow(ctx).UnixNano()
 	var n int64
 	err = s.write(ctx, func() error {
 		res, err := s.db.ExecContext(ctx, `INSERT INTO staged_uploads(`+stagedColumns+`)
@@ -94,8 +76,9 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-// scanStaged reads one row of stagedColumns; lease decides Held.
-func (s *Store) scanStaged(row interface{ Scan(...any) error }, lease time.Duration) (StagedUpload, error) {
+// scanStaged reads one row of stagedColumns; a heartbeat within lease
+// of now makes it Held.
+func scanStaged(row interface{ Scan(...any) error }, now time.Time, lease time.Duration) (StagedUpload, error) {
 	var (
 		u                      StagedUpload
 		exists                 int64
@@ -109,33 +92,40 @@ func (s *Store) scanStaged(row interface{ Scan(...any) error }, lease time.Durat
 		return u, fmt.Errorf("staged upload %s: parts: %w", u.UploadID, err)
 	}
 	u.BaseExists, u.Mtime, u.Mode, u.Updated = exists != 0, fromNanos(mtime), uint32(mode), fromNanos(upd)
-	u.Held = u.Owner != "" && beat >= s.now().Add(-lease).UnixNano()
+	u.Held = u.Owner != "" && beat >= now.Add(-lease).UnixNano()
 	return u, nil
 }
 
 // StagedUploads returns every staged upload, Held telling which ones an
 // owner holds (a sign of life within lease).
 func (s *Store) StagedUploads(ctx context.Context, lease time.Duration) ([]StagedUpload, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+stagedColumns+` FROM staged_uploads ORDER BY bucket, obj_key, updated`)
+	return s.queryStaged(ctx, "list staged uploads", s.sharedNow(ctx), lease,
+		`SELECT `+stagedColumns+` FROM staged_uploads ORDER BY bucket, obj_key, updated`)
+}
+
+// queryStaged runs query (over stagedColumns) and reads its rows, now and
+// lease deciding Held; op names the call in errors.
+func (s *Store) queryStaged(ctx context.Context, op string, now time.Time, lease time.Duration, query string, args ...any) ([]StagedUpload, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, opErr("list staged uploads", err)
+		return nil, opErr(op, err)
 	}
 	defer rows.Close()
 	var out []StagedUpload
 	for rows.Next() {
-		u, err := s.scanStaged(rows, lease)
+		u, err := scanStaged(rows, now, lease)
 		if err != nil {
-			return nil, opErr("list staged uploads", err)
+			return nil, opErr(op, err)
 		}
 		out = append(out, u)
 	}
-	return out, opErr("list staged uploads", rows.Err())
+	return out, opErr(op, rows.Err())
 }
 
 // StagedUpload returns the staged upload id; ok is false when there is
 // none.
 func (s *Store) StagedUpload(ctx context.Context, id string, lease time.Duration) (_ StagedUpload, ok bool, _ error) {
-	u, err := s.scanStaged(s.db.QueryRowContext(ctx, `SELECT `+stagedColumns+` FROM staged_uploads WHERE upload_id = ?`, id), lease)
+	u, err := scanStaged(s.db.QueryRowContext(ctx, `SELECT `+stagedColumns+` FROM staged_uploads WHERE upload_id = ?`, id), s.sharedNow(ctx), lease)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, false, nil
 	}
@@ -153,7 +143,7 @@ func (s *Store) ClaimStagedUpload(ctx context.Context, id, owner string, lease t
 	if owner == "" {
 		return StagedUpload{}, false, invalid("staged upload owner", "empty")
 	}
-	now := s.now()
+	now := s.sharedNow(ctx)
 	var n int64
 	err := s.write(ctx, func() error {
 		res, err := s.db.ExecContext(ctx, `UPDATE staged_uploads SET owner = ?, heartbeat = ?
@@ -205,7 +195,7 @@ func (s *Store) TouchStagedUploads(ctx context.Context, owner string) error {
 		return nil
 	}
 	err := s.write(ctx, func() error {
-		_, err := s.db.ExecContext(ctx, `UPDATE staged_uploads SET heartbeat = ? WHERE owner = ?`, s.now().UnixNano(), owner)
+		_, err := s.db.ExecContext(ctx, `UPDATE staged_uploads SET heartbeat = ? WHERE owner = ?`, s.sharedNow(ctx).UnixNano(), owner)
 		return err
 	})
 	return opErr("touch staged uploads", err)
@@ -214,21 +204,8 @@ func (s *Store) TouchStagedUploads(ctx context.Context, owner string) error {
 // ExpiredStagedUploads returns the staged uploads with no progress for
 // idle that no owner holds (no sign of life within lease).
 func (s *Store) ExpiredStagedUploads(ctx context.Context, idle, lease time.Duration) ([]StagedUpload, error) {
-	now := s.now()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+stagedColumns+` FROM staged_uploads
+	now := s.sharedNow(ctx)
+	return s.queryStaged(ctx, "list expired staged uploads", now, lease, `SELECT `+stagedColumns+` FROM staged_uploads
 		WHERE updated < ? AND (owner = '' OR heartbeat < ?) ORDER BY updated`,
 		now.Add(-idle).UnixNano(), now.Add(-lease).UnixNano())
-	if err != nil {
-		return nil, opErr("list expired staged uploads", err)
-	}
-	defer rows.Close()
-	var out []StagedUpload
-	for rows.Next() {
-		u, err := s.scanStaged(rows, lease)
-		if err != nil {
-			return nil, opErr("list expired staged uploads", err)
-		}
-		out = append(out, u)
-	}
-	return out, opErr("list expired staged uploads", rows.Err())
 }

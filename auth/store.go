@@ -32,6 +32,9 @@ type Store struct {
 	db  *db
 	key []byte // HMAC-SHA256 key for tokens, read once at Open
 	now func() time.Time
+	// dbc reads the database's clock (PostgreSQL); nil with SQLite, whose
+	// clock is this machine's (see sharedNow).
+	dbc *dbClock
 	lim failureCounter
 	// where names the store in errors: "sqlite <path>" or
 	// "postgres <host:port>" (never a password).

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sftpgate/sftpgate/internal/authapi"
 )
 
 // Staged uploads: an interrupted upload any node of a cluster continues.
@@ -38,34 +40,12 @@ import (
 // free. Records are read, for lookups, from an index refreshed at most
 // once per attribute TTL.
 
-// StagedPart is one part of a staged upload.
-type StagedPart struct {
-	Number int
-	Size   int64
-	ETag   string
-}
+// StagedPart is one part of a staged upload (see authapi.StagedPart).
+type StagedPart = authapi.StagedPart
 
-// StagedUpload is the record of one staged upload (see StagingStore).
-type StagedUpload struct {
-	UploadID string
-	Bucket   string
-	Key      string
-	// BaseETag is the object it replaces, when BaseExists.
-	BaseETag   string
-	BaseExists bool
-	// Mtime and Mode are the metadata the upload was begun with.
-	Mtime time.Time
-	Mode  uint32
-	// Size is the contiguous prefix staged: Parts 1, 2, … added up.
-	Size  int64
-	Parts []StagedPart
-	// Owner is the process holding it, "" when none.
-	Owner string
-	// Updated is the time of its last progress.
-	Updated time.Time
-	// Held says that Owner gave a sign of life within the lease asked.
-	Held bool
-}
+// StagedUpload is the record of one staged upload (see
+// authapi.StagedUpload).
+type StagedUpload = authapi.StagedUpload
 
 // StagingStore keeps the records of staged uploads where every node of a
 // cluster reads them (the identity store, when it is PostgreSQL).
@@ -213,6 +193,15 @@ func (c *cache) stagedUnder(ctx context.Context, bucket, prefix string) map[stri
 		out[name] = dirent{name: name, kind: kindFile, info: objInfo{Key: u.Key, Size: u.Size, Mtime: u.Mtime, Mode: u.Mode}}
 	}
 	return out
+}
+
+// release lets go of the record of u, which this process holds.
+func (g *staging) release(ctx context.Context, u StagedUpload) {
+	sctx, cancel := g.ctx(ctx)
+	defer cancel()
+	if err := g.st.ReleaseStagedUpload(sctx, u.UploadID, g.owner); err != nil {
+		g.warn("cannot release a staged upload", "bucket", u.Bucket, "key", u.Key, "err", err)
+	}
 }
 
 // invalidate makes the next find read the store.

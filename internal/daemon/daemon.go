@@ -198,7 +198,7 @@ func newMountManager(ctx context.Context, cfg *config.Config, st *auth.Store, cl
 	if st.Shared() {
 		// Nodes of a cluster: an interrupted upload is resumed through
 		// any of them (fusefs/staging.go).
-		o.Staging = stagingSource{st}
+		o.Staging = st
 	}
 	o.Logger = log.With("component", "fusefs")
 	mounts, err := fusefs.NewManager(ctx, o)
