@@ -29,6 +29,19 @@ func (s *stream) draining() bool {
 	}
 }
 
+// waitDrain waits until the sender of a stream told to send no new part
+// (drain) has stopped: its parts in flight done, or cancelled after
+// drainWait.
+func (s *stream) waitDrain() {
+	select {
+	case <-s.done:
+	case <-time.After(drainWait):
+		s.cancel()
+		<-s.done
+	}
+	s.cancel()
+}
+
 // stagedState is the staged upload a local copy continues: the copy
 // holds only what was written from u.Size on (tail mode).
 type stagedState struct {
@@ -172,9 +185,7 @@ func (c *cache) handOffLocked(e *entry) bool {
 		aborting := e.aborting
 		e.deleted, e.dirty = true, false
 		c.mu.Lock()
-		if c.byKey[objKey(e.bucket, e.key)] == e {
-			delete(c.byKey, objKey(e.bucket, e.key))
-		}
+		c.unindexLocked(e)
 		c.mu.Unlock()
 		drop := e.opens == 0
 		c.wg.Add(1)
@@ -185,11 +196,7 @@ func (c *cache) handOffLocked(e *entry) bool {
 				<-ch
 			}
 			if st.claimed {
-				ctx, cancel := g.ctx(c.bg)
-				defer cancel()
-				if err := g.st.ReleaseStagedUpload(ctx, st.u.UploadID, g.owner); err != nil {
-					g.warn("cannot release a staged upload", "bucket", st.u.Bucket, "key", st.u.Key, "err", err)
-				}
+				g.release(c.bg, st.u)
 			}
 			g.invalidate()
 			if drop {
@@ -209,13 +216,7 @@ func (c *cache) handOffLocked(e *entry) bool {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		select {
-		case <-s.done:
-		case <-time.After(drainWait):
-			s.cancel()
-			<-s.done
-		}
-		s.cancel()
+		s.waitDrain()
 		size := s.rec.staged()
 		s.mu.Lock()
 		mp := s.mp
@@ -232,16 +233,10 @@ func (c *cache) handOffLocked(e *entry) bool {
 			s.abortNow()
 			return
 		}
-		ctx, cancel := g.ctx(c.bg)
-		defer cancel()
-		if err := g.st.ReleaseStagedUpload(ctx, mp.ID(), g.owner); err != nil {
-			g.warn("cannot release a staged upload", "bucket", s.bucket, "key", s.key, "err", err)
-		}
+		g.release(c.bg, StagedUpload{UploadID: mp.ID(), Bucket: s.bucket, Key: s.key})
 		g.invalidate()
 		c.mu.Lock()
-		if c.byKey[objKey(e.bucket, e.key)] == e {
-			delete(c.byKey, objKey(e.bucket, e.key))
-		}
+		c.unindexLocked(e)
 		c.mu.Unlock()
 		if !open {
 			c.drop(e)
@@ -277,7 +272,7 @@ func (v *view) stagedCopy(ctx context.Context, bucket, key string) *entry {
 		return e
 	}
 	id := newID()
-	f, err := c.root.OpenFile(dataName(id), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	f, err := createFile(c.root, c.spares, dataName(id), os.O_RDWR)
 	if err != nil {
 		c.log.Warn("cannot make a local copy for a staged upload", "bucket", bucket, "key", key, "err", err)
 		return nil
@@ -329,9 +324,7 @@ func (c *cache) abortStaged(u StagedUpload) bool {
 	}
 	if err := c.ob.st.Abort(u.Bucket, u.Key, u.UploadID); err != nil {
 		c.log.Warn("cannot abort a staged upload", "bucket", u.Bucket, "key", u.Key, "err", err)
-		if rerr := g.st.ReleaseStagedUpload(ctx, u.UploadID, g.owner); rerr != nil {
-			g.warn("cannot release a staged upload", "bucket", u.Bucket, "key", u.Key, "err", rerr)
-		}
+		g.release(c.bg, u)
 		return false
 	}
 	if err := g.st.DeleteStagedUpload(ctx, u.UploadID); err != nil {
@@ -523,11 +516,7 @@ func (e *entry) releaseStagedLocked() {
 		for _, ch := range aborting {
 			<-ch
 		}
-		ctx, cancel := c.stg.ctx(c.bg)
-		defer cancel()
-		if err := c.stg.st.ReleaseStagedUpload(ctx, st.u.UploadID, c.stg.owner); err != nil {
-			c.stg.warn("cannot release a staged upload", "bucket", st.u.Bucket, "key", st.u.Key, "err", err)
-		}
+		c.stg.release(c.bg, st.u)
 		c.stg.invalidate()
 	}()
 }

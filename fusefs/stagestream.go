@@ -105,13 +105,7 @@ func (s *stream) drained(staged int64) int64 {
 	if s == nil {
 		return staged
 	}
-	select {
-	case <-s.done:
-	case <-time.After(drainWait):
-		s.cancel()
-		<-s.done
-	}
-	s.cancel()
+	s.waitDrain()
 	r := s.rec
 	r.mu.Lock()
 	defer r.mu.Unlock()

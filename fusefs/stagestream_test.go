@@ -60,6 +60,25 @@ func waitStatSize(t *testing.T, w *workspace, name string, size int64) {
 	}
 }
 
+// resumeFrom writes data[from:] to name through w, opened without
+// truncation (a resume), and checks that the object is then data.
+func resumeFrom(t *testing.T, w *workspace, name string, data []byte, from int64) {
+	t.Helper()
+	g, err := os.OpenFile(filepath.Join(w.dir, name), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.WriteAt(data[from:], from); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("close of the upload resumed from %d: %v", from, err)
+	}
+	if got := mustGetObject(t, w.bucket, w.key(name)); !bytes.Equal(got, data) {
+		t.Fatalf("object after the resume: got %d bytes, want the %d written", len(got), len(data))
+	}
+}
+
 // checkNoUploadLeft fails when a multipart upload of key is left.
 func checkNoUploadLeft(t *testing.T, bucket, key string) {
 	t.Helper()
@@ -102,19 +121,7 @@ func TestStagedResumeStreamed(t *testing.T) {
 		t.Fatalf("object while staged: got %v, want NoSuchKey", err)
 	}
 
-	g, err := os.OpenFile(filepath.Join(a.dir, "r.bin"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.WriteAt(data[4*part:], 4*part); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Close(); err != nil {
-		t.Fatalf("close of the resumed upload through A: %v", err)
-	}
-	if got := mustGetObject(t, bucket, key); !bytes.Equal(got, data) {
-		t.Fatalf("object after the resumes: got %d bytes, want the %d written", len(got), len(data))
-	}
+	resumeFrom(t, a, "r.bin", data, 4*part)
 	for name, w := range map[string]*workspace{"A": a, "B": b} {
 		if n := w.g.counter.objectGets(bucket, key); n != 0 {
 			t.Errorf("object GETs through %s: got %d, want 0", name, n)

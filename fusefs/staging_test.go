@@ -1,7 +1,6 @@
 package fusefs_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sftpgate/sftpgate/fusefs"
-	"github.com/sftpgate/sftpgate/internal/fsapi"
 )
 
 // memStaging is a fusefs.StagingStore in memory, shared by the managers
@@ -150,37 +148,9 @@ func TestStagedUploadOtherManager(t *testing.T) {
 	data := pattern(31, 12<<20+123)
 	key := a.key("s.bin")
 
-	f, err := os.OpenFile(filepath.Join(a.dir, "s.bin"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := eventually(30*time.Second, func() error {
-		if n := st.staged(bucket, key); n < 2*part {
-			return fmt.Errorf("staged %d bytes, want %d", n, 2*part)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := fsapi.Interrupt(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatalf("close of an interrupted upload: %v", err)
-	}
+	stageThrough(t, a, st, "s.bin", data, 0, int64(len(data)), 2*part)
 	for _, w := range []*workspace{a, b} {
-		if err := eventually(10*time.Second, func() error {
-			fi, err := os.Stat(filepath.Join(w.dir, "s.bin"))
-			if err != nil || fi.Size() != 2*part {
-				return fmt.Errorf("stat: got %v, %v; want %d bytes (the staged parts)", fi, err, 2*part)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		waitStatSize(t, w, "s.bin", 2*part) // the staged parts
 	}
 	if _, err := statObject(bucket, key); !isNoSuchKey(err) {
 		t.Fatalf("object while staged: got %v, want NoSuchKey", err)
@@ -189,39 +159,13 @@ func TestStagedUploadOtherManager(t *testing.T) {
 		t.Errorf("read of the staged bytes through B: got nil, want an error (EREMOTE)")
 	}
 
-	g, err := os.OpenFile(filepath.Join(b.dir, "s.bin"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.WriteAt(data[2*part:], 2*part); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Close(); err != nil {
-		t.Fatalf("close of the resumed upload through B: %v", err)
-	}
-	if got := mustGetObject(t, bucket, key); !bytes.Equal(got, data) {
-		t.Fatalf("object after the resume: got %d bytes, want the %d written", len(got), len(data))
-	}
+	resumeFrom(t, b, "s.bin", data, 2*part)
 	if n := b.g.counter.objectGets(bucket, key); n != 0 {
 		t.Errorf("object GETs through B: got %d, want 0 (the staged parts are never downloaded)", n)
 	}
 	if n := st.staged(bucket, key); n != -1 {
 		t.Errorf("staging record after the resume: got %d bytes staged, want none", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for u := range server.Client.ListIncompleteUploads(ctx, bucket, key, false) {
-		if u.Err == nil {
-			t.Errorf("multipart upload left: %s", u.UploadID)
-		}
-	}
-	if err := eventually(10*time.Second, func() error {
-		fi, err := os.Stat(filepath.Join(a.dir, "s.bin"))
-		if err != nil || fi.Size() != int64(len(data)) {
-			return fmt.Errorf("stat through A after the resume: got %v, %v; want %d bytes", fi, err, len(data))
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
+	checkNoUploadLeft(t, bucket, key)
+	waitStatSize(t, a, "s.bin", int64(len(data)))
 }

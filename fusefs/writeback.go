@@ -298,12 +298,18 @@ func (c *cache) opened(e *entry, trunc bool) (*entry, error) {
 	return e, nil
 }
 
-// drop removes an entry and its files, whatever its state.
-func (c *cache) drop(e *entry) {
-	c.mu.Lock()
+// unindexLocked removes e from the index by key, if it is there.
+// c.mu must be held.
+func (c *cache) unindexLocked(e *entry) {
 	if c.byKey[objKey(e.bucket, e.key)] == e {
 		delete(c.byKey, objKey(e.bucket, e.key))
 	}
+}
+
+// drop removes an entry and its files, whatever its state.
+func (c *cache) drop(e *entry) {
+	c.mu.Lock()
+	c.unindexLocked(e)
 	delete(c.all, e)
 	c.mu.Unlock()
 	e.mu.Lock()
@@ -332,9 +338,7 @@ func (c *cache) forget(e *entry) {
 	e.accountLocked()
 	e.mu.Unlock()
 	c.mu.Lock()
-	if c.byKey[objKey(e.bucket, e.key)] == e {
-		delete(c.byKey, objKey(e.bucket, e.key))
-	}
+	c.unindexLocked(e)
 	c.mu.Unlock()
 	if !open {
 		c.drop(e)
@@ -354,9 +358,7 @@ func (c *cache) rekey(e *entry, bucket, key, etag string, exists bool) {
 	// so a sequential writer streams to the new key).
 	e.breakStreamLocked("renamed")
 	c.mu.Lock()
-	if c.byKey[objKey(e.bucket, e.key)] == e {
-		delete(c.byKey, objKey(e.bucket, e.key))
-	}
+	c.unindexLocked(e)
 	e.bucket, e.key = bucket, key
 	e.baseETag, e.baseExists = etag, exists
 	if !exists {
