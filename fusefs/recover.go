@@ -64,18 +64,17 @@ func (m *Manager) recoverOne(ctx context.Context, id string) {
 	var left []pendingUpload
 	staged := false
 	for _, u := range j.Uploads {
-		if m.cache.stg != nil {
-			// Recorded as staged: any node may be continuing it.
-			ok, err := m.cache.stagedElsewhere(ctx, u.ID)
-			if err != nil {
-				log.Warn("cannot tell whether an interrupted upload is staged; left alone", "err", err)
-				left = append(left, u)
-				continue
-			}
-			if ok {
-				staged = true
-				continue
-			}
+		// Recorded as staged (never without Options.Staging): any node may
+		// be continuing it.
+		ok, err := m.cache.stagedElsewhere(ctx, u.ID)
+		if err != nil {
+			log.Warn("cannot tell whether an interrupted upload is staged; left alone", "err", err)
+			left = append(left, u)
+			continue
+		}
+		if ok {
+			staged = true
+			continue
 		}
 		if err := m.ob.st.Abort(u.Bucket, u.Key, u.ID); err != nil {
 			log.Warn("cannot abort an interrupted multipart upload", "err", err)
